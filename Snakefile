@@ -1,0 +1,27 @@
+# tomlab: theory of mind in language models, reproduced and stress-tested.
+#   snakemake --cores all                                    # embedded model, generated stories
+#   snakemake --configfile config/bigtom.yaml --config bigtom_csv=PATH --cores all
+import os
+
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/probing.smk"
+include: "workflow/rules/bench.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        html=rules.report.output.html,
+        pdf=rules.report.output.pdf,

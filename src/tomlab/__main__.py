@@ -1,0 +1,5 @@
+import sys
+
+from tomlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""The whole Snakemake DAG on config/smoke.yaml (tiny random model), into a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500)
+
+
+def test_snakemake_lint_is_clean():
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_dry_run_plans_the_default_dag():
+    proc = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--forceall"], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rule in ("raw_stories", "bigtom_conditions", "extract_activations", "probe", "report"):
+        assert rule in proc.stdout
+
+
+def test_bad_config_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("split:\n  mode: by_coin_flip\n")
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(bad), "-n")
+    assert proc.returncode != 0
+    assert "by_coin_flip" in proc.stdout + proc.stderr
+
+
+def test_bigtom_source_without_file_is_a_clear_error(tmp_path):
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/bigtom.yaml"), "-n")
+    assert proc.returncode != 0
+    assert "bigtom_csv" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_whole_dag_on_smoke_config(tmp_path):
+    config = str(REPO / "config/smoke.yaml")
+    proc = _snakemake(tmp_path, "--configfile", config)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    res = tmp_path / "results"
+    html = (res / "report/index.html").read_text(encoding="utf-8")
+    assert "Probing" in html and "data:image/png;base64" in html
+    assert (res / "report/index.pdf").read_bytes().startswith(b"%PDF")
+
+    setup = json.loads((res / "setup.json").read_text())
+    assert setup["model"]["name"] == "random:llama" and setup["data"]["n_stories"] == 24
+    heads = pd.read_parquet(res / "probing/attn_out/heads.parquet")
+    assert set(heads["target"]) == {"oracle", "protagonist", "joint"}
+    assert len(heads) == 3 * 2 * 4  # targets x layers x heads of the smoke model
+    assert heads["val_acc"].between(0, 1).all()
+    for kind in ("accuracy", "selectivity"):
+        for ext in ("png", "svg"):
+            assert (res / f"figures/probing_head_z_{kind}.{ext}").stat().st_size > 0
+    bench = json.loads((res / "bench/probing.json").read_text())
+    assert {"speedup", "max_acc_gap"} <= set(bench)
+
+    # A second run has nothing to do.
+    again = _snakemake(tmp_path, "--configfile", config)
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # A reviewer reruns one step: only that step runs.
+    acts_mtime = (res / "activations/attn_out.npy").stat().st_mtime_ns
+    heads_mtime = (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns
+    one = _snakemake(tmp_path, "--configfile", config, "results/probing/attn_out/heads.parquet", "--forcerun", "probe")
+    assert one.returncode == 0, one.stderr[-4000:]
+    assert (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
+    assert (res / "activations/attn_out.npy").stat().st_mtime_ns == acts_mtime

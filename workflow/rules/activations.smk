@@ -1,0 +1,20 @@
+# Per-head activations at the last token, for every configured capture site, in one pass.
+rule extract_activations:
+    input:
+        samples=rules.probe_samples.output.samples,
+        model=rules.prepare_model.output.info,
+    output:
+        acts=expand("results/activations/{site}.npy", site=SITES),
+    params:
+        model=MODEL_JSON,
+        sites=" ".join(SITES),
+        batch_size=config["activations"]["batch_size"],
+        out_dir="results/activations",
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    log:
+        "results/logs/extract_activations.log",
+    shell:
+        "tomlab --threads {threads} extract --model-json {params.model:q} --samples {input.samples:q}"
+        " --sites {params.sites} --batch-size {params.batch_size} --out-dir {params.out_dir:q} > {log:q} 2>&1"

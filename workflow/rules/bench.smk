@@ -1,0 +1,42 @@
+# Benchmarks (not tests): batched vs reference probing, batched vs one-at-a-time extraction.
+# Each takes every core so that nothing else runs beside it while it is timed.
+rule bench_probing:
+    input:
+        acts=f"results/activations/{SITES[0]}.npy",
+        samples=rules.probe_samples.output.samples,
+        split=rules.split.output.split,
+    output:
+        json="results/bench/probing.json",
+    params:
+        target=config["bench"]["probing_target"],
+        C=config["probing"]["C_binary"],
+        max_iter=config["probing"]["max_iter"],
+    threads: workflow.cores
+    log:
+        "results/logs/bench_probing.log",
+    shell:
+        "tomlab --threads {threads} bench probing --activations {input.acts:q} --samples {input.samples:q}"
+        " --split {input.split:q} --target {params.target} --C {params.C} --max-iter {params.max_iter}"
+        " --out {output.json:q} > {log:q} 2>&1"
+
+
+rule bench_extract:
+    input:
+        samples=rules.probe_samples.output.samples,
+        model=rules.prepare_model.output.info,
+    output:
+        json="results/bench/extract.json",
+    params:
+        model=MODEL_JSON,
+        sites=" ".join(SITES),
+        n_prompts=config["bench"]["extract_prompts"],
+        batch_size=config["bench"]["extract_batch_size"],
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    log:
+        "results/logs/bench_extract.log",
+    shell:
+        "tomlab --threads {threads} bench extract --model-json {params.model:q} --samples {input.samples:q}"
+        " --sites {params.sites} --n-prompts {params.n_prompts} --batch-size {params.batch_size}"
+        " --out {output.json:q} > {log:q} 2>&1"

@@ -1,0 +1,71 @@
+# Stories: generated from tomlab's own templates, or the real BigToM file; then BigToM's 25 conditions.
+if config["stories"]["source"] == "bigtom":
+
+    rule raw_stories:
+        input:
+            csv=config["bigtom_csv"],
+        output:
+            csv="results/data/raw_stories.csv",
+        log:
+            "results/logs/raw_stories.log",
+        shell:
+            "tomlab import-bigtom --csv {input.csv:q} --out {output.csv:q} > {log:q} 2>&1"
+
+else:
+
+    rule raw_stories:
+        output:
+            csv="results/data/raw_stories.csv",
+        params:
+            n=config["stories"]["n"],
+            seed=config["stories"]["seed"],
+        log:
+            "results/logs/raw_stories.log",
+        shell:
+            "tomlab generate-stories --n {params.n} --seed {params.seed} --out {output.csv:q} > {log:q} 2>&1"
+
+
+rule bigtom_conditions:
+    input:
+        csv=rules.raw_stories.output.csv,
+    output:
+        conditions=directory("results/data/conditions"),
+    log:
+        "results/logs/bigtom_conditions.log",
+    shell:
+        "tomlab bigtom-conditions --csv {input.csv:q} --out {output.conditions:q} > {log:q} 2>&1"
+
+
+rule probe_samples:
+    input:
+        conditions=rules.bigtom_conditions.output.conditions,
+    output:
+        samples="results/data/probe_samples.parquet",
+    params:
+        eval_fraction=config["split"]["eval_fraction"],
+        max_stories=(
+            f"--max-stories {config['activations']['max_stories']}"
+            if config["activations"]["max_stories"]
+            else ""
+        ),
+    log:
+        "results/logs/probe_samples.log",
+    shell:
+        "tomlab probe-samples --conditions {input.conditions:q} --eval-fraction {params.eval_fraction}"
+        " {params.max_stories} --out {output.samples:q} > {log:q} 2>&1"
+
+
+rule split:
+    input:
+        samples=rules.probe_samples.output.samples,
+    output:
+        split="results/data/split.parquet",
+    params:
+        val_fraction=config["split"]["val_fraction"],
+        mode=config["split"]["mode"],
+        seed=config["split"]["seed"],
+    log:
+        "results/logs/split.log",
+    shell:
+        "tomlab split --samples {input.samples:q} --val-fraction {params.val_fraction}"
+        " --mode {params.mode} --seed {params.seed} --out {output.split:q} > {log:q} 2>&1"

@@ -1,0 +1,63 @@
+# Probes per head and per layer (with shuffled-label controls), the lexical baseline, the heatmaps.
+rule probe:
+    input:
+        acts="results/activations/{site}.npy",
+        samples=rules.probe_samples.output.samples,
+        split=rules.split.output.split,
+    output:
+        heads="results/probing/{site}/heads.parquet",
+        layers="results/probing/{site}/layers.parquet",
+        top="results/probing/{site}/top_heads.csv",
+    wildcard_constraints:
+        site="|".join(SITES),
+    params:
+        C_binary=config["probing"]["C_binary"],
+        C_joint=config["probing"]["C_joint"],
+        max_iter=config["probing"]["max_iter"],
+        seed=config["probing"]["seed"],
+        top_k=config["probing"]["top_k"],
+    threads: 2
+    log:
+        "results/logs/probe_{site}.log",
+    shell:
+        "tomlab --threads {threads} probe --activations {input.acts:q} --samples {input.samples:q}"
+        " --split {input.split:q} --C-binary {params.C_binary} --C-joint {params.C_joint}"
+        " --max-iter {params.max_iter} --seed {params.seed} --top-k {params.top_k}"
+        " --out-heads {output.heads:q} --out-layers {output.layers:q} --out-top {output.top:q} > {log:q} 2>&1"
+
+
+rule lexical_baseline:
+    input:
+        samples=rules.probe_samples.output.samples,
+        split=rules.split.output.split,
+    output:
+        lexical="results/probing/lexical.parquet",
+    params:
+        C_binary=config["probing"]["C_binary"],
+        C_joint=config["probing"]["C_joint"],
+        max_iter=config["probing"]["max_iter"],
+    log:
+        "results/logs/lexical_baseline.log",
+    shell:
+        "tomlab lexical --samples {input.samples:q} --split {input.split:q} --C-binary {params.C_binary}"
+        " --C-joint {params.C_joint} --max-iter {params.max_iter} --out {output.lexical:q} > {log:q} 2>&1"
+
+
+rule plot_probing:
+    input:
+        heads=rules.probe.output.heads,
+    output:
+        accuracy_png="results/figures/probing_{site}_accuracy.png",
+        accuracy_svg="results/figures/probing_{site}_accuracy.svg",
+        selectivity_png="results/figures/probing_{site}_selectivity.png",
+        selectivity_svg="results/figures/probing_{site}_selectivity.svg",
+    wildcard_constraints:
+        site="|".join(SITES),
+    params:
+        accuracy="results/figures/probing_{site}_accuracy",
+        selectivity="results/figures/probing_{site}_selectivity",
+    log:
+        "results/logs/plot_probing_{site}.log",
+    shell:
+        "tomlab plot-probing --heads {input.heads:q} --site {wildcards.site} --accuracy {params.accuracy:q}"
+        " --selectivity {params.selectivity:q} > {log:q} 2>&1"
