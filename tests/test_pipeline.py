@@ -85,7 +85,8 @@ def test_whole_dag_on_smoke_config(tmp_path):
     # A reviewer reruns one step: only that step runs.
     acts_mtime = (res / "activations/attn_out.npy").stat().st_mtime_ns
     heads_mtime = (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns
-    one = _snakemake(tmp_path, "--configfile", config, "results/probing/attn_out/heads.parquet", "--forcerun", "probe")
+    # (targets before --configfile, which takes several values)
+    one = _snakemake(tmp_path, "results/probing/attn_out/heads.parquet", "--forcerun", "probe", "--configfile", config)
     assert one.returncode == 0, one.stderr[-4000:]
     assert (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
     assert (res / "activations/attn_out.npy").stat().st_mtime_ns == acts_mtime

@@ -438,3 +438,16 @@ def test_render_builtin_failing_chunk_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(R.ReportRenderError, match=r"index\.qmd:\d+ \(chunk 'setup'\).*FileNotFoundError"):
         R.render_report(REPORT_SRC, results, out / "index.html", out / "index.pdf", engine="builtin")
     assert list(out.iterdir()) == []
+
+
+def test_commentary_explains_joint_success_without_protagonist(strong: Path) -> None:
+    assert "exclusive-or" not in R.commentary_probing(strong, "attn_out")
+    path = strong / "probing" / "attn_out" / "heads.parquet"
+    heads = pd.read_parquet(path)
+    protagonist = heads["target"] == "protagonist"
+    heads.loc[protagonist, "val_acc"] = 0.5
+    heads.loc[protagonist, "selectivity"] = heads.loc[protagonist, "val_acc"] - heads.loc[protagonist, "control_acc"]
+    heads.to_parquet(path, index=False)
+    text = R.commentary_probing(strong, "attn_out")
+    assert "exclusive-or" in text
+    assert "clearly above its chance level of 0.25" in text

@@ -577,6 +577,17 @@ def commentary_probing(results: str | os.PathLike[str], site: str, margin: float
                 f"({detail}); the evidence is weak."
             )
 
+    if "joint" in stats and "protagonist" in stats and clear(stats["joint"]) and not clear(stats["protagonist"]):
+        paras.append(
+            "The joint probe succeeds where the binary protagonist probe does not. That is no contradiction: "
+            "the protagonist label is the exclusive-or of the oracle label and the story version (the "
+            "protagonist believes the true statement in the true-belief story and the false one in the "
+            "false-belief story). If a head encodes the statement's truth and the story version along separate "
+            "directions, no single hyperplane separates the protagonist label, while each of the four joint "
+            "classes can still be cut off linearly. A high joint accuracy therefore shows that both ingredients "
+            "are present, not that the head carries a direction for the protagonist's belief."
+        )
+
     split = str(_get((setup or {}).get("data"), "split_mode", "unknown"))
     if split == "by_story":
         paras.append(

@@ -9,10 +9,12 @@ rule extract_activations:
         model=MODEL_JSON,
         sites=" ".join(SITES),
         batch_size=config["activations"]["batch_size"],
-        out_dir="results/activations",
+        out_dir=lambda wildcards, output: os.path.dirname(output.acts[0]),
     threads: workflow.cores
     resources:
         gpu=GPUS,
+    conda:
+        ENV
     log:
         "results/logs/extract_activations.log",
     shell:

@@ -12,6 +12,8 @@ rule bench_probing:
         C=config["probing"]["C_binary"],
         max_iter=config["probing"]["max_iter"],
     threads: workflow.cores
+    conda:
+        ENV
     log:
         "results/logs/bench_probing.log",
     shell:
@@ -34,6 +36,8 @@ rule bench_extract:
     threads: workflow.cores
     resources:
         gpu=GPUS,
+    conda:
+        ENV
     log:
         "results/logs/bench_extract.log",
     shell:

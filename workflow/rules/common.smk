@@ -16,6 +16,7 @@ if config["stories"]["source"] == "bigtom" and not config.get("bigtom_csv"):
 if config.get("bigtom_csv") and not Path(config["bigtom_csv"]).is_file():
     raise ValueError(f"config key 'bigtom_csv': no such file: {config['bigtom_csv']}")
 
+ENV = "../envs/tomlab.yaml"  # relative to the rule files
 SITES = config["activations"]["sites"]
 REPORT_DIR = Path(workflow.basedir) / "report"
 REPORT_SOURCES = sorted(

@@ -6,6 +6,8 @@ if config["stories"]["source"] == "bigtom":
             csv=config["bigtom_csv"],
         output:
             csv="results/data/raw_stories.csv",
+        conda:
+            ENV
         log:
             "results/logs/raw_stories.log",
         shell:
@@ -19,6 +21,8 @@ else:
         params:
             n=config["stories"]["n"],
             seed=config["stories"]["seed"],
+        conda:
+            ENV
         log:
             "results/logs/raw_stories.log",
         shell:
@@ -30,6 +34,8 @@ rule bigtom_conditions:
         csv=rules.raw_stories.output.csv,
     output:
         conditions=directory("results/data/conditions"),
+    conda:
+        ENV
     log:
         "results/logs/bigtom_conditions.log",
     shell:
@@ -48,6 +54,8 @@ rule probe_samples:
             if config["activations"]["max_stories"]
             else ""
         ),
+    conda:
+        ENV
     log:
         "results/logs/probe_samples.log",
     shell:
@@ -64,6 +72,8 @@ rule split:
         val_fraction=config["split"]["val_fraction"],
         mode=config["split"]["mode"],
         seed=config["split"]["seed"],
+    conda:
+        ENV
     log:
         "results/logs/split.log",
     shell:

@@ -6,6 +6,8 @@ rule prepare_model:
         model=MODEL_JSON,
     resources:
         gpu=GPUS,
+    conda:
+        ENV
     log:
         "results/logs/prepare_model.log",
     shell:

@@ -17,6 +17,8 @@ rule probe:
         seed=config["probing"]["seed"],
         top_k=config["probing"]["top_k"],
     threads: 2
+    conda:
+        ENV
     log:
         "results/logs/probe_{site}.log",
     shell:
@@ -36,6 +38,8 @@ rule lexical_baseline:
         C_binary=config["probing"]["C_binary"],
         C_joint=config["probing"]["C_joint"],
         max_iter=config["probing"]["max_iter"],
+    conda:
+        ENV
     log:
         "results/logs/lexical_baseline.log",
     shell:
@@ -54,8 +58,10 @@ rule plot_probing:
     wildcard_constraints:
         site="|".join(SITES),
     params:
-        accuracy="results/figures/probing_{site}_accuracy",
-        selectivity="results/figures/probing_{site}_selectivity",
+        accuracy=lambda wildcards, output: os.path.splitext(output.accuracy_png)[0],
+        selectivity=lambda wildcards, output: os.path.splitext(output.selectivity_png)[0],
+    conda:
+        ENV
     log:
         "results/logs/plot_probing_{site}.log",
     shell:

@@ -10,6 +10,8 @@ rule setup_summary:
     params:
         config=CONFIG_JSON,
         config_hash=CONFIG_HASH,
+    conda:
+        ENV
     log:
         "results/logs/setup_summary.log",
     shell:
@@ -35,9 +37,11 @@ rule report:
         html="results/report/index.html",
         pdf="results/report/index.pdf",
     params:
-        source=str(REPORT_DIR),
-        results="results",
+        source=lambda wildcards, input: os.path.dirname(input.sources[0]),
+        results=lambda wildcards, input: os.path.dirname(input.setup),
         engine=config["report"]["engine"],
+    conda:
+        ENV
     log:
         "results/logs/report.log",
     shell:
