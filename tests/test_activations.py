@@ -114,3 +114,17 @@ def test_split_stories_halves_like_the_original():
     assert ev.tolist() == list(range(100)) and probe.tolist() == list(range(100, 200))
     with pytest.raises(ValueError):
         split_stories(10, 1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_extraction_matches_cpu():
+    from tests.conftest import TINY
+    from tomlab.models import load_model
+
+    cpu = load_model("random:llama", dtype="float32", device="cpu", random_config=TINY, seed=0)
+    gpu = load_model("random:llama", dtype="float32", device="cuda", random_config=TINY, seed=0)
+    gpu.model.load_state_dict(cpu.model.state_dict())  # same weights on both devices
+    a = extract_activations(cpu, PROMPTS, batch_size=3, progress=False)
+    b = extract_activations(gpu, PROMPTS, batch_size=3, progress=False)
+    for site in a:
+        np.testing.assert_allclose(a[site], b[site], atol=5e-3)

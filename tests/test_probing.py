@@ -352,6 +352,21 @@ def test_probe_layers_shapes(planted: tuple[np.ndarray, pd.DataFrame, np.ndarray
     np.testing.assert_allclose(layers["selectivity"], layers["val_acc"] - layers["control_acc"])
 
 
+def test_probe_layers_wide_matches_sklearn() -> None:
+    """H*D > n_train takes the row-space reduction; accuracies must equal plain sklearn's."""
+    acts, meta = synthetic_activations(n_stories=30, n_layers=2, n_heads=8, dim=20, seed=3)
+    is_val = split_train_val(meta, 0.25, "by_story", seed=1)
+    layers = probe_layers(acts, meta, is_val, targets=("oracle", "joint"), progress=False)
+    flat = acts.astype(np.float64).reshape(len(meta), 2, -1)
+    for target, C in (("oracle", 10.0), ("joint", 1.0)):
+        y = meta[target].to_numpy()
+        for layer in range(2):
+            ref = _reference(flat[~is_val, layer], y[~is_val], C)
+            row = layers[(layers["target"] == target) & (layers["layer"] == layer)].iloc[0]
+            assert row["val_acc"] == pytest.approx(ref.score(flat[is_val, layer], y[is_val]), abs=0.02)
+            assert row["train_acc"] == pytest.approx(ref.score(flat[~is_val, layer], y[~is_val]), abs=0.02)
+
+
 def test_probe_rejects_bad_inputs(planted: tuple[np.ndarray, pd.DataFrame, np.ndarray]) -> None:
     acts, meta, is_val = planted
     with pytest.raises(ValueError):
@@ -422,7 +437,13 @@ def test_bench_probing_small() -> None:
         "mean_acc_gap",
         "target",
         "torch_threads",
+        "batched_tol",
+        "sklearn_tol",
+        "sklearn_max_iter",
+        "sklearn_not_converged",
+        "device",
     }
+    assert out["sklearn_not_converged"] == 0 and out["sklearn_max_iter"] == 1000
     assert out["n_probes"] == 6 and out["dim"] == 8 and out["target"] == "oracle"
     assert out["n_train"] + out["n_val"] == 160
     assert out["batched_seconds"] > 0 and out["sklearn_seconds"] > 0
@@ -445,3 +466,10 @@ def test_cuda_matches_cpu(n_classes: int) -> None:
     gpu = BatchedLogisticRegression(C=5.0, max_iter=100, device="cuda").fit(x, y)
     np.testing.assert_allclose(gpu.coef_, cpu.coef_, atol=1e-6)
     np.testing.assert_array_equal(gpu.predict(x), cpu.predict(x))
+
+
+def test_bench_probing_counts_reference_fits_stopped_early() -> None:
+    acts, meta = synthetic_activations(n_stories=40, n_layers=1, n_heads=2, dim=8, seed=1)
+    is_val = split_train_val(meta, 0.25, "by_story", seed=0)
+    out = bench_probing(acts, meta, is_val, target="oracle", C=10.0, sklearn_max_iter=1, sklearn_tol=1e-12)
+    assert out["sklearn_not_converged"] == 2 and out["sklearn_max_iter"] == 1

@@ -204,7 +204,10 @@ def cmd_bench_probing(args: argparse.Namespace) -> None:
     samples = pd.read_parquet(args.samples)
     acts = np.load(args.activations, mmap_mode="r")
     is_val = _load_split(samples, args.split)
-    result = bench_probing(acts, samples, is_val, target=args.target, C=args.C, max_iter=args.max_iter)
+    result = bench_probing(
+        acts, samples, is_val, target=args.target, C=args.C, max_iter=args.max_iter,
+        sklearn_tol=args.sklearn_tol, sklearn_max_iter=args.sklearn_max_iter, device=args.device,
+    )
     result.update({"activations": str(args.activations), "target_speedup": 20.0, "target_max_acc_gap": 0.01})
     result["target_met"] = bool(result["speedup"] >= 20.0 and result["max_acc_gap"] <= 0.01)
     io.write_json(args.out, result)
@@ -335,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="oracle")
     p.add_argument("--C", type=float, default=10.0)
     p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--sklearn-tol", type=float, default=1e-8,
+                   help="tolerance of the scikit-learn reference; tight, so both paths reach the optimum")
+    p.add_argument("--sklearn-max-iter", type=int, default=10000)
+    p.add_argument("--device", default="cpu", help="where the batched probes run (cpu, cuda)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_probing)
 
