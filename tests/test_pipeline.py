@@ -90,3 +90,17 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert one.returncode == 0, one.stderr[-4000:]
     assert (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
     assert (res / "activations/attn_out.npy").stat().st_mtime_ns == acts_mtime
+
+
+def test_bigtom_config_plans_the_dag_on_the_real_file(tmp_path, bigtom_csv):
+    proc = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/bigtom.yaml"),
+                      "--config", f"bigtom_csv={bigtom_csv}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "import-bigtom" in proc.stdout or "raw_stories" in proc.stdout
+
+
+def test_paper_config_requests_a_gpu(tmp_path):
+    proc = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/paper.yaml"), "-p")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mistralai/Mistral-7B-Instruct-v0.2" in proc.stdout
+    assert "gpu=1" in proc.stdout

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,19 +142,13 @@ def _row_problem(fields: Sequence[object]) -> str | None:
 # raw files
 
 
-def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Parse a raw BigToM file strictly.
+def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(first line, fields)`` for each non-blank ``;``-separated record of ``path``.
 
-    Rows must have exactly 19 fields (17 content fields and 2 bookkeeping fields) or exactly 17;
-    every content field must be non-empty, and the story must be exactly five sentences, each
-    ending in ``.`` (``story.split(".")`` gives five non-empty parts and a final empty string).
-    Blank lines are allowed only at the end of the file.
-
-    Returns a frame with the :data:`RAW_FIELDS` columns plus ``story_id`` (0-based row index in
-    file order).  Raises :class:`BigToMFormatError` naming the file and 1-based line otherwise.
+    Line numbers are 1-based and count physical lines, so a quoted field spanning lines is
+    placed where its record starts.  Blank lines are allowed only at the end of the file; CSV
+    and encoding errors become :class:`BigToMFormatError` naming the file and line.
     """
-    path = Path(path)
-    records: list[list[str]] = []
     pending_blank: int | None = None  # first line of a run of blank lines not yet followed by data
     line = 1  # 1-based line on which the next record starts
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -164,7 +158,7 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
             try:
                 row = next(reader)
             except StopIteration:
-                break
+                return
             except csv.Error as exc:
                 raise BigToMFormatError(path, max(reader.line_num, start), f"CSV error: {exc}") from exc
             except UnicodeDecodeError as exc:
@@ -178,10 +172,27 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
                 raise BigToMFormatError(
                     path, pending_blank, "blank line inside the file (only trailing blank lines are allowed)"
                 )
-            problem = _row_problem(row)
-            if problem is not None:
-                raise BigToMFormatError(path, start, problem)
-            records.append(row[: len(RAW_FIELDS)])
+            yield start, row
+
+
+def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Parse a raw BigToM file strictly.
+
+    Rows must have exactly 19 fields (17 content fields and 2 bookkeeping fields) or exactly 17;
+    every content field must be non-empty, and the story must be exactly five sentences, each
+    ending in ``.`` (``story.split(".")`` gives five non-empty parts and a final empty string).
+    Blank lines are allowed only at the end of the file.
+
+    Returns a frame with the :data:`RAW_FIELDS` columns plus ``story_id`` (0-based row index in
+    file order).  Raises :class:`BigToMFormatError` naming the file and 1-based line otherwise.
+    """
+    path = Path(path)
+    records: list[list[str]] = []
+    for start, row in _records(path):
+        problem = _row_problem(row)
+        if problem is not None:
+            raise BigToMFormatError(path, start, problem)
+        records.append(row[: len(RAW_FIELDS)])
     if not records:
         raise BigToMFormatError(path, 1, "the file contains no stories")
     frame = pd.DataFrame(records, columns=list(RAW_FIELDS), dtype=object)
@@ -332,28 +343,10 @@ def read_condition(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     records: list[list[str]] = []
-    pending_blank: int | None = None
-    line = 1
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter=";")
-        while True:
-            start = line
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise BigToMFormatError(path, start, f"cannot parse: {exc}") from exc
-            line = reader.line_num + 1
-            if not row:
-                if pending_blank is None:
-                    pending_blank = start
-                continue
-            if pending_blank is not None:
-                raise BigToMFormatError(path, pending_blank, "blank line inside the file")
-            if len(row) != len(CONDITION_COLUMNS):
-                raise BigToMFormatError(
-                    path, start, f"expected {len(CONDITION_COLUMNS)} ';'-separated fields, found {len(row)}"
-                )
-            records.append(row)
+    for start, row in _records(path):
+        if len(row) != len(CONDITION_COLUMNS):
+            raise BigToMFormatError(
+                path, start, f"expected {len(CONDITION_COLUMNS)} ';'-separated fields, found {len(row)}"
+            )
+        records.append(row)
     return pd.DataFrame(records, columns=list(CONDITION_COLUMNS), dtype=object)
