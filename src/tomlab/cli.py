@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ def _model_cfg(args: argparse.Namespace) -> dict[str, Any]:
         cfg["name"] = args.model
     if "name" not in cfg:
         raise SystemExit("tomlab: give the model with --model NAME or --model-json '{\"name\": ...}'")
+    if not cfg.get("allow_download", False):
+        os.environ["HF_HUB_OFFLINE"] = "1"  # this process only: nothing may reach a model hub
     return cfg
 
 
