@@ -473,3 +473,14 @@ def test_bench_probing_counts_reference_fits_stopped_early() -> None:
     is_val = split_train_val(meta, 0.25, "by_story", seed=0)
     out = bench_probing(acts, meta, is_val, target="oracle", C=10.0, sklearn_max_iter=1, sklearn_tol=1e-12)
     assert out["sklearn_not_converged"] == 2 and out["sklearn_max_iter"] == 1
+
+
+def test_head_groups_puts_layer_times_heads_plus_head_first() -> None:
+    from tomlab.probing import head_groups
+
+    acts = np.arange(2 * 3 * 4 * 5, dtype=np.float16).reshape(2, 3, 4, 5)  # N, L, H, D
+    groups = head_groups(acts, np.float64)
+    assert groups.shape == (12, 2, 5) and groups.dtype == np.float64
+    for layer in range(3):
+        for head in range(4):
+            np.testing.assert_array_equal(groups[layer * 4 + head], acts[:, layer, head, :])

@@ -268,20 +268,19 @@ def build_random_model(
         cfg = AutoConfig.for_model(family, **kwargs)
     except ValueError as err:
         raise ModelLoadError(f"cannot build a random model of family {family!r}: {err}") from err
-    with _seeded(seed), torch.device(device or "cpu"):
+    with seeded(seed, device), torch.device(device or "cpu"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     return model, tokenizer
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch inside the block and restore the global generator afterwards."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Seed torch inside the block; the global RNG states (CPU and a CUDA ``device``) come back after."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
         yield
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def _head_geometry(config: Any) -> tuple[int, int, int]:

@@ -781,6 +781,16 @@ def shuffled_labels(y_train: np.ndarray, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+def head_groups(acts: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """Regroup activations (N, L, H, D) into one probing problem per head: (L*H, N, D).
+
+    Group ``g`` is layer ``g // H``, head ``g % H``; ``dtype`` optionally casts the result.
+    """
+    n, n_layers, n_heads, d = np.shape(acts)
+    grouped = np.ascontiguousarray(np.moveaxis(np.asarray(acts), 0, 2), dtype=dtype)
+    return grouped.reshape(n_layers * n_heads, n, d)
+
+
 def _target_labels(meta: pd.DataFrame, target: str) -> tuple[np.ndarray, int]:
     if target not in meta.columns:
         raise ValueError(f"target {target!r} is not a column of meta (known targets: {', '.join(TARGETS)})")
@@ -856,7 +866,7 @@ def probe_heads(
     """
     is_val = _check_split(acts, meta, is_val)
     n, n_layers, n_heads, d = acts.shape
-    groups = np.ascontiguousarray(np.moveaxis(np.asarray(acts), 0, 2)).reshape(n_layers * n_heads, n, d)
+    groups = head_groups(acts)
     x_train, x_val = groups[:, ~is_val], groups[:, is_val]
     n_train, n_val = int((~is_val).sum()), int(is_val.sum())
     labels = {t: _target_labels(meta, t) for t in targets}
@@ -1130,7 +1140,7 @@ def bench_probing(
     """
     is_val = _check_split(acts, meta, is_val)
     n, n_layers, n_heads, d = acts.shape
-    groups = np.ascontiguousarray(np.moveaxis(np.asarray(acts), 0, 2)).reshape(n_layers * n_heads, n, d)
+    groups = head_groups(acts)
     x_train = groups[:, ~is_val].astype(np.float64)
     x_val = groups[:, is_val].astype(np.float64)
     y, _ = _target_labels(meta, target)

@@ -1,0 +1,510 @@
+"""Behavioural BigToM evaluation: two-option items, answer parsing, log-likelihood scoring, accuracy.
+
+Evaluation follows Zhu, Zhang & Wang (ICML 2024): it uses the *evaluation split* of the stories
+(the first part, see :func:`tomlab.activations.split_stories`), never the stories that probes are
+fitted on.  Each story gives one item per task (``forward_belief``, ``forward_action``,
+``backward_belief``) and condition (``true_belief``, ``false_belief``, ``true_control``,
+``false_control``), from the init-0 condition files.
+
+Two ways of scoring a model:
+
+* generation: :func:`score_generation` sends every prompt to a ``generate`` callable (a list of
+  prompts in, a list of completion strings out) and reads the chosen letter with
+  :func:`parse_answer`;
+* log-likelihood: :func:`option_logprobs` compares the summed log-probabilities of the two options'
+  texts as continuations of the prompt.
+
+:func:`accuracy_table` then reports accuracy per (task, condition) with percentile-bootstrap
+confidence intervals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tomlab.activations import split_stories
+from tomlab.data import read_condition
+from tomlab.models import LoadedModel
+
+__all__ = [
+    "EVAL_TASKS",
+    "EVAL_CONDITIONS",
+    "EVAL_INIT",
+    "INSTRUCTION",
+    "ITEM_COLUMNS",
+    "make_prompt",
+    "build_items",
+    "parse_answer",
+    "score_generation",
+    "option_logprobs",
+    "accuracy_table",
+    "bootstrap_ci",
+]
+
+EVAL_TASKS: tuple[str, ...] = ("forward_belief", "forward_action", "backward_belief")
+EVAL_CONDITIONS: tuple[str, ...] = ("true_belief", "false_belief", "true_control", "false_control")
+EVAL_INIT = 0
+
+INSTRUCTION = (
+    "Read the story below and answer the question about it by picking one of the two options, "
+    "replying with the letter a or b."
+)
+"""The one-line instruction that opens every evaluation prompt."""
+
+ITEM_COLUMNS: tuple[str, ...] = (
+    "item_id", "story_id", "task", "condition", "story", "question", "correct", "wrong",
+    "option_a", "option_b", "answer_letter", "prompt",
+)
+
+_INVALID = "invalid"
+
+
+# ---------------------------------------------------------------------------------------------
+# items
+
+
+def make_prompt(story: str, question: str, option_a: str, option_b: str) -> str:
+    """The evaluation prompt: :data:`INSTRUCTION`, then story, question and the two options."""
+    return (
+        f"{INSTRUCTION}\n"
+        f"Story: {story}\nQuestion: {question}\nChoose one of the following:\n"
+        f"a) {option_a}\nb) {option_b}\nAnswer:"
+    )
+
+
+def _correct_is_b(seed: int, story_id: int, task: str, condition: str) -> bool:
+    """Whether the correct answer goes in slot b: one bit of a hash of (seed, story, task, condition)."""
+    key = f"tomlab-eval|{int(seed)}|{int(story_id)}|{task}|{condition}".encode()
+    return bool(hashlib.sha256(key).digest()[0] & 1)
+
+
+def build_items(
+    conditions_dir: str | os.PathLike[str],
+    *,
+    eval_fraction: float = 0.5,
+    tasks: Sequence[str] = EVAL_TASKS,
+    conditions: Sequence[str] = EVAL_CONDITIONS,
+    init: int = EVAL_INIT,
+    seed: int = 0,
+    max_stories: int | None = None,
+) -> pd.DataFrame:
+    """The two-option evaluation items of the stories in the evaluation split.
+
+    Reads ``conditions_dir/{init}_{task}_{condition}/stories.csv`` for every task and condition;
+    all files must have the same number of stories ``n``; the evaluation stories are the first
+    ``int(n * eval_fraction)`` (``max_stories`` keeps only the first of those).  One row per
+    (task, condition, story), in that nesting order, with the columns of :data:`ITEM_COLUMNS`:
+    ``item_id`` is ``"{story_id}/{task}/{condition}"``; ``answer_letter`` names the slot (``"a"``
+    or ``"b"``) holding the correct answer.  Which slot that is depends only on
+    (seed, story_id, task, condition) through a hash, so it does not depend on row order or on
+    which other items are built.
+    """
+    root = Path(conditions_dir)
+    tasks, conditions = tuple(tasks), tuple(conditions)
+    if not tasks or not conditions:
+        raise ValueError("build_items needs at least one task and one condition")
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
+    for task in tasks:
+        for condition in conditions:
+            frames[task, condition] = read_condition(root / f"{init}_{task}_{condition}" / "stories.csv")
+    lengths = {key: len(frame) for key, frame in frames.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{root}: condition files differ in length: {lengths}")
+    n_stories = next(iter(lengths.values()))
+    eval_ids, _ = split_stories(n_stories, eval_fraction)
+    if max_stories is not None:
+        eval_ids = eval_ids[: max(int(max_stories), 0)]
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        for condition in conditions:
+            frame = frames[task, condition]
+            for story_id in eval_ids:
+                sid = int(story_id)
+                rec = frame.iloc[sid]
+                correct, wrong = str(rec["correct"]), str(rec["wrong"])
+                if _correct_is_b(seed, sid, task, condition):
+                    option_a, option_b, letter = wrong, correct, "b"
+                else:
+                    option_a, option_b, letter = correct, wrong, "a"
+                rows.append({
+                    "item_id": f"{sid}/{task}/{condition}",
+                    "story_id": sid,
+                    "task": task,
+                    "condition": condition,
+                    "story": str(rec["story"]),
+                    "question": str(rec["question"]),
+                    "correct": correct,
+                    "wrong": wrong,
+                    "option_a": option_a,
+                    "option_b": option_b,
+                    "answer_letter": letter,
+                    "prompt": make_prompt(str(rec["story"]), str(rec["question"]), option_a, option_b),
+                })
+    items = pd.DataFrame(rows, columns=list(ITEM_COLUMNS))
+    items["story_id"] = items["story_id"].astype(np.int64)
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing generated answers
+
+# The model went on to write a new item: nothing after this is part of its answer.
+_RUN_ON = re.compile(r"\n\s*(?:story|question|choose one of the following)\s*:", re.IGNORECASE)
+# Leading decoration: whitespace, markdown emphasis, quotes, and "Answer:" / "Answer -" labels.
+_LEAD_LABEL = re.compile(r"^(?:[\s*_\"'`>#]+|(?:final\s+)?answer\b\s*(?:is\b\s*)?[:\-–—]?)", re.IGNORECASE)
+# A letter at the very start: "a)", "(a)", "[a]", "a.", "a:", "a,", "a -", "a" alone or on its own line.
+_LEAD_LETTER = re.compile(
+    r"^[\(\[]?([ab])(?:\s*[\)\]]|[\.:,;!]|\s*$|\s*\n|\s+[-–—])", re.IGNORECASE
+)
+# An explicit letter marker anywhere: "a)" or "(a)" / "[a]" not glued to a preceding word.
+_MARK_PAREN = re.compile(r"(?<![\w])[\(\[]?([ab])[\)\]]", re.IGNORECASE)
+# "option a" / "choice (b)" (the word before the letter rules out the article "a").
+_MARK_OPTION = re.compile(r"\b(?:option|choice|letter)\s*[:\-]?\s*[\(\[]?([ab])(?![\w])", re.IGNORECASE)
+# "answer is b" / "answer: a." with the letter followed by punctuation or the end (not "is a cat").
+_MARK_ANSWER = re.compile(
+    r"\banswer\s*(?:is|would\s+be|:)?\s*[:\-]?\s*[\(\[]?([ab])(?=\s*(?:[\)\]\.:,;!]|$))", re.IGNORECASE
+)
+
+
+def _normalise(text: str) -> str:
+    """Lower case, every run of non-alphanumerics replaced by one space, padded by spaces."""
+    words = re.sub(r"[^0-9a-z]+", " ", text.lower()).split()
+    return " " + " ".join(words) + " " if words else " "
+
+
+def _option_keys(option_a: str, option_b: str) -> tuple[list[str], list[str]]:
+    """Normalised texts that identify each option: the full text, the text after the words both
+    options start with, and the part where they differ (shared leading and trailing words removed)."""
+    a, b = _normalise(option_a).split(), _normalise(option_b).split()
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    keys: list[list[str]] = []
+    for words in (a, b):
+        found = [" ".join(words), " ".join(words[start:]), " ".join(words[start: len(words) - end])]
+        keys.append([k for i, k in enumerate(found) if k and k not in found[:i]])
+    return keys[0], keys[1]
+
+
+def _spans(haystack: str, needles: Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans of every whole-word occurrence of each needle (normalised, space padded)."""
+    out: list[tuple[int, int]] = []
+    for needle in needles:
+        if not needle.strip():
+            continue
+        pattern = " " + needle.strip() + " "
+        pos = haystack.find(pattern)
+        while pos != -1:
+            out.append((pos, pos + len(pattern)))
+            pos = haystack.find(pattern, pos + 1)
+    return out
+
+
+def _match_by_text(text: str, option_a: str, option_b: str) -> str:
+    norm = _normalise(text)
+    if _normalise(option_a) == _normalise(option_b):
+        return _INVALID
+    needles_a, needles_b = _option_keys(option_a, option_b)
+    spans_a, spans_b = _spans(norm, needles_a), _spans(norm, needles_b)
+
+    def free(mine: list[tuple[int, int]], theirs: list[tuple[int, int]]) -> bool:
+        # a match counts unless it lies inside a longer match of the other option
+        # ("empty" inside "not empty")
+        return any(
+            not any(s <= m0 and m1 <= e and (e - s) > (m1 - m0) for s, e in theirs) for m0, m1 in mine
+        )
+
+    hit_a, hit_b = free(spans_a, spans_b), free(spans_b, spans_a)
+    if hit_a and not hit_b:
+        return "a"
+    if hit_b and not hit_a:
+        return "b"
+    return _INVALID
+
+
+def parse_answer(text: str, option_a: str, option_b: str) -> str:
+    """Which option a completion chose: ``"a"``, ``"b"`` or ``"invalid"``.
+
+    Rules, in order:
+
+    1. The completion is cut where the model starts writing a new item (a line opening with
+       ``Story:``, ``Question:`` or ``Choose one of the following:``).  Leading whitespace, markdown
+       emphasis, quotes and an ``Answer:`` label (also ``Answer is``, ``Final answer:``) are removed.
+    2. **Leading letter.**  If what is left starts with an explicit letter (case-insensitive):
+       ``a)``, ``(a)``, ``[a]``, ``a.``, ``a:``, ``a,``, ``a -``, or the letter alone (the whole
+       text, or alone on its first line), that letter is the answer, *whatever option text follows*
+       (``"a) <text of option b>"`` is ``"a"``), unless the rest of the completion also carries an
+       explicit marker of the *other* letter (``"a) the cat ... b) the dog"``): then the model
+       listed both options and the answer is ``"invalid"``.  A capital ``A`` followed by a word
+       (``"A coworker swaps ..."``) is the article, not a choice.
+    3. **Letter markers anywhere.**  Otherwise explicit markers are collected from the whole text:
+       ``a)`` / ``(a)`` / ``[a]`` (not glued to a preceding word), ``option a`` / ``choice a``,
+       and ``answer is a`` / ``answer: a`` when the letter is followed by punctuation or the end.
+       One letter marked (possibly several times) -> that letter; both letters -> ``"invalid"``.
+    4. **Option text.**  Otherwise the options' texts are searched for in the completion, all
+       normalised (lower case, punctuation removed, whitespace collapsed, whole words only).  An
+       option is found if its full text, its text after the leading words both options share
+       (such as ``"<Name> believes that the jar is"``), or the part where the two options differ
+       (shared leading and trailing words removed) occurs; a match lying inside a longer match of
+       the other option (``empty`` inside ``not empty``) does not count.  Exactly one option found
+       -> its letter; both or neither (``"Both are possible"``, ``""``) -> ``"invalid"``.  Negation is not understood:
+       ``"she does not believe it is empty"`` counts as choosing the ``empty`` option.
+    """
+    if not isinstance(text, str):
+        return _INVALID
+    run_on = _RUN_ON.search(text)
+    if run_on is not None:
+        text = text[: run_on.start()]
+    body = text
+    while True:
+        stripped = _LEAD_LABEL.sub("", body, count=1)
+        if stripped == body:
+            break
+        body = stripped
+    if not body.strip():
+        return _INVALID
+
+    lead = _LEAD_LETTER.match(body)
+    if lead is not None:
+        letter = lead.group(1).lower()
+        rest = body[lead.end():]
+        others = {m.group(1).lower() for pat in (_MARK_PAREN, _MARK_OPTION) for m in pat.finditer(rest)}
+        return _INVALID if others - {letter} else letter
+
+    marked = {m.group(1).lower() for pat in (_MARK_PAREN, _MARK_OPTION, _MARK_ANSWER) for m in pat.finditer(body)}
+    if len(marked) == 1:
+        return marked.pop()
+    if len(marked) > 1:
+        return _INVALID
+    return _match_by_text(body, option_a, option_b)
+
+
+def score_generation(items: pd.DataFrame, generate: Callable[[list[str]], list[str]]) -> pd.DataFrame:
+    """Score free generation: ``generate`` is called once with every prompt, in row order.
+
+    Returns a copy of ``items`` with ``completion``, ``parsed`` (``"a"``, ``"b"`` or
+    ``"invalid"``, see :func:`parse_answer`), ``valid`` (parsed is a letter) and ``correct_pred``
+    (parsed == answer_letter; an invalid answer counts as wrong).
+    """
+    prompts = [str(p) for p in items["prompt"]]
+    completions = list(generate(prompts))
+    if len(completions) != len(prompts):
+        raise ValueError(f"generate returned {len(completions)} completions for {len(prompts)} prompts")
+    out = items.copy()
+    out["completion"] = ["" if c is None else str(c) for c in completions]
+    out["parsed"] = [
+        parse_answer(c, a, b) for c, a, b in zip(out["completion"], out["option_a"], out["option_b"])
+    ]
+    out["valid"] = out["parsed"] != _INVALID
+    out["correct_pred"] = out["parsed"] == out["answer_letter"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# log-likelihood scoring
+
+
+def _ids(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+
+def _continuation_ids(
+    tokenizer: Any, prompt: str, continuation: str, *, add_special_tokens: bool = True
+) -> tuple[list[int], int]:
+    """Token ids of prompt + continuation and the number of prompt tokens at their start.
+
+    The joint text is tokenised at once when the prompt's own tokens are a prefix of the joint
+    tokens (and the continuation adds at least one token); otherwise (a token merging across the
+    boundary) the continuation is tokenised on its own, without special tokens, and appended.
+    """
+    prompt_ids = _ids(tokenizer, prompt, add_special_tokens)
+    joint = _ids(tokenizer, prompt + continuation, add_special_tokens)
+    n = len(prompt_ids)
+    if len(joint) > n and joint[:n] == prompt_ids:
+        return joint, n
+    cont = _ids(tokenizer, continuation, False)
+    if not cont:
+        raise ValueError(f"continuation {continuation!r} tokenises to nothing")
+    return prompt_ids + cont, n
+
+
+def _forward_kwargs(model: torch.nn.Module) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+@torch.inference_mode()
+def option_logprobs(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    *,
+    batch_size: int = 8,
+    chat_template: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score each item by the log-likelihood of its two options as continuations of the prompt.
+
+    The continuation of an option is its text alone, after a space (``prompt + " " + option``)
+    for a plain prompt, or right after the assistant header (no space) when ``chat_template`` is
+    set and the prompt is rendered as one user turn with
+    ``tokenizer.apply_chat_template(..., add_generation_prompt=True, tokenize=False)``.  The option
+    text rather than ``" a) <option>"`` is scored so the model's preference between the letters
+    does not enter the comparison.  Plain prompts are tokenised with the tokenizer's special
+    tokens (a BOS where it adds one); rendered chat prompts without (the template carries them).
+
+    ``logp_a`` / ``logp_b`` are the *summed* log-probabilities of the continuation tokens (no
+    length normalisation; ``n_tokens_a`` / ``n_tokens_b`` give the lengths).  ``ll_pred`` is the
+    option with the higher sum (``"a"`` on an exact tie) and ``ll_correct`` is
+    ``ll_pred == answer_letter``.  All 2 x len(items) sequences are run in batches of
+    ``batch_size`` (grouped by length), left padded, with positions that skip the padding; one
+    forward pass per batch.  Returns a copy of ``items`` with those columns added.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    tok = lm.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if pad_id is None:
+        raise ValueError("the tokenizer has neither a pad token nor an eos token")
+    sequences: list[tuple[list[int], int]] = []  # (ids, number of prompt tokens); a then b per item
+    for prompt, option_a, option_b in zip(items["prompt"], items["option_a"], items["option_b"]):
+        if chat_template:
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": str(prompt)}], add_generation_prompt=True, tokenize=False
+            )
+            sep, special = "", False
+        else:
+            text, sep, special = str(prompt), " ", True
+        for option in (option_a, option_b):
+            ids, n_prompt = _continuation_ids(tok, text, sep + str(option), add_special_tokens=special)
+            if n_prompt < 1:
+                raise ValueError(f"prompt tokenises to nothing: {text[:80]!r}")
+            sequences.append((ids, n_prompt))
+
+    accepted = _forward_kwargs(lm.model)
+    scores = np.full(len(sequences), np.nan, dtype=np.float64)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
+    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="option log-probs", disable=not progress):
+        width = max(len(sequences[i][0]) for i in batch)
+        n_cont = [len(sequences[i][0]) - sequences[i][1] for i in batch]
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids = sequences[i][0]
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids):] = 1
+        input_ids, mask = input_ids.to(lm.device), mask.to(lm.device)
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            "use_cache": False,
+        }
+        keep = max(n_cont) + 1  # the continuation tokens are predicted from the last `keep` positions
+        if "logits_to_keep" in accepted:
+            kwargs["logits_to_keep"] = keep
+        logits = lm.model(**kwargs).logits
+        logits = logits[:, -keep:, :]
+        for row, i in enumerate(batch):
+            c = n_cont[row]
+            pred = logits[row, keep - 1 - c: keep - 1, :].float().log_softmax(-1)
+            target = input_ids[row, width - c:]
+            scores[i] = float(pred.gather(-1, target.unsqueeze(-1)).sum())
+
+    out = items.copy()
+    out["logp_a"] = scores[0::2]
+    out["logp_b"] = scores[1::2]
+    out["n_tokens_a"] = np.array([len(ids) - n for ids, n in sequences[0::2]], dtype=np.int64)
+    out["n_tokens_b"] = np.array([len(ids) - n for ids, n in sequences[1::2]], dtype=np.int64)
+    out["ll_pred"] = np.where(out["logp_b"].to_numpy() > out["logp_a"].to_numpy(), "b", "a")
+    out["ll_correct"] = out["ll_pred"] == out["answer_letter"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy with bootstrap intervals
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling items with replacement).
+
+    ``n_boot`` resamples are drawn from ``numpy.random.default_rng(seed)``; the interval is the
+    ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the resampled means.  Empty input gives
+    ``(nan, nan)``.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot, dtype=np.float64)
+    chunk = max(1, 2_000_000 // x.size)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, x.size, size=(stop - start, x.size))
+        means[start:stop] = x[idx].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return (float(low), float(high))
+
+
+def accuracy_table(
+    scored: pd.DataFrame,
+    correct_col: str = "correct_pred",
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    by: Sequence[str] = ("task", "condition"),
+) -> pd.DataFrame:
+    """Accuracy per group with a 95% percentile-bootstrap interval (see :func:`bootstrap_ci`).
+
+    One row per group of ``by`` (in order of first appearance; ``by=()`` gives one overall row)
+    with the columns ``*by, n, accuracy, ci_low, ci_high, invalid_rate``; ``invalid_rate`` is the
+    share of rows whose ``valid`` column is false, or NaN when ``scored`` has no ``valid`` column.
+    Each group's interval uses ``seed``, so a group's numbers do not depend on the other groups.
+    """
+    by = list(by)
+    if correct_col not in scored.columns:
+        raise KeyError(f"column {correct_col!r} not in the scored frame")
+    has_valid = "valid" in scored.columns
+    if by:
+        groups = [
+            (key if isinstance(key, tuple) else (key,), frame)
+            for key, frame in scored.groupby(by, sort=False, dropna=False)
+        ]
+    else:
+        groups = [((), scored)]
+    rows: list[dict[str, Any]] = []
+    for key, frame in groups:
+        values = frame[correct_col].astype(float).to_numpy()
+        low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        invalid = float(1.0 - frame["valid"].astype(float).mean()) if has_valid and len(frame) else float("nan")
+        rows.append({
+            **dict(zip(by, key)),
+            "n": int(len(frame)),
+            "accuracy": float(values.mean()) if len(values) else float("nan"),
+            "ci_low": low,
+            "ci_high": high,
+            "invalid_rate": invalid,
+        })
+    return pd.DataFrame(rows, columns=[*by, "n", "accuracy", "ci_low", "ci_high", "invalid_rate"])
