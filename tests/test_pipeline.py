@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,6 +68,10 @@ def test_whole_dag_on_smoke_config(tmp_path):
 
     setup = json.loads((res / "setup.json").read_text())
     assert setup["model"]["name"] == "random:llama" and setup["data"]["n_stories"] == 24
+    meta = pd.read_parquet(res / "activations/samples.parquet")
+    acts = np.load(res / "activations/head_z.npy")
+    assert acts.shape == (len(meta), 2, 4, 16) and acts.dtype == np.float16
+    assert (meta["n_tokens"] > 0).all() and set(meta["joint"]) == {0, 1, 2, 3}
     heads = pd.read_parquet(res / "probing/attn_out/heads.parquet")
     assert set(heads["target"]) == {"oracle", "protagonist", "joint"}
     assert len(heads) == 3 * 2 * 4  # targets x layers x heads of the smoke model

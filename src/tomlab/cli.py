@@ -102,9 +102,12 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
     samples = pd.read_parquet(args.samples)
     lm = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
-    acts = extract_activations(lm, samples["prompt"].tolist(), sites=args.sites, batch_size=args.batch_size)
+    prompts = samples["prompt"].tolist()
+    acts = extract_activations(lm, prompts, sites=args.sites, batch_size=args.batch_size)
+    meta = samples.assign(n_tokens=[len(lm.tokenizer(p)["input_ids"]) for p in prompts], model=lm.name)
     for site, array in acts.items():
         io.write_npy(Path(args.out_dir) / f"{site}.npy", array)
+    io.write_parquet(Path(args.out_dir) / "samples.parquet", meta)
 
 
 # --- probing ----------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-# Per-head activations at the last token, for every configured capture site, in one pass.
+# Per-head activations at the last token, for every configured capture site, in one pass:
+# float16 (samples, layers, heads, head_dim) per site, and the samples' metadata (with token counts).
 rule extract_activations:
     input:
         samples=rules.probe_samples.output.samples,
         model=rules.prepare_model.output.info,
     output:
         acts=expand("results/activations/{site}.npy", site=SITES),
+        meta="results/activations/samples.parquet",
     params:
         model=MODEL_JSON,
         sites=" ".join(SITES),

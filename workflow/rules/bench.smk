@@ -3,7 +3,7 @@
 rule bench_probing:
     input:
         acts=f"results/activations/{SITES[0]}.npy",
-        samples=rules.probe_samples.output.samples,
+        samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
     output:
         json="results/bench/probing.json",

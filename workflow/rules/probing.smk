@@ -2,7 +2,7 @@
 rule probe:
     input:
         acts="results/activations/{site}.npy",
-        samples=rules.probe_samples.output.samples,
+        samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
     output:
         heads="results/probing/{site}/heads.parquet",
