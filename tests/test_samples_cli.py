@@ -88,3 +88,31 @@ def test_real_bigtom_through_the_cli(bigtom_csv, tmp_path):
     samples = build_probe_samples(out)
     assert samples["story_id"].min() == 100 and samples["story_id"].max() == 199
     assert len(samples) == 400
+
+
+def test_cli_evaluation_scores_items_and_reuses_the_completion_cache(conditions, tmp_path, capsys):
+    import json
+
+    from tests.conftest import TINY
+
+    _, cond = conditions
+    items = tmp_path / "items.parquet"
+    assert main(["eval-items", "--conditions", str(cond), "--max-stories", "2", "--out", str(items)]) == 0
+    frame = pd.read_parquet(items)
+    assert len(frame) == 2 * 3 * 4 and frame["story_id"].max() < 10  # evaluation split only
+    model = json.dumps({"name": "random:llama", "dtype": "float32", "device": "cpu", "random_config": TINY})
+    args = ["evaluate", "--model-json", model, "--items", str(items), "--max-new-tokens", "4",
+            "--completion-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "scored.parquet"),
+            "--out-table", str(tmp_path / "table.parquet")]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert main(args) == 0  # second run: every completion comes from the cache
+    outputs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert outputs[0]["cache_misses"] == len(frame) and outputs[0]["cache_hits"] == 0
+    assert outputs[1]["cache_hits"] == len(frame) and outputs[1]["cache_misses"] == 0
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert {"completion", "parsed", "valid", "correct_pred", "logp_a", "logp_b", "ll_correct"} <= set(scored.columns)
+    assert scored["parsed"].isin(["a", "b", "invalid"]).all()
+    table = pd.read_parquet(tmp_path / "table.parquet")
+    assert set(table["mode"]) == {"generation", "log-likelihood"}
+    assert table["accuracy"].between(0, 1).all() and (table["n"] == 2).all()

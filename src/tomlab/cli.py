@@ -201,6 +201,41 @@ def cmd_report(args: argparse.Namespace) -> None:
     render_report(Path(args.source).resolve(), Path(args.results).resolve(), args.html, args.pdf, engine=args.engine)
 
 
+# --- BigToM evaluation (library for the steering issue; rules to follow) ----------------------
+
+
+def cmd_eval_items(args: argparse.Namespace) -> None:
+    from tomlab.evaluation import build_items
+
+    items = build_items(args.conditions, eval_fraction=args.eval_fraction, seed=args.seed,
+                        max_stories=args.max_stories)
+    io.write_parquet(args.out, items)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from tomlab.evaluation import accuracy_table, option_logprobs, score_generation
+    from tomlab.lm import CachedLM, GenerationConfig, TransformersLM
+    from tomlab.models import load_model_from_config
+
+    items = pd.read_parquet(args.items)
+    loaded = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
+    lm: Any = TransformersLM(loaded, batch_size=args.batch_size)
+    if args.completion_cache:
+        lm = CachedLM(lm, args.completion_cache)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
+    scored = score_generation(items, lambda prompts: [c.text for c in lm.generate(prompts, config)])
+    scored = option_logprobs(loaded, scored, batch_size=args.batch_size, chat_template=args.chat_template)
+    table = pd.concat(
+        [accuracy_table(scored, "correct_pred").assign(mode="generation"),
+         accuracy_table(scored, "ll_correct").assign(mode="log-likelihood")],
+        ignore_index=True,
+    )
+    io.write_parquet(args.out, scored)
+    io.write_parquet(args.out_table, table)
+    cache = {"cache_hits": lm.hits, "cache_misses": lm.misses} if isinstance(lm, CachedLM) else {}
+    print(json.dumps({"usage": lm.usage.as_dict(), **cache}))
+
+
 # --- benchmarks -------------------------------------------------------------------------------
 
 
@@ -333,6 +368,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", required=True)
     p.add_argument("--engine", choices=["auto", "quarto", "builtin"], default="auto")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("eval-items", help="BigToM multiple-choice items on the evaluation split")
+    p.add_argument("--conditions", required=True)
+    p.add_argument("--eval-fraction", type=float, default=0.5)
+    p.add_argument("--max-stories", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_eval_items)
+
+    p = sub.add_parser("evaluate", help="answer the items (generation and log-likelihood) and score them")
+    _add_model_args(p)
+    p.add_argument("--items", required=True)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")
+    p.add_argument("--out", required=True)
+    p.add_argument("--out-table", required=True)
+    p.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="benchmarks written to results/bench/*.json").add_subparsers(
         dest="bench", required=True
