@@ -128,3 +128,16 @@ def test_cuda_extraction_matches_cpu():
     b = extract_activations(gpu, PROMPTS, batch_size=3, progress=False)
     for site in a:
         np.testing.assert_allclose(a[site], b[site], atol=5e-3)
+
+
+def test_prompt_lengths_count_tokens_and_given_lengths_must_match(tiny_llama):
+    from tomlab.activations import prompt_lengths
+
+    lengths = prompt_lengths(tiny_llama, PROMPTS)
+    assert lengths == [len(tiny_llama.tokenizer(p)["input_ids"]) for p in PROMPTS]
+    given = extract_activations(tiny_llama, PROMPTS, batch_size=2, progress=False, lengths=lengths)
+    counted = extract_activations(tiny_llama, PROMPTS, batch_size=2, progress=False)
+    for site in given:
+        np.testing.assert_array_equal(given[site], counted[site])
+    with pytest.raises(ValueError, match="lengths"):
+        extract_activations(tiny_llama, PROMPTS, progress=False, lengths=lengths[:1])

@@ -162,6 +162,11 @@ def _forward_body(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torc
     lm.decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
 
 
+def prompt_lengths(lm: LoadedModel, prompts: Sequence[str]) -> list[int]:
+    """Number of tokens of each prompt as the model sees it (special tokens included)."""
+    return [len(ids) for ids in lm.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+
+
 @torch.inference_mode()
 def extract_activations(
     lm: LoadedModel,
@@ -170,17 +175,21 @@ def extract_activations(
     sites: Sequence[str] = SITES,
     batch_size: int = 8,
     progress: bool = True,
+    lengths: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-head activations at the last token of each prompt: ``{site: float16 (N, L, H, D)}``.
 
     Prompts are batched by length (less padding) with left padding and an attention mask; the output
-    is in the order of ``prompts``.
+    is in the order of ``prompts``. ``lengths`` (from :func:`prompt_lengths`) saves counting them again.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     n = len(prompts)
     out = {s: np.zeros((n, lm.n_layers, lm.n_heads, lm.head_dim), dtype=np.float16) for s in sites}
-    lengths = [len(lm.tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
+    if lengths is None:
+        lengths = prompt_lengths(lm, prompts)
+    elif len(lengths) != n:
+        raise ValueError(f"{len(lengths)} lengths for {n} prompts")
     order = np.argsort(lengths, kind="stable")
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     with HeadCapture(lm, sites) as capture:
@@ -196,8 +205,12 @@ def bench_extract(
     lm: LoadedModel, prompts: Sequence[str], *, batch_size: int = 8, sites: Sequence[str] = SITES
 ) -> dict[str, Any]:
     """Tokens per second of batched extraction against one prompt at a time, on the same prompts."""
-    n_tokens = sum(len(lm.tokenizer(p)["input_ids"]) for p in prompts)
-    extract_activations(lm, prompts[: min(len(prompts), batch_size)], sites=sites, batch_size=batch_size, progress=False)
+    lengths = prompt_lengths(lm, prompts)
+    n_tokens = sum(lengths)
+    warm = min(len(prompts), batch_size)
+    extract_activations(
+        lm, prompts[:warm], sites=sites, batch_size=batch_size, progress=False, lengths=lengths[:warm]
+    )
     timings = {}
     for label, bs in (("batched", batch_size), ("single", 1)):
         start = time.perf_counter()

@@ -97,14 +97,15 @@ def cmd_prepare_model(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from tomlab.activations import extract_activations
+    from tomlab.activations import extract_activations, prompt_lengths
     from tomlab.models import load_model_from_config
 
     samples = pd.read_parquet(args.samples)
     lm = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
     prompts = samples["prompt"].tolist()
-    acts = extract_activations(lm, prompts, sites=args.sites, batch_size=args.batch_size)
-    meta = samples.assign(n_tokens=[len(lm.tokenizer(p)["input_ids"]) for p in prompts], model=lm.name)
+    lengths = prompt_lengths(lm, prompts)
+    acts = extract_activations(lm, prompts, sites=args.sites, batch_size=args.batch_size, lengths=lengths)
+    meta = samples.assign(n_tokens=lengths, model=lm.name)
     for site, array in acts.items():
         io.write_npy(Path(args.out_dir) / f"{site}.npy", array)
     io.write_parquet(Path(args.out_dir) / "samples.parquet", meta)
