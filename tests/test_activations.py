@@ -141,3 +141,20 @@ def test_prompt_lengths_count_tokens_and_given_lengths_must_match(tiny_llama):
         np.testing.assert_array_equal(given[site], counted[site])
     with pytest.raises(ValueError, match="lengths"):
         extract_activations(tiny_llama, PROMPTS, progress=False, lengths=lengths[:1])
+
+
+def test_capture_all_positions_agrees_with_last(tiny_llama):
+    from tomlab.activations import token_activations
+
+    text = "Story: Ada bakes bread.\nBelief: it is baked."
+    acts, tokens = token_activations(tiny_llama, text, site="attn_out")
+    n = len(tiny_llama.tokenizer(text)["input_ids"])
+    assert acts.shape == (n, tiny_llama.n_layers, tiny_llama.n_heads, tiny_llama.head_dim) and len(tokens) == n
+    last = extract_activations(tiny_llama, [text], sites=("attn_out",), progress=False)["attn_out"][0]
+    np.testing.assert_allclose(acts[-1], last.astype(np.float32), atol=2e-3)  # float16 storage of the latter
+    # a prefix of the prompt gives the same activations at its positions (causal attention)
+    prefix, _ = token_activations(tiny_llama, text[:20], site="attn_out")
+    k = len(prefix)
+    np.testing.assert_allclose(acts[: k - 1], prefix[: k - 1], atol=1e-5)
+    with pytest.raises(ValueError, match="positions"):
+        HeadCapture(tiny_llama, positions="first")

@@ -116,3 +116,33 @@ def test_cli_evaluation_scores_items_and_reuses_the_completion_cache(conditions,
     table = pd.read_parquet(tmp_path / "table.parquet")
     assert set(table["mode"]) == {"generation", "log-likelihood"}
     assert table["accuracy"].between(0, 1).all() and (table["n"] == 2).all()
+
+
+@pytest.mark.parametrize("task", ["forward_action", "backward_belief"])
+def test_probe_samples_of_the_other_tasks(conditions, task):
+    raw_path, cond = conditions
+    raw = read_raw(raw_path)
+    samples = build_probe_samples(cond, task=task, eval_fraction=0.5)
+    assert set(samples["task"]) == {task} and len(samples) == 40
+    label = "Action" if task == "forward_action" else "Belief"
+    for _, s in samples.iterrows():
+        row = raw.iloc[s["story_id"]]
+        prefix = "action" if task == "forward_action" else "belief"
+        aware, unaware = row[f"{prefix}_answer_aware"], row[f"{prefix}_answer_not_aware"]
+        text = aware if s["answer"] == "aware" else unaware
+        believed = aware if s["condition"] == "true_belief" else unaware
+        assert s["oracle"] == int(text == aware) and s["protagonist"] == int(text == believed)
+        assert f"\n{label}: " in s["prompt"]
+        if task == "forward_action":
+            assert s["statement"] == text.strip()  # the action itself
+        else:
+            # backward belief: the story ends with the protagonist's action, not the percept
+            action = row["action_aware"] if s["condition"] == "true_belief" else row["action_not_aware"]
+            assert s["story"].endswith(action)
+    assert (samples.groupby("story_id")["joint"].apply(sorted).map(tuple) == (0, 1, 2, 3)).all()
+
+
+def test_probe_samples_unknown_task(conditions):
+    _, cond = conditions
+    with pytest.raises(ValueError, match="unknown task"):
+        build_probe_samples(cond, task="percept_to_belief")

@@ -1,9 +1,12 @@
 """Probe samples and per-head activations at the last token.
 
 The samples follow Zhu, Zhang & Wang (2024): for each story, the true-belief and the false-belief
-version of the forward-belief condition (init 0), each with both candidate answers, turned into the
-prompt ``Story: {story}\\nBelief: {statement}`` where the statement is the answer without its leading
-"<Name> believes (that)". Labels:
+version of a task's condition (init 0), each with both candidate answers, turned into the prompt
+``Story: {story}\\nBelief: {statement}`` where the statement is the answer without its leading
+"<Name> believes (that)".  That is the forward-belief task the paper probes; the same is built for
+backward belief (the story ends with the protagonist's action) and for forward action (the statement
+is the action itself, after ``Action:``), so that probes and steering directions exist for every
+task (cross-task generalisation). Labels:
 
 * ``protagonist``: the statement is what the protagonist believes (the condition's correct answer);
 * ``oracle``: the statement is true of the world (the answer of an aware protagonist);
@@ -33,7 +36,9 @@ from tomlab.data import read_condition
 from tomlab.models import LoadedModel
 
 SITES: tuple[str, ...] = ("attn_out", "head_z")
-PROBE_CONDITIONS: tuple[str, str] = ("0_forward_belief_true_belief", "0_forward_belief_false_belief")
+PROBE_TASKS: tuple[str, ...] = ("forward_belief", "forward_action", "backward_belief")
+# task -> the label that introduces the statement in the probe prompt
+_STATEMENT_LABEL: dict[str, str] = {"forward_belief": "Belief", "forward_action": "Action", "backward_belief": "Belief"}
 # BigToM's answers open with "<Name> believes (that)"; one real row (story 30) says "knows" instead.
 _BELIEVER = re.compile(r"^.*?\b(?:believes|knows|thinks)\b\s+(?:that\s+)?", flags=re.IGNORECASE)
 
@@ -50,8 +55,19 @@ def strip_believer(answer: str) -> str:
     return stripped
 
 
-def make_prompt(story: str, statement: str) -> str:
-    return f"Story: {story}\nBelief: {statement}"
+def make_prompt(story: str, statement: str, label: str = "Belief") -> str:
+    return f"Story: {story}\n{label}: {statement}"
+
+
+def probe_conditions(task: str) -> tuple[str, str]:
+    """The init-0 true-belief and false-belief condition folders of a task."""
+    if task not in PROBE_TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {list(PROBE_TASKS)}")
+    return (f"0_{task}_true_belief", f"0_{task}_false_belief")
+
+
+def _statement(task: str, answer: str) -> str:
+    return strip_believer(answer) if _STATEMENT_LABEL[task] == "Belief" else answer.strip()
 
 
 def split_stories(n_stories: int, eval_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -66,12 +82,21 @@ def split_stories(n_stories: int, eval_fraction: float = 0.5) -> tuple[np.ndarra
 
 
 def build_probe_samples(
-    conditions_dir: str | Path, *, eval_fraction: float = 0.5, max_stories: int | None = None
+    conditions_dir: str | Path,
+    *,
+    task: str = "forward_belief",
+    eval_fraction: float = 0.5,
+    max_stories: int | None = None,
 ) -> pd.DataFrame:
-    """The four probing samples of each story in the probe split, in story order."""
+    """The four probing samples of each story in the probe split of ``task``, in story order.
+
+    "aware" is the answer of a protagonist who saw the change (the true-belief condition's correct
+    answer); the oracle label marks it, the protagonist label marks the condition's correct answer.
+    """
     root = Path(conditions_dir)
-    tb = read_condition(root / PROBE_CONDITIONS[0] / "stories.csv")
-    fb = read_condition(root / PROBE_CONDITIONS[1] / "stories.csv")
+    tb_dir, fb_dir = probe_conditions(task)
+    tb = read_condition(root / tb_dir / "stories.csv")
+    fb = read_condition(root / fb_dir / "stories.csv")
     if len(tb) != len(fb):
         raise ValueError(f"{root}: true-belief and false-belief files differ in length ({len(tb)} vs {len(fb)})")
     _, probe_ids = split_stories(len(tb), eval_fraction)
@@ -87,16 +112,17 @@ def build_probe_samples(
             for answer, text in (("aware", aware), ("not_aware", unaware)):
                 oracle = int(answer == "aware")
                 protagonist = int(text == row["correct"])
-                statement = strip_believer(text)
+                statement = _statement(task, text)
                 rows.append(
                     {
                         "sample_id": len(rows),
+                        "task": task,
                         "story_id": int(story_id),
                         "condition": condition,
                         "answer": answer,
                         "story": row["story"],
                         "statement": statement,
-                        "prompt": make_prompt(row["story"], statement),
+                        "prompt": make_prompt(row["story"], statement, _STATEMENT_LABEL[task]),
                         "oracle": oracle,
                         "protagonist": protagonist,
                         "joint": 2 * oracle + protagonist,
@@ -108,28 +134,34 @@ def build_probe_samples(
 
 
 class HeadCapture:
-    """Forward hooks on every layer's output projection capturing the last position.
+    """Forward hooks on every layer's output projection capturing the last position (or all of them).
 
     Use as a context manager: hooks are registered on entry and always removed on exit.
-    After each forward pass, ``take()`` returns ``{site: tensor (batch, layers, heads, head_dim)}``.
+    After each forward pass, ``take()`` returns ``{site: tensor (batch, layers, heads, head_dim)}``;
+    with ``positions="all"`` it returns ``{site: tensor (batch, seq, layers, heads, head_dim)}``.
     """
 
-    def __init__(self, lm: LoadedModel, sites: Sequence[str] = SITES) -> None:
+    def __init__(self, lm: LoadedModel, sites: Sequence[str] = SITES, positions: str = "last") -> None:
         unknown = set(sites) - set(SITES)
         if unknown:
             raise ValueError(f"unknown capture site(s) {sorted(unknown)}; known: {list(SITES)}")
+        if positions not in ("last", "all"):
+            raise ValueError(f"positions must be 'last' or 'all', got {positions!r}")
         self.lm = lm
         self.sites = tuple(sites)
+        self.positions = positions
         self._handles: list[Any] = []
         self._store: dict[str, list[torch.Tensor | None]] = {s: [None] * lm.n_layers for s in self.sites}
 
     def _hook(self, layer: int):
+        cut = (lambda t: t[:, -1, :]) if self.positions == "last" else (lambda t: t)
+
         def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
             out = output[0] if isinstance(output, tuple) else output
             if "head_z" in self.sites:
-                self._store["head_z"][layer] = args[0][:, -1, :].detach()
+                self._store["head_z"][layer] = cut(args[0]).detach()
             if "attn_out" in self.sites:
-                self._store["attn_out"][layer] = out[:, -1, :].detach()
+                self._store["attn_out"][layer] = cut(out).detach()
 
         return hook
 
@@ -150,8 +182,9 @@ class HeadCapture:
             per_layer = self._store[site]
             if any(t is None for t in per_layer):
                 raise RuntimeError(f"site {site}: not every layer was captured; was a forward pass run?")
-            stacked = torch.stack([t for t in per_layer if t is not None], dim=1)  # (B, L, hidden)
-            result[site] = stacked.reshape(stacked.shape[0], self.lm.n_layers, self.lm.n_heads, self.lm.head_dim)
+            layer_axis = 1 if self.positions == "last" else 2
+            stacked = torch.stack([t for t in per_layer if t is not None], dim=layer_axis)  # (B, [T,] L, hidden)
+            result[site] = stacked.reshape(*stacked.shape[:-1], self.lm.n_heads, self.lm.head_dim)
             self._store[site] = [None] * self.lm.n_layers
         return result
 
@@ -199,6 +232,21 @@ def extract_activations(
             for site, acts in capture.take().items():
                 out[site][idx] = acts.float().cpu().numpy().astype(np.float16)
     return out
+
+
+@torch.inference_mode()
+def token_activations(lm: LoadedModel, prompt: str, site: str = "head_z") -> tuple[np.ndarray, list[str]]:
+    """Per-head activations at *every* position of one prompt: float32 (T, L, H, D), and the tokens.
+
+    The tokens are the decoded pieces of the prompt's ids (special tokens included), one per position.
+    """
+    enc = lm.tokenizer([prompt], return_tensors="pt")
+    ids = enc["input_ids"]
+    with HeadCapture(lm, (site,), positions="all") as capture:
+        _forward_body(lm, ids.to(lm.device), enc["attention_mask"].to(lm.device))
+        acts = capture.take()[site][0]
+    tokens = [lm.tokenizer.decode([int(t)]) for t in ids[0]]
+    return acts.float().cpu().numpy(), tokens
 
 
 def bench_extract(

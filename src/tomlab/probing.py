@@ -37,6 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 __all__ = [
+    "cross_task_correlation",
     "TARGETS",
     "DEFAULT_C_BINARY",
     "DEFAULT_C_JOINT",
@@ -1184,3 +1185,50 @@ def bench_probing(
         "sklearn_not_converged": int(not_converged),
         "device": device,
     }
+
+
+def cross_task_correlation(
+    heads_by_task: dict[str, pd.DataFrame], *, value: str = "val_acc", top_k: int = 16
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How similar the per-head probe accuracies of different tasks are (Figure 6 of Zhu et al.).
+
+    ``heads_by_task`` maps a task name to its heads table (columns layer, head, target and
+    ``value``) from one capture site.  Returns
+
+    * a wide table: one row per (target, layer, head), one column per task holding ``value``;
+    * the correlations: one row per target and unordered pair of tasks with ``pearson_r``,
+      ``spearman_rho``, ``n_heads`` and ``top_k_overlap`` (how many of the ``top_k`` best heads of
+      one task are among the ``top_k`` best of the other).
+    """
+    tasks = list(heads_by_task)
+    if len(tasks) < 2:
+        raise ValueError(f"cross-task correlation needs at least two tasks; got {tasks}")
+    wide: pd.DataFrame | None = None
+    for task, table in heads_by_task.items():
+        missing = {"layer", "head", "target", value} - set(table.columns)
+        if missing:
+            raise ValueError(f"heads table of task {task!r} lacks column(s) {sorted(missing)}")
+        part = table[["target", "layer", "head", value]].rename(columns={value: task})
+        wide = part if wide is None else wide.merge(part, on=["target", "layer", "head"], how="inner")
+    assert wide is not None
+    if wide.empty:
+        raise ValueError("the tasks' heads tables share no (target, layer, head) rows: different models or sites?")
+    rows = []
+    for target, frame in wide.groupby("target", sort=False):
+        for i, a in enumerate(tasks):
+            for b in tasks[i + 1:]:
+                x, y = frame[a].to_numpy(dtype=float), frame[b].to_numpy(dtype=float)
+                ok = np.isfinite(x) & np.isfinite(y)
+                pearson = spearman = float("nan")
+                if ok.sum() >= 3 and np.std(x[ok]) > 0 and np.std(y[ok]) > 0:
+                    pearson = float(np.corrcoef(x[ok], y[ok])[0, 1])
+                    rx = pd.Series(x[ok]).rank().to_numpy()
+                    ry = pd.Series(y[ok]).rank().to_numpy()
+                    spearman = float(np.corrcoef(rx, ry)[0, 1])
+                k = min(top_k, len(frame))
+                best_a = set(map(tuple, frame.nlargest(k, a)[["layer", "head"]].to_numpy().tolist()))
+                best_b = set(map(tuple, frame.nlargest(k, b)[["layer", "head"]].to_numpy().tolist()))
+                rows.append({"target": target, "task_a": a, "task_b": b, "pearson_r": pearson,
+                             "spearman_rho": spearman, "n_heads": int(ok.sum()),
+                             "top_k": k, "top_k_overlap": len(best_a & best_b)})
+    return wide.reset_index(drop=True), pd.DataFrame(rows)

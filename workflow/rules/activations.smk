@@ -5,8 +5,10 @@ rule extract_activations:
         samples=rules.probe_samples.output.samples,
         model=rules.prepare_model.output.info,
     output:
-        acts=expand("results/activations/{site}.npy", site=SITES),
-        meta="results/activations/samples.parquet",
+        acts=expand("results/activations/{{task}}/{site}.npy", site=SITES),
+        meta="results/activations/{task}/samples.parquet",
+    wildcard_constraints:
+        task="|".join(TASKS),
     params:
         model=MODEL_JSON,
         sites=" ".join(SITES),
@@ -18,7 +20,7 @@ rule extract_activations:
     conda:
         ENV
     log:
-        "results/logs/extract_activations.log",
+        "results/logs/extract_activations_{task}.log",
     shell:
         "tomlab --threads {threads} extract --model-json {params.model:q} --samples {input.samples:q}"
         " --sites {params.sites} --batch-size {params.batch_size} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -2,9 +2,9 @@
 # Each takes every core so that nothing else runs beside it while it is timed.
 rule bench_probing:
     input:
-        acts=f"results/activations/{SITES[0]}.npy",
-        samples=rules.extract_activations.output.meta,
-        split=rules.split.output.split,
+        acts=f"results/activations/{MAIN_TASK}/{SITES[0]}.npy",
+        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK),
+        split=expand(rules.split.output.split, task=MAIN_TASK),
     output:
         json="results/bench/probing.json",
     params:
@@ -24,7 +24,7 @@ rule bench_probing:
 
 rule bench_extract:
     input:
-        samples=rules.probe_samples.output.samples,
+        samples=expand(rules.probe_samples.output.samples, task=MAIN_TASK),
         model=rules.prepare_model.output.info,
     output:
         json="results/bench/extract.json",

@@ -42,11 +42,14 @@ rule bigtom_conditions:
         "tomlab bigtom-conditions --csv {input.csv:q} --out {output.conditions:q} > {log:q} 2>&1"
 
 
+# The probing samples of one task (forward_belief, forward_action or backward_belief).
 rule probe_samples:
     input:
         conditions=rules.bigtom_conditions.output.conditions,
     output:
-        samples="results/data/probe_samples.parquet",
+        samples="results/data/{task}/probe_samples.parquet",
+    wildcard_constraints:
+        task="|".join(TASKS),
     params:
         eval_fraction=config["split"]["eval_fraction"],
         max_stories=(
@@ -57,9 +60,10 @@ rule probe_samples:
     conda:
         ENV
     log:
-        "results/logs/probe_samples.log",
+        "results/logs/probe_samples_{task}.log",
     shell:
-        "tomlab probe-samples --conditions {input.conditions:q} --eval-fraction {params.eval_fraction}"
+        "tomlab probe-samples --conditions {input.conditions:q} --task {wildcards.task}"
+        " --eval-fraction {params.eval_fraction}"
         " {params.max_stories} --out {output.samples:q} > {log:q} 2>&1"
 
 
@@ -67,7 +71,9 @@ rule split:
     input:
         samples=rules.probe_samples.output.samples,
     output:
-        split="results/data/split.parquet",
+        split="results/data/{task}/split.parquet",
+    wildcard_constraints:
+        task="|".join(TASKS),
     params:
         val_fraction=config["split"]["val_fraction"],
         mode=config["split"]["mode"],
@@ -75,7 +81,7 @@ rule split:
     conda:
         ENV
     log:
-        "results/logs/split.log",
+        "results/logs/split_{task}.log",
     shell:
         "tomlab split --samples {input.samples:q} --val-fraction {params.val_fraction}"
         " --mode {params.mode} --seed {params.seed} --out {output.split:q} > {log:q} 2>&1"

@@ -1,15 +1,16 @@
 # Probes per head and per layer (with shuffled-label controls), the lexical baseline, the heatmaps.
 rule probe:
     input:
-        acts="results/activations/{site}.npy",
+        acts="results/activations/{task}/{site}.npy",
         samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
     output:
-        heads="results/probing/{site}/heads.parquet",
-        layers="results/probing/{site}/layers.parquet",
-        top="results/probing/{site}/top_heads.csv",
+        heads="results/probing/{task}/{site}/heads.parquet",
+        layers="results/probing/{task}/{site}/layers.parquet",
+        top="results/probing/{task}/{site}/top_heads.csv",
     wildcard_constraints:
         site="|".join(SITES),
+        task="|".join(TASKS),
     params:
         C_binary=config["probing"]["C_binary"],
         C_joint=config["probing"]["C_joint"],
@@ -20,7 +21,7 @@ rule probe:
     conda:
         ENV
     log:
-        "results/logs/probe_{site}.log",
+        "results/logs/probe_{task}_{site}.log",
     shell:
         "tomlab --threads {threads} probe --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --C-binary {params.C_binary} --C-joint {params.C_joint}"
@@ -33,7 +34,9 @@ rule lexical_baseline:
         samples=rules.probe_samples.output.samples,
         split=rules.split.output.split,
     output:
-        lexical="results/probing/lexical.parquet",
+        lexical="results/probing/{task}/lexical.parquet",
+    wildcard_constraints:
+        task="|".join(TASKS),
     params:
         C_binary=config["probing"]["C_binary"],
         C_joint=config["probing"]["C_joint"],
@@ -41,7 +44,7 @@ rule lexical_baseline:
     conda:
         ENV
     log:
-        "results/logs/lexical_baseline.log",
+        "results/logs/lexical_baseline_{task}.log",
     shell:
         "tomlab lexical --samples {input.samples:q} --split {input.split:q} --C-binary {params.C_binary}"
         " --C-joint {params.C_joint} --max-iter {params.max_iter} --out {output.lexical:q} > {log:q} 2>&1"
@@ -51,19 +54,20 @@ rule plot_probing:
     input:
         heads=rules.probe.output.heads,
     output:
-        accuracy_png="results/figures/probing_{site}_accuracy.png",
-        accuracy_svg="results/figures/probing_{site}_accuracy.svg",
-        selectivity_png="results/figures/probing_{site}_selectivity.png",
-        selectivity_svg="results/figures/probing_{site}_selectivity.svg",
+        accuracy_png="results/figures/probing_{task}_{site}_accuracy.png",
+        accuracy_svg="results/figures/probing_{task}_{site}_accuracy.svg",
+        selectivity_png="results/figures/probing_{task}_{site}_selectivity.png",
+        selectivity_svg="results/figures/probing_{task}_{site}_selectivity.svg",
     wildcard_constraints:
         site="|".join(SITES),
+        task="|".join(TASKS),
     params:
         accuracy=lambda wildcards, output: os.path.splitext(output.accuracy_png)[0],
         selectivity=lambda wildcards, output: os.path.splitext(output.selectivity_png)[0],
     conda:
         ENV
     log:
-        "results/logs/plot_probing_{site}.log",
+        "results/logs/plot_probing_{task}_{site}.log",
     shell:
         "tomlab plot-probing --heads {input.heads:q} --site {wildcards.site} --accuracy {params.accuracy:q}"
         " --selectivity {params.selectivity:q} > {log:q} 2>&1"
