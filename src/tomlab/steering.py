@@ -35,6 +35,17 @@ from tomlab.probing import (
 
 __all__ = [
     "DIRECTION_KINDS",
+    "KIND_SLUGS",
+    "canonical_kind",
+    "RANKED_BY",
+    "build_direction_sets",
+    "evaluate_steered",
+    "intervention_fingerprint",
+    "load_direction_sets",
+    "save_direction_sets",
+    "steered_generator",
+    "steering_accuracy",
+    "token_projections",
     "HeadIntervention",
     "compute_directions",
     "intervened",
@@ -48,6 +59,24 @@ __all__ = [
 
 DIRECTION_KINDS: tuple[str, ...] = ("random", "+protagonist", "-oracle", "+tpfo", "mass_mean_protagonist")
 TPFO_CLASS = 1  # joint = 2 * oracle + protagonist: protagonist true, oracle false
+# file- and command-line-safe names ("-oracle" would read as an option)
+KIND_SLUGS: dict[str, str] = {
+    "random": "random",
+    "+protagonist": "plus_protagonist",
+    "-oracle": "minus_oracle",
+    "+tpfo": "plus_tpfo",
+    "mass_mean_protagonist": "mass_mean_protagonist",
+}
+
+
+def canonical_kind(name: str) -> str:
+    """A direction kind from its name (``"-oracle"``) or its slug (``"minus_oracle"``)."""
+    if name in KIND_SLUGS:
+        return name
+    for kind, slug in KIND_SLUGS.items():
+        if name == slug:
+            return kind
+    raise ValueError(f"unknown direction kind {name!r}; known: {', '.join(KIND_SLUGS)} (or {', '.join(KIND_SLUGS.values())})")
 
 
 # --------------------------------------------------------------------------------------
@@ -299,6 +328,17 @@ class HeadIntervention:
                 self.shifts.setdefault(layer, []).append((head, shift))
         self._cast: dict[tuple[int, torch.dtype, torch.device], list[tuple[int, torch.Tensor]]] = {}
         self._handles: list[Any] = []
+        self.edit_from: torch.Tensor | None = None
+
+    def set_edit_from(self, start: Sequence[int] | torch.Tensor | None) -> None:
+        """Shift every position ``>= start[row]`` of each batch row instead of only the last one.
+
+        For scoring a continuation in one full-sequence forward pass: with ``start`` the index of
+        the last prompt token (in the padded batch), the positions that predict the continuation
+        are shifted, which is what token-by-token generation with a KV cache would do.  ``None``
+        goes back to the last position only.
+        """
+        self.edit_from = None if start is None else torch.as_tensor(start, dtype=torch.long)
 
     def shift_vector(self, layer: int, head: int) -> np.ndarray:
         """The float64 vector (D,) added to ``(layer, head)`` (zeros for heads not intervened on)."""
@@ -321,8 +361,19 @@ class HeadIntervention:
                 f"got {tuple(x.shape)}"
             )
         out = x.clone()
+        if self.edit_from is None:
+            for head, shift in self._shifts_for(layer, x):
+                out[..., -1, head * d : (head + 1) * d] += shift
+            return out
+        if x.dim() != 3 or x.shape[0] != self.edit_from.shape[0]:
+            raise RuntimeError(
+                f"layer {layer}: edit_from has {self.edit_from.shape[0]} rows but the activations have shape "
+                f"{tuple(x.shape)}"
+            )
+        positions = torch.arange(x.shape[1], device=x.device)
+        mask = (positions[None, :] >= self.edit_from.to(x.device)[:, None]).to(x.dtype)[..., None]  # (B, T, 1)
         for head, shift in self._shifts_for(layer, x):
-            out[..., -1, head * d : (head + 1) * d] += shift
+            out[..., head * d : (head + 1) * d] += mask * shift
         return out
 
     def _pre_hook(self, layer: int):
@@ -378,3 +429,239 @@ def intervened(
 ) -> HeadIntervention:
     """``with intervened(lm, heads, directions, sigma, alpha): ...``: see :class:`HeadIntervention`."""
     return HeadIntervention(lm, heads, directions, sigma, alpha, site=site)
+
+
+# --------------------------------------------------------------------------------------
+# Direction sets: what the steering rules compute once and reuse
+# --------------------------------------------------------------------------------------
+
+# Which probe ranks the heads for each kind of direction.  A direction is applied on the heads
+# whose probe for the same variable validates best; the random control is applied on the heads
+# of +tpfo so that it differs from +tpfo only in the direction.
+RANKED_BY: dict[str, str] = {
+    "random": "joint",
+    "+protagonist": "protagonist",
+    "-oracle": "oracle",
+    "+tpfo": "joint",
+    "mass_mean_protagonist": "protagonist",
+}
+
+
+def build_direction_sets(
+    acts: np.ndarray,
+    meta: pd.DataFrame,
+    heads_table: pd.DataFrame,
+    kinds: Sequence[str],
+    *,
+    k: int,
+    is_val: np.ndarray | None = None,
+    seed: int = 0,
+    C_binary: float = DEFAULT_C_BINARY,
+    C_joint: float = DEFAULT_C_JOINT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    device: str = "cpu",
+) -> dict[str, dict[str, np.ndarray]]:
+    """For each kind: ``{"theta": (L, H, D) float64, "heads": (k, 2) int64}``.
+
+    Directions are fitted on the training samples (``~is_val``; all samples when ``is_val`` is
+    None), the heads are the ``k`` best of ``heads_table`` (the probe results of the same task and
+    site) for the variable in :data:`RANKED_BY`.
+    """
+    acts = _check_acts(acts)
+    train = np.ones(acts.shape[0], dtype=bool) if is_val is None else ~np.asarray(is_val, dtype=bool)
+    if train.shape != (acts.shape[0],):
+        raise ValueError(f"is_val must have shape ({acts.shape[0]},); got {np.shape(is_val)}")
+    x, m = acts[train], meta.loc[train].reset_index(drop=True)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for kind in kinds:
+        theta = compute_directions(kind, x, m, seed=seed, C_binary=C_binary, C_joint=C_joint,
+                                   max_iter=max_iter, device=device)
+        heads = rank_heads(heads_table, k, target=RANKED_BY[kind])
+        out[kind] = {"theta": theta, "heads": np.asarray(heads, dtype=np.int64).reshape(-1, 2)}
+    return out
+
+
+def save_direction_sets(path: str | Any, sets: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write direction sets to one ``.npz`` (atomically): arrays ``theta/<kind>`` and ``heads/<kind>``."""
+    from tomlab.io import atomic_path
+
+    arrays: dict[str, np.ndarray] = {}
+    for kind, entry in sets.items():
+        arrays[f"theta/{kind}"] = np.asarray(entry["theta"], dtype=np.float64)
+        arrays[f"heads/{kind}"] = np.asarray(entry["heads"], dtype=np.int64)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_direction_sets(path: str | Any) -> dict[str, dict[str, np.ndarray]]:
+    """Read what :func:`save_direction_sets` wrote."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path) as data:
+        for name in data.files:
+            part, kind = name.split("/", 1)
+            out.setdefault(kind, {})[part] = data[name]
+    for kind, entry in out.items():
+        if set(entry) != {"theta", "heads"}:
+            raise ValueError(f"{path}: direction kind {kind!r} lacks {sorted({'theta', 'heads'} - set(entry))}")
+    return out
+
+
+def intervention_fingerprint(
+    heads: Sequence[tuple[int, int]] | np.ndarray,
+    directions: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float,
+    site: str,
+) -> str:
+    """A short content hash of everything an intervention adds; ``""`` when it adds nothing.
+
+    Used as the completion cache's namespace, so steered and plain completions never mix and a
+    zero-strength intervention shares the plain model's cache entries.
+    """
+    import hashlib
+
+    pairs = [(int(a), int(b)) for a, b in np.asarray(heads, dtype=np.int64).reshape(-1, 2)]
+    if float(alpha) == 0.0 or not pairs:
+        return ""
+    h = hashlib.sha256(f"{site}|{float(alpha)!r}|{pairs}".encode())
+    theta = np.asarray(directions, dtype=np.float64)
+    sig = np.asarray(sigma, dtype=np.float64)
+    for layer, head in pairs:
+        h.update(np.ascontiguousarray(theta[layer, head]).tobytes())
+        h.update(np.float64(sig[layer, head]).tobytes())
+    return "steer-" + h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------
+# Running the model under an intervention
+# --------------------------------------------------------------------------------------
+
+
+def steered_generator(generator: Any, cache_dir: str | Any | None, fingerprint: str) -> Any:
+    """``generator`` behind a completion cache whose namespace is the intervention's fingerprint."""
+    from tomlab.lm import CachedLM
+
+    return CachedLM(generator, cache_dir, namespace=fingerprint) if cache_dir else generator
+
+
+def evaluate_steered(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    generator: Any,
+    config: Any,
+    *,
+    heads: Sequence[tuple[int, int]] | np.ndarray,
+    directions: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float,
+    site: str,
+    cache_dir: str | Any | None = None,
+    modes: Sequence[str] = ("generation", "log-likelihood"),
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Score ``items`` with the intervention active (see :func:`tomlab.evaluation.evaluate_items`).
+
+    ``generator`` is the plain :class:`tomlab.lm.TransformersLM` over ``lm``; completions are cached
+    under ``cache_dir`` in the namespace :func:`intervention_fingerprint`, so an unchanged rerun
+    generates nothing.  Returns the scored items (with ``alpha`` and ``site`` columns) and the
+    cache counters.
+    """
+    from tomlab.evaluation import evaluate_items
+    from tomlab.lm import CachedLM
+
+    pairs = [(int(a), int(b)) for a, b in np.asarray(heads, dtype=np.int64).reshape(-1, 2)]
+    fingerprint = intervention_fingerprint(pairs, directions, sigma, alpha, site)
+    cached = steered_generator(generator, cache_dir, fingerprint)
+    with HeadIntervention(lm, pairs, directions, sigma, alpha, site=site) as hook:
+        scored = evaluate_items(lm, items, cached, config, modes=modes, batch_size=batch_size,
+                                intervention=hook, progress=progress)
+    counters = {"cache_hits": cached.hits, "cache_misses": cached.misses} if isinstance(cached, CachedLM) else {}
+    return scored.assign(alpha=float(alpha), site=site), counters
+
+
+def token_projections(
+    lm: LoadedModel,
+    prompt: str,
+    heads: Sequence[tuple[int, int]] | np.ndarray,
+    directions: np.ndarray,
+    sigma: np.ndarray,
+    site: str = "head_z",
+) -> pd.DataFrame:
+    """Per token of ``prompt``: each chosen head's activation projected on its direction.
+
+    One row per (position, head) with ``position``, ``token``, ``layer``, ``head``, ``projection``
+    (the dot product with the unit direction) and ``z`` (projection divided by the head's sigma, so
+    heads are comparable: an intervention of strength alpha moves ``z`` by alpha).
+    """
+    from tomlab.activations import token_activations
+
+    acts, tokens = token_activations(lm, prompt, site=site)
+    theta = np.asarray(directions, dtype=np.float64)
+    sig = np.asarray(sigma, dtype=np.float64)
+    rows = []
+    for layer, head in np.asarray(heads, dtype=np.int64).reshape(-1, 2):
+        proj = acts[:, layer, head, :].astype(np.float64) @ theta[layer, head]
+        scale = sig[layer, head] if sig[layer, head] > 0 else np.nan
+        for pos, (tok, value) in enumerate(zip(tokens, proj)):
+            rows.append({"position": pos, "token": tok, "layer": int(layer), "head": int(head),
+                         "projection": float(value), "z": float(value / scale)})
+    return pd.DataFrame(rows)
+
+
+_MODE_COLUMNS = {"generation": "correct_pred", "log-likelihood": "ll_correct"}
+
+
+def steering_accuracy(
+    baseline: pd.DataFrame, steered: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Accuracy under every intervention next to the plain model's, on the same items.
+
+    ``baseline``: scored items without intervention (``tomlab evaluate``); ``steered``: scored items
+    with columns ``source_task`` (where the direction was learned), ``direction``, ``site`` and
+    ``alpha`` (``tomlab steer``).  One row per (source_task, task, direction, site, condition,
+    mode), plus the baseline rows (direction ``"none"``), with ``n``, ``accuracy``, its 95%
+    bootstrap interval, ``invalid_rate`` (generation only), ``baseline`` (the plain accuracy on
+    the same items) and ``delta`` = accuracy - baseline with a *paired* bootstrap interval (the
+    per-item differences are resampled), which says whether a change is beyond item noise.
+    """
+    from tomlab.evaluation import bootstrap_ci
+
+    keys = ["source_task", "task", "direction", "site", "condition"]
+    missing = set(keys + ["item_id", "alpha"]) - set(steered.columns)
+    if missing:
+        raise ValueError(f"the steered frame lacks column(s) {sorted(missing)}")
+    if baseline["item_id"].duplicated().any():
+        raise ValueError("the baseline frame has repeated item_id rows")
+    rows: list[dict[str, Any]] = []
+    modes = [m for m, col in _MODE_COLUMNS.items() if col in steered.columns and col in baseline.columns]
+    if not modes:
+        raise ValueError("baseline and steered frames share no scoring mode")
+    base_index = baseline.set_index("item_id")
+    for mode in modes:
+        col = _MODE_COLUMNS[mode]
+        for (task, condition), frame in baseline.groupby(["task", "condition"], sort=False):
+            values = frame[col].astype(float).to_numpy()
+            low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+            invalid = float(1 - frame["valid"].mean()) if mode == "generation" and "valid" in frame else float("nan")
+            rows.append({"source_task": "", "task": task, "direction": "none", "site": "", "condition": condition,
+                         "alpha": 0.0, "mode": mode, "n": len(frame), "accuracy": float(values.mean()),
+                         "ci_low": low, "ci_high": high, "invalid_rate": invalid, "baseline": float(values.mean()),
+                         "delta": 0.0, "delta_ci_low": 0.0, "delta_ci_high": 0.0})
+        for key, frame in steered.groupby(keys, sort=False):
+            record = dict(zip(keys, key))
+            missing_items = set(frame["item_id"]) - set(base_index.index)
+            if missing_items:
+                raise ValueError(f"{len(missing_items)} steered item(s) are not in the baseline, e.g. "
+                                 f"{sorted(missing_items)[0]!r}")
+            values = frame[col].astype(float).to_numpy()
+            plain = base_index.loc[frame["item_id"], col].astype(float).to_numpy()
+            low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+            d_low, d_high = bootstrap_ci(values - plain, n_boot=n_boot, seed=seed)
+            invalid = float(1 - frame["valid"].mean()) if mode == "generation" and "valid" in frame else float("nan")
+            rows.append({**record, "alpha": float(frame["alpha"].iloc[0]), "mode": mode, "n": len(frame),
+                         "accuracy": float(values.mean()), "ci_low": low, "ci_high": high, "invalid_rate": invalid,
+                         "baseline": float(plain.mean()), "delta": float(values.mean() - plain.mean()),
+                         "delta_ci_low": d_low, "delta_ci_high": d_high})
+    return pd.DataFrame(rows)
