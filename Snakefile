@@ -17,6 +17,8 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/probing.smk"
 include: "workflow/rules/bench.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/steering.smk"
 include: "workflow/rules/report.smk"
 
 

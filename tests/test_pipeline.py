@@ -68,19 +68,52 @@ def test_whole_dag_on_smoke_config(tmp_path):
 
     setup = json.loads((res / "setup.json").read_text())
     assert setup["model"]["name"] == "random:llama" and setup["data"]["n_stories"] == 24
-    meta = pd.read_parquet(res / "activations/samples.parquet")
-    acts = np.load(res / "activations/head_z.npy")
+    meta = pd.read_parquet(res / "activations/forward_belief/samples.parquet")
+    acts = np.load(res / "activations/forward_belief/head_z.npy")
     assert acts.shape == (len(meta), 2, 4, 16) and acts.dtype == np.float16
     assert (meta["n_tokens"] > 0).all() and set(meta["joint"]) == {0, 1, 2, 3}
-    heads = pd.read_parquet(res / "probing/attn_out/heads.parquet")
+    heads = pd.read_parquet(res / "probing/forward_belief/attn_out/heads.parquet")
     assert set(heads["target"]) == {"oracle", "protagonist", "joint"}
     assert len(heads) == 3 * 2 * 4  # targets x layers x heads of the smoke model
     assert heads["val_acc"].between(0, 1).all()
     for kind in ("accuracy", "selectivity"):
         for ext in ("png", "svg"):
-            assert (res / f"figures/probing_head_z_{kind}.{ext}").stat().st_size > 0
+            assert (res / f"figures/probing_forward_belief_head_z_{kind}.{ext}").stat().st_size > 0
     bench = json.loads((res / "bench/probing.json").read_text())
     assert {"speedup", "max_acc_gap"} <= set(bench)
+    for task in ("forward_action", "backward_belief"):
+        other = pd.read_parquet(res / f"activations/{task}/samples.parquet")
+        assert set(other["task"]) == {task} and len(other) == len(meta)
+
+    # Steering: the baseline on 2 stories x 3 tasks x 4 conditions, every direction at both sites,
+    # on each task's own directions and the forward-belief ones on the other tasks.
+    items = pd.read_parquet(res / "eval/items.parquet")
+    assert len(items) == 2 * 3 * 4
+    base = pd.read_parquet(res / "eval/baseline/scored.parquet")
+    assert {"completion", "parsed", "logp_a", "ll_pred"} <= set(base.columns) and len(base) == len(items)
+    acc = pd.read_parquet(res / "steering/accuracy.parquet")
+    steered = acc[acc["direction"] != "none"]
+    assert set(steered["direction"]) == {"random", "+protagonist", "-oracle", "+tpfo"}
+    assert set(steered["site"]) == {"attn_out", "head_z"}
+    assert set(zip(steered["source_task"], steered["task"])) == {
+        ("forward_belief", "forward_belief"), ("forward_action", "forward_action"),
+        ("backward_belief", "backward_belief"), ("forward_belief", "forward_action"),
+        ("forward_belief", "backward_belief")}
+    assert set(steered["mode"]) == {"generation", "log-likelihood"} and (steered["n"] == 2).all()
+    run = pd.read_parquet(res / "steering/runs/head_z/plus_tpfo.parquet")
+    assert set(run["alpha"]) == {20.0} and (run["top_k"] == 4).all()
+    sweep = pd.read_parquet(res / "steering/sweep/accuracy.parquet")
+    assert set(sweep["alpha"]) == {0.0, 20.0} and set(sweep["direction"]) == {"+tpfo", "random"}
+    corr = pd.read_parquet(res / "steering/cross_task/correlations.parquet")
+    assert len(corr) == 3 * 3  # targets x task pairs
+    letters = pd.read_parquet(res / "steering/mechanism/letter_probs.parquet")
+    assert letters["p_correct_plain"].between(0, 1).all()
+    texts = pd.read_parquet(res / "steering/free_text.parquet")
+    assert set(texts["direction"]) == {"none", "+tpfo", "-oracle"} and "Answer:" in texts["prompt"].iloc[0]
+    for name in ("sweep", "cross_task", "letter_probs", "token_projections"):
+        assert (res / f"figures/steering_{name}.svg").stat().st_size > 0
+    assert "Steering" in html and "Forward-belief directions on the other tasks" in html
+    assert list((res / "cache/completions").rglob("*.json"))  # the completion cache was used
 
     # A second run has nothing to do.
     again = _snakemake(tmp_path, "--configfile", config)
@@ -88,13 +121,23 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # A reviewer reruns one step: only that step runs.
-    acts_mtime = (res / "activations/attn_out.npy").stat().st_mtime_ns
-    heads_mtime = (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns
+    acts_mtime = (res / "activations/forward_belief/attn_out.npy").stat().st_mtime_ns
+    heads_mtime = (res / "probing/forward_belief/attn_out/heads.parquet").stat().st_mtime_ns
     # (targets before --configfile, which takes several values)
-    one = _snakemake(tmp_path, "results/probing/attn_out/heads.parquet", "--forcerun", "probe", "--configfile", config)
+    one = _snakemake(tmp_path, "results/probing/forward_belief/attn_out/heads.parquet", "--forcerun", "probe",
+                     "--configfile", config)
     assert one.returncode == 0, one.stderr[-4000:]
-    assert (res / "probing/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
-    assert (res / "activations/attn_out.npy").stat().st_mtime_ns == acts_mtime
+    assert (res / "probing/forward_belief/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
+    assert (res / "activations/forward_belief/attn_out.npy").stat().st_mtime_ns == acts_mtime
+
+    # Rerunning a steering rule takes every completion from the cache.
+    run_path = res / "steering/runs/head_z/plus_tpfo.parquet"
+    before = pd.read_parquet(run_path)
+    again = _snakemake(tmp_path, str(run_path.relative_to(tmp_path)), "--forcerun", "steer", "--configfile", config)
+    assert again.returncode == 0, again.stderr[-4000:]
+    log = (res / "logs/steer_head_z_plus_tpfo.log").read_text()
+    assert '"cache_misses": 0' in log and '"cache_hits": 0' not in log
+    pd.testing.assert_frame_equal(pd.read_parquet(run_path), before)
 
 
 def test_bigtom_config_plans_the_dag_on_the_real_file(tmp_path, bigtom_csv):

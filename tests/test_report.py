@@ -109,20 +109,20 @@ def fabricate_results(
                 top.append(dict(target=target, rank=rank, layer=layer, head=head, val_acc=float(val[layer, head]),
                                 control_acc=float(ctrl[layer, head]),
                                 selectivity=float(val[layer, head] - ctrl[layer, head])))
-        d = root / "probing" / site
+        d = root / "probing" / "forward_belief" / site
         d.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_parquet(d / "heads.parquet", index=False)
         pd.DataFrame(lrows).to_parquet(d / "layers.parquet", index=False)
         pd.DataFrame(top).to_csv(d / "top_heads.csv", index=False)
-        _tiny_png(root / "figures" / f"probing_{site}_accuracy.png", seed)
-        _tiny_png(root / "figures" / f"probing_{site}_selectivity.png", seed + 1)
+        _tiny_png(root / "figures" / f"probing_forward_belief_{site}_accuracy.png", seed)
+        _tiny_png(root / "figures" / f"probing_forward_belief_{site}_selectivity.png", seed + 1)
     pd.DataFrame(
         [
             dict(target="oracle", train_acc=0.7, val_acc=0.55, majority_acc=0.5),
             dict(target="protagonist", train_acc=0.7, val_acc=0.52, majority_acc=0.5),
             dict(target="joint", train_acc=0.5, val_acc=0.27, majority_acc=0.25),
         ]
-    ).to_parquet(root / "probing" / "lexical.parquet", index=False)
+    ).to_parquet(root / "probing" / "forward_belief" / "lexical.parquet", index=False)
     if with_bench:
         (root / "bench").mkdir(exist_ok=True)
         (root / "bench" / "probing.json").write_text(json.dumps(
@@ -260,7 +260,7 @@ def test_commentary_weak(weak: Path) -> None:
 
 def test_commentary_small_gap_within_noise_is_weak(strong: Path) -> None:
     """Gaps above the margin but inside two standard errors still count as weak evidence."""
-    path = strong / "probing" / "attn_out" / "heads.parquet"
+    path = strong / "probing" / "forward_belief" / "attn_out" / "heads.parquet"
     heads = pd.read_parquet(path)
     joint = heads["target"] == "joint"
     heads.loc[joint, "val_acc"] = 0.26
@@ -277,7 +277,7 @@ def test_commentary_small_gap_within_noise_is_weak(strong: Path) -> None:
 
 def test_commentary_unknown_split_and_missing_lexical(strong: Path) -> None:
     (strong / "setup.json").unlink()
-    (strong / "probing" / "lexical.parquet").unlink()
+    (strong / "probing" / "forward_belief" / "lexical.parquet").unlink()
     text = R.commentary_probing(strong, "head_z")
     assert "not recorded" in text
     assert "No lexical baseline" in text
@@ -442,7 +442,7 @@ def test_render_builtin_failing_chunk_leaves_nothing(tmp_path: Path) -> None:
 
 def test_commentary_explains_joint_success_without_protagonist(strong: Path) -> None:
     assert "exclusive-or" not in R.commentary_probing(strong, "attn_out")
-    path = strong / "probing" / "attn_out" / "heads.parquet"
+    path = strong / "probing" / "forward_belief" / "attn_out" / "heads.parquet"
     heads = pd.read_parquet(path)
     protagonist = heads["target"] == "protagonist"
     heads.loc[protagonist, "val_acc"] = 0.5

@@ -72,7 +72,8 @@ def cmd_bigtom_conditions(args: argparse.Namespace) -> None:
 def cmd_probe_samples(args: argparse.Namespace) -> None:
     from tomlab.activations import build_probe_samples
 
-    samples = build_probe_samples(args.conditions, eval_fraction=args.eval_fraction, max_stories=args.max_stories)
+    samples = build_probe_samples(args.conditions, task=args.task, eval_fraction=args.eval_fraction,
+                                  max_stories=args.max_stories)
     io.write_parquet(args.out, samples)
 
 
@@ -213,9 +214,22 @@ def cmd_eval_items(args: argparse.Namespace) -> None:
     io.write_parquet(args.out, items)
 
 
+def _generation(args: argparse.Namespace) -> Any:
+    from tomlab.lm import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
+
+
+def _print_usage(lm: Any) -> None:
+    from tomlab.lm import CachedLM
+
+    cache = {"cache_hits": lm.hits, "cache_misses": lm.misses} if isinstance(lm, CachedLM) else {}
+    print(json.dumps({"usage": lm.usage.as_dict(), **cache}))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from tomlab.evaluation import accuracy_table, option_logprobs, score_generation
-    from tomlab.lm import CachedLM, GenerationConfig, TransformersLM
+    from tomlab.evaluation import evaluate_items, mode_tables
+    from tomlab.lm import CachedLM, TransformersLM
     from tomlab.models import load_model_from_config
 
     items = pd.read_parquet(args.items)
@@ -223,18 +237,240 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     lm: Any = TransformersLM(loaded, batch_size=args.batch_size)
     if args.completion_cache:
         lm = CachedLM(lm, args.completion_cache)
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
-    scored = score_generation(items, lambda prompts: [c.text for c in lm.generate(prompts, config)])
-    scored = option_logprobs(loaded, scored, batch_size=args.batch_size, chat_template=args.chat_template)
-    table = pd.concat(
-        [accuracy_table(scored, "correct_pred").assign(mode="generation"),
-         accuracy_table(scored, "ll_correct").assign(mode="log-likelihood")],
-        ignore_index=True,
-    )
+    scored = evaluate_items(loaded, items, lm, _generation(args), modes=args.modes, batch_size=args.batch_size)
+    table = mode_tables(scored, n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out, scored)
     io.write_parquet(args.out_table, table)
-    cache = {"cache_hits": lm.hits, "cache_misses": lm.misses} if isinstance(lm, CachedLM) else {}
-    print(json.dumps({"usage": lm.usage.as_dict(), **cache}))
+    _print_usage(lm)
+
+
+# --- steering ---------------------------------------------------------------------------------
+
+
+def _by_task(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    """``["forward_belief=path", ...]`` -> ``{"forward_belief": "path", ...}``."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        task, sep, path = value.partition("=")
+        if not sep or not task or not path:
+            raise SystemExit(f"tomlab: {what} must be given as TASK=PATH, got {value!r}")
+        out[task] = path
+    return out
+
+
+def _task_activations(samples_path: str, acts_path: str) -> tuple[pd.DataFrame, np.ndarray]:
+    samples = pd.read_parquet(samples_path)
+    acts = np.load(acts_path, mmap_mode="r")
+    if acts.shape[0] != len(samples):
+        raise SystemExit(f"tomlab: {acts_path} has {acts.shape[0]} samples, {samples_path} has {len(samples)}")
+    return samples, acts
+
+
+def _kinds(names: Sequence[str]) -> list[str]:
+    from tomlab.steering import canonical_kind
+
+    return [canonical_kind(n) for n in names]
+
+
+def cmd_directions(args: argparse.Namespace) -> None:
+    from tomlab.steering import build_direction_sets, save_direction_sets
+
+    samples, acts = _task_activations(args.samples, args.activations)
+    is_val = _load_split(samples, args.split)
+    heads = pd.read_parquet(args.heads)
+    sets = build_direction_sets(
+        np.asarray(acts, dtype=np.float32), samples, heads, _kinds(args.kinds), k=args.top_k, is_val=is_val, seed=args.seed,
+        C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter,
+    )
+    save_direction_sets(args.out, sets)
+    print(json.dumps({kind: entry["heads"].tolist() for kind, entry in sets.items()}))
+
+
+def _sigma_for(theta: np.ndarray, acts_path: str) -> np.ndarray:
+    from tomlab.steering import projection_std
+
+    return projection_std(np.asarray(np.load(acts_path, mmap_mode="r"), dtype=np.float32), theta)
+
+
+def _eval_subset(items: pd.DataFrame, task: str, conditions: Sequence[str], what: str) -> pd.DataFrame:
+    sub = items[(items["task"] == task) & items["condition"].isin(list(conditions))]
+    if sub.empty:
+        raise SystemExit(f"tomlab: the items have no {what} rows for task {task!r} and conditions {list(conditions)}")
+    return sub.reset_index(drop=True)
+
+
+def cmd_steer(args: argparse.Namespace) -> None:
+    from tomlab.lm import TransformersLM
+    from tomlab.models import load_model_from_config
+    from tomlab.steering import evaluate_steered, load_direction_sets
+
+    direction_paths = _by_task(args.directions, "--directions")
+    activations = _by_task(args.activations, "--activations")
+    pairs = []
+    for pair in args.pairs:
+        source, sep, target = pair.partition(":")
+        if not sep or source not in direction_paths or target not in activations:
+            raise SystemExit(f"tomlab: --pairs entry {pair!r} needs --directions for {source!r} and "
+                             f"--activations for {target!r}")
+        pairs.append((source, target))
+    kind = _kinds([args.kind])[0]
+    directions = {task: load_direction_sets(path) for task, path in direction_paths.items()}
+    for source, _ in pairs:
+        if kind not in directions[source]:
+            raise SystemExit(f"tomlab: {direction_paths[source]} has no direction kind {kind!r}")
+    items = pd.read_parquet(args.items)
+    loaded = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
+    generator = TransformersLM(loaded, batch_size=args.batch_size)
+    frames, counters = [], {"cache_hits": 0, "cache_misses": 0}
+    for source, target in pairs:
+        entry = directions[source][kind]
+        sigma = _sigma_for(entry["theta"], activations[target])
+        sub = _eval_subset(items, target, args.conditions, "evaluation")
+        scored, count = evaluate_steered(
+            loaded, sub, generator, _generation(args), heads=entry["heads"], directions=entry["theta"], sigma=sigma,
+            alpha=args.alpha, site=args.site, cache_dir=args.completion_cache, modes=args.modes,
+            batch_size=args.batch_size,
+        )
+        frames.append(scored.assign(source_task=source, direction=kind, top_k=len(entry["heads"])))
+        for key in counters:
+            counters[key] += count.get(key, 0)
+    io.write_parquet(args.out, pd.concat(frames, ignore_index=True))
+    print(json.dumps({"usage": generator.usage.as_dict(), **counters}))
+
+
+def cmd_steering_tables(args: argparse.Namespace) -> None:
+    from tomlab.steering import steering_accuracy
+
+    baseline = pd.read_parquet(args.baseline)
+    steered = pd.concat([pd.read_parquet(path) for path in args.steered], ignore_index=True)
+    table = steering_accuracy(baseline, steered, n_boot=args.n_boot, seed=args.seed)
+    io.write_parquet(args.out, table)
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from tomlab.evaluation import mode_tables
+    from tomlab.lm import TransformersLM
+    from tomlab.models import load_model_from_config
+    from tomlab.steering import evaluate_steered, load_direction_sets
+
+    sets = load_direction_sets(args.directions)
+    items = _eval_subset(pd.read_parquet(args.items), args.task, args.conditions, "sweep")
+    loaded = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
+    generator = TransformersLM(loaded, batch_size=args.batch_size)
+    frames = []
+    for kind in _kinds(args.kinds):
+        if kind not in sets:
+            raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
+        sigma = _sigma_for(sets[kind]["theta"], args.activations)
+        for alpha in args.alphas:
+            scored, _ = evaluate_steered(
+                loaded, items, generator, _generation(args), heads=sets[kind]["heads"],
+                directions=sets[kind]["theta"], sigma=sigma, alpha=alpha, site=args.site,
+                cache_dir=args.completion_cache, modes=args.modes, batch_size=args.batch_size,
+            )
+            frames.append(scored.assign(direction=kind))
+    scored = pd.concat(frames, ignore_index=True)
+    table = mode_tables(scored, by=("direction", "alpha", "task", "condition"), n_boot=args.n_boot, seed=args.seed)
+    io.write_parquet(args.out, scored)
+    io.write_parquet(args.out_table, table)
+    print(json.dumps({"usage": generator.usage.as_dict()}))
+
+
+def cmd_mechanism(args: argparse.Namespace) -> None:
+    from tomlab.evaluation import letter_probs
+    from tomlab.models import load_model_from_config
+    from tomlab.steering import HeadIntervention, load_direction_sets, token_projections
+
+    sets = load_direction_sets(args.directions)
+    items = _eval_subset(pd.read_parquet(args.items), args.task, args.conditions, "mechanism")
+    loaded = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
+    plain = letter_probs(loaded, items, batch_size=args.batch_size, chat_template=args.chat_template)
+    letters, projections = [], []
+    for kind in _kinds(args.kinds):
+        if kind not in sets:
+            raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
+        theta, heads = sets[kind]["theta"], sets[kind]["heads"]
+        sigma = _sigma_for(theta, args.activations)
+        pairs = [tuple(int(x) for x in h) for h in heads]
+        with HeadIntervention(loaded, pairs, theta, sigma, args.alpha, site=args.site) as hook:
+            steered = letter_probs(loaded, items, batch_size=args.batch_size, chat_template=args.chat_template,
+                                   intervention=hook)
+        letters.append(plain[["item_id", "story_id", "task", "condition", "answer_letter"]].assign(
+            direction=kind, alpha=args.alpha, site=args.site,
+            p_correct_plain=plain["p_correct"].to_numpy(), p_wrong_plain=plain["p_wrong"].to_numpy(),
+            p_correct_steered=steered["p_correct"].to_numpy(), p_wrong_steered=steered["p_wrong"].to_numpy(),
+            delta_correct=steered["p_correct"].to_numpy() - plain["p_correct"].to_numpy(),
+            delta_wrong=steered["p_wrong"].to_numpy() - plain["p_wrong"].to_numpy(),
+        ))
+        if kind == _kinds([args.projection_kind])[0]:
+            for story_id in sorted(items["story_id"].unique())[: args.n_stories]:
+                for row in items[items["story_id"] == story_id].itertuples():
+                    text = f"Story: {row.story}\nQuestion: {row.question}"
+                    proj = token_projections(loaded, text, pairs, theta, sigma, site=args.site)
+                    projections.append(proj.assign(story_id=int(story_id), condition=row.condition, direction=kind))
+    if not projections:
+        raise SystemExit(f"tomlab: --projection-kind {args.projection_kind!r} is not among --kinds {args.kinds}")
+    io.write_parquet(args.out_letters, pd.concat(letters, ignore_index=True))
+    io.write_parquet(args.out_projections, pd.concat(projections, ignore_index=True))
+
+
+def cmd_free_text(args: argparse.Namespace) -> None:
+    from tomlab.evaluation import free_text_prompt
+    from tomlab.lm import GenerationConfig, TransformersLM
+    from tomlab.models import load_model_from_config
+    from tomlab.steering import HeadIntervention, load_direction_sets, steered_generator, intervention_fingerprint
+
+    sets = load_direction_sets(args.directions)
+    items = _eval_subset(pd.read_parquet(args.items), args.task, args.conditions, "free-text")
+    keep = sorted(items["story_id"].unique())[: args.n_stories]
+    items = items[items["story_id"].isin(keep)].reset_index(drop=True)
+    prompts = [free_text_prompt(s, q) for s, q in zip(items["story"], items["question"])]
+    loaded = load_model_from_config(_model_cfg(args), cache_dir=args.cache_dir)
+    generator = TransformersLM(loaded, batch_size=args.batch_size)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
+    rows = []
+    settings = [("none", 0.0)] + [(kind, alpha) for kind in _kinds(args.kinds) for alpha in args.alphas]
+    for kind, alpha in settings:
+        if kind == "none":
+            heads, theta, sigma = np.zeros((0, 2), dtype=np.int64), None, None
+        else:
+            if kind not in sets:
+                raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
+            heads, theta = sets[kind]["heads"], sets[kind]["theta"]
+            sigma = _sigma_for(theta, args.activations)
+        if theta is None:
+            lm = steered_generator(generator, args.completion_cache, "")
+            completions = lm.generate(prompts, config)
+        else:
+            pairs = [tuple(int(x) for x in h) for h in heads]
+            lm = steered_generator(generator, args.completion_cache,
+                                   intervention_fingerprint(pairs, theta, sigma, alpha, args.site))
+            with HeadIntervention(loaded, pairs, theta, sigma, alpha, site=args.site):
+                completions = lm.generate(prompts, config)
+        for row, prompt, completion in zip(items.itertuples(), prompts, completions):
+            rows.append({"story_id": int(row.story_id), "task": row.task, "condition": row.condition,
+                         "direction": kind, "alpha": float(alpha), "site": args.site, "prompt": prompt,
+                         "completion": completion.text, "correct": row.correct, "wrong": row.wrong})
+    io.write_parquet(args.out, pd.DataFrame(rows))
+
+
+def cmd_cross_task(args: argparse.Namespace) -> None:
+    from tomlab.probing import cross_task_correlation
+
+    heads = {task: pd.read_parquet(path) for task, path in _by_task(args.heads, "--heads").items()}
+    wide, corr = cross_task_correlation(heads, top_k=args.top_k)
+    io.write_parquet(args.out_wide, wide)
+    io.write_parquet(args.out_correlations, corr)
+
+
+def cmd_plot_steering(args: argparse.Namespace) -> None:
+    from tomlab.figures import plot_alpha_sweep, plot_cross_task, plot_letter_probs, plot_token_projections
+
+    sweep = pd.read_parquet(args.sweep)
+    plot_alpha_sweep(sweep[sweep["task"] == sweep["task"].iloc[0]], args.sweep_stem)
+    plot_cross_task(pd.read_parquet(args.cross_wide), pd.read_parquet(args.cross_correlations), args.cross_stem)
+    plot_letter_probs(pd.read_parquet(args.letters), args.letters_stem)
+    plot_token_projections(pd.read_parquet(args.projections), args.projections_stem)
 
 
 # --- benchmarks -------------------------------------------------------------------------------
@@ -272,6 +508,29 @@ def cmd_bench_extract(args: argparse.Namespace) -> None:
 # --- parser -----------------------------------------------------------------------------------
 
 
+def _add_direction_args(p: argparse.ArgumentParser) -> None:
+    """Which saved directions to apply: the file, the activations that set sigma, task, site, kinds."""
+    p.add_argument("--directions", required=True)
+    p.add_argument("--activations", required=True)
+    p.add_argument("--task", default="forward_belief")
+    p.add_argument("--site", required=True)
+    p.add_argument("--kinds", nargs="+", required=True)
+
+
+def _add_answer_args(p: argparse.ArgumentParser) -> None:
+    """Model, items and decoding options shared by the commands that answer evaluation items."""
+    _add_model_args(p)
+    p.add_argument("--items", required=True)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--modes", nargs="+", default=["generation", "log-likelihood"],
+                   choices=["generation", "log-likelihood"])
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tomlab", description=__doc__)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -295,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe-samples", help="the four probing samples of each story of the probe split")
     p.add_argument("--conditions", required=True)
+    p.add_argument("--task", default="forward_belief", choices=["forward_belief", "forward_action", "backward_belief"])
     p.add_argument("--eval-fraction", type=float, default=0.5)
     p.add_argument("--max-stories", type=int, default=None)
     p.add_argument("--out", required=True)
@@ -379,15 +639,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_items)
 
     p = sub.add_parser("evaluate", help="answer the items (generation and log-likelihood) and score them")
-    _add_model_args(p)
-    p.add_argument("--items", required=True)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")
+    _add_answer_args(p)
     p.add_argument("--out", required=True)
     p.add_argument("--out-table", required=True)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("directions", help="steering directions and their top-K heads for one task and site")
+    p.add_argument("--activations", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--heads", required=True, help="the probe results (heads.parquet) of the same task and site")
+    p.add_argument("--kinds", nargs="+", required=True)
+    p.add_argument("--top-k", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--C-binary", type=float, default=10.0)
+    p.add_argument("--C-joint", type=float, default=1.0)
+    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_directions)
+
+    p = sub.add_parser("steer", help="evaluate under one kind of intervention, for source:target task pairs")
+    _add_answer_args(p)
+    p.add_argument("--site", required=True)
+    p.add_argument("--kind", required=True)
+    p.add_argument("--alpha", type=float, default=20.0)
+    p.add_argument("--pairs", nargs="+", required=True, help="SOURCE:TARGET task pairs")
+    p.add_argument("--directions", nargs="+", required=True, help="TASK=directions.npz")
+    p.add_argument("--activations", nargs="+", required=True, help="TASK=activations.npy (the probe split)")
+    p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("steering-tables", help="accuracy with intervals, and the change from the baseline")
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--steered", nargs="+", required=True)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_steering_tables)
+
+    p = sub.add_parser("sweep", help="accuracy against intervention strength alpha")
+    _add_answer_args(p)
+    _add_direction_args(p)
+    p.add_argument("--alphas", nargs="+", type=float, required=True)
+    p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--out-table", required=True)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("mechanism", help="next-token letter probabilities and per-token projections")
+    _add_model_args(p)
+    p.add_argument("--items", required=True)
+    _add_direction_args(p)
+    p.add_argument("--alpha", type=float, default=20.0)
+    p.add_argument("--projection-kind", default="+tpfo")
+    p.add_argument("--n-stories", type=int, default=2)
+    p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--out-letters", required=True)
+    p.add_argument("--out-projections", required=True)
+    p.set_defaults(func=cmd_mechanism)
+
+    p = sub.add_parser("free-text", help="open answers with and without the intervention")
+    _add_model_args(p)
+    p.add_argument("--items", required=True)
+    _add_direction_args(p)
+    p.add_argument("--alphas", nargs="+", type=float, default=[20.0])
+    p.add_argument("--n-stories", type=int, default=3)
+    p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--completion-cache", default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_free_text)
+
+    p = sub.add_parser("cross-task", help="correlation of per-head probe accuracies across tasks")
+    p.add_argument("--heads", nargs="+", required=True, help="TASK=heads.parquet")
+    p.add_argument("--top-k", type=int, default=16)
+    p.add_argument("--out-wide", required=True)
+    p.add_argument("--out-correlations", required=True)
+    p.set_defaults(func=cmd_cross_task)
+
+    p = sub.add_parser("plot-steering", help="Figures 5-8 (PNG and SVG)")
+    for name in ("sweep", "cross-wide", "cross-correlations", "letters", "projections"):
+        p.add_argument(f"--{name}", required=True)
+    for name in ("sweep", "cross", "letters", "projections"):
+        p.add_argument(f"--{name}-stem", required=True)
+    p.set_defaults(func=cmd_plot_steering)
 
     bench = sub.add_parser("bench", help="benchmarks written to results/bench/*.json").add_subparsers(
         dest="bench", required=True

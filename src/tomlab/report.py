@@ -82,6 +82,10 @@ SITE_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+MAIN_TASK = "forward_belief"
+"""The task whose probes the probing section shows (the paper's); the others feed the steering section."""
+
+
 class ReportRenderError(RuntimeError):
     """Rendering the report failed; the message names the file (and chunk) responsible."""
 
@@ -181,11 +185,11 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _heads(results: str | os.PathLike[str], site: str) -> pd.DataFrame:
-    return _read_table(Path(results) / "probing" / site / "heads.parquet")
+    return _read_table(Path(results) / "probing" / MAIN_TASK / site / "heads.parquet")
 
 
 def _lexical(results: str | os.PathLike[str]) -> pd.DataFrame | None:
-    path = Path(results) / "probing" / "lexical.parquet"
+    path = Path(results) / "probing" / MAIN_TASK / "lexical.parquet"
     return pd.read_parquet(path) if path.is_file() else None
 
 
@@ -289,7 +293,7 @@ def _target_stats(
 
 def _all_stats(results: str | os.PathLike[str], site: str, margin: float = 0.05) -> dict[str, _TargetStats]:
     heads = _heads(results, site)
-    layers_path = Path(results) / "probing" / site / "layers.parquet"
+    layers_path = Path(results) / "probing" / MAIN_TASK / site / "layers.parquet"
     layers = pd.read_parquet(layers_path) if layers_path.is_file() else None
     lexical = _lexical(results)
     return {t: _target_stats(heads, layers, lexical, t, margin) for t in _targets_in(heads)}
@@ -318,7 +322,7 @@ def probing_summary(results: str | os.PathLike[str], site: str) -> pd.DataFrame:
 
 def top_heads_table(results: str | os.PathLike[str], site: str, k: int = 10) -> pd.DataFrame:
     """Top-``k`` heads per target side by side: rank, then head / val acc / selectivity per target."""
-    top = _read_table(Path(results) / "probing" / site / "top_heads.csv")
+    top = _read_table(Path(results) / "probing" / MAIN_TASK / site / "top_heads.csv")
     top = top[top["rank"] <= k]
     out = pd.DataFrame({"rank": sorted(int(r) for r in top["rank"].unique())})
     for t in _targets_in(top):
@@ -419,7 +423,7 @@ def bench_table(results: str | os.PathLike[str]) -> pd.DataFrame:
 
 def figure_path(results: str | os.PathLike[str], site: str, kind: str) -> Path:
     """Path of ``figures/probing_<site>_<kind>.png`` (kind: accuracy or selectivity)."""
-    return Path(results) / "figures" / f"probing_{site}_{kind}.png"
+    return Path(results) / "figures" / f"probing_{MAIN_TASK}_{site}_{kind}.png"
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:

@@ -18,6 +18,28 @@ if config.get("bigtom_csv") and not Path(config["bigtom_csv"]).is_file():
 
 ENV = "../envs/tomlab.yaml"  # relative to the rule files
 SITES = config["activations"]["sites"]
+TASKS = config["probing"]["tasks"]
+MAIN_TASK = "forward_belief"  # the paper's probing task; directions from it are also tried on the others
+STEER = config["steering"]
+if STEER["site"] not in SITES:
+    raise ValueError(
+        f"config key 'steering.site': {STEER['site']!r} is not among activations.sites {SITES}"
+    )
+# every direction kind some rule needs, in a stable order
+DIRECTION_KINDS = list(
+    dict.fromkeys(
+        STEER["directions"]
+        + STEER["sweep"]["directions"]
+        + [STEER["mechanism"]["projection_direction"]]
+        + STEER["free_text"]["directions"]
+    )
+)
+# (source task of the directions, task evaluated): each task on itself (Table 1), then the
+# forward-belief directions on the other tasks (Table 2)
+STEER_PAIRS = [f"{t}:{t}" for t in TASKS] + [f"{MAIN_TASK}:{t}" for t in TASKS if t != MAIN_TASK]
+EVAL = config["evaluation"]
+CHAT = "--chat-template" if EVAL["chat_template"] else "--no-chat-template"
+COMPLETION_CACHE = "results/cache/completions"  # content-addressed; shared by the model rules
 REPORT_DIR = Path(workflow.basedir) / "report"
 REPORT_SOURCES = sorted(
     str(p) for p in REPORT_DIR.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -26,3 +48,17 @@ CONFIG_JSON = json.dumps(config, sort_keys=True)
 CONFIG_HASH = hashlib.sha256(CONFIG_JSON.encode()).hexdigest()[:12]
 MODEL_JSON = json.dumps(config["model"], sort_keys=True)
 GPUS = config["model"]["gpu"]
+
+
+def slug(kind):
+    """File- and command-line-safe name of a direction kind ("-oracle" -> "minus_oracle")."""
+    return {"+": "plus_", "-": "minus_"}.get(kind[0], "") + kind.lstrip("+-")
+
+
+def slugs(kinds):
+    return " ".join(slug(k) for k in kinds)
+
+
+def task_args(pattern, site):
+    """TASK=PATH command-line arguments for every task at one site."""
+    return " ".join(f"{t}={pattern.format(task=t, site=site)}" for t in TASKS)

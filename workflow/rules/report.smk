@@ -3,8 +3,8 @@ rule setup_summary:
     input:
         model=rules.prepare_model.output.info,
         raw=rules.raw_stories.output.csv,
-        samples=rules.probe_samples.output.samples,
-        split=rules.split.output.split,
+        samples=expand(rules.probe_samples.output.samples, task=MAIN_TASK),
+        split=expand(rules.split.output.split, task=MAIN_TASK),
     output:
         setup="results/setup.json",
     params:
@@ -23,13 +23,18 @@ rule setup_summary:
 rule report:
     input:
         setup=rules.setup_summary.output.setup,
-        heads=expand("results/probing/{site}/heads.parquet", site=SITES),
-        layers=expand("results/probing/{site}/layers.parquet", site=SITES),
-        top=expand("results/probing/{site}/top_heads.csv", site=SITES),
-        lexical=rules.lexical_baseline.output.lexical,
-        figures=expand(
-            "results/figures/probing_{site}_{kind}.png", site=SITES, kind=["accuracy", "selectivity"]
-        ),
+        heads=expand(rules.probe.output.heads, task=MAIN_TASK, site=SITES),
+        layers=expand(rules.probe.output.layers, task=MAIN_TASK, site=SITES),
+        top=expand(rules.probe.output.top, task=MAIN_TASK, site=SITES),
+        lexical=expand(rules.lexical_baseline.output.lexical, task=TASKS),
+        figures=expand(rules.plot_probing.output.accuracy_png, task=MAIN_TASK, site=SITES)
+        + expand(rules.plot_probing.output.selectivity_png, task=MAIN_TASK, site=SITES),
+        steering=rules.steering_tables.output.table,
+        sweep=rules.alpha_sweep.output.table,
+        cross=rules.cross_task.output.correlations,
+        letters=rules.mechanism.output.letters,
+        free_text=rules.free_text.output.texts,
+        steering_figures=rules.plot_steering.output,
         bench_probing=rules.bench_probing.output.json,
         bench_extract=rules.bench_extract.output.json,
         sources=REPORT_SOURCES,

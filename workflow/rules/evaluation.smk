@@ -1,0 +1,47 @@
+# BigToM two-option evaluation of the plain model on the evaluation split (stories never probed).
+rule eval_items:
+    input:
+        conditions=rules.bigtom_conditions.output.conditions,
+    output:
+        eval_items="results/eval/items.parquet",
+    params:
+        eval_fraction=config["split"]["eval_fraction"],
+        seed=EVAL["seed"],
+        max_stories=f"--max-stories {EVAL['max_stories']}" if EVAL["max_stories"] else "",
+    conda:
+        ENV
+    log:
+        "results/logs/eval_items.log",
+    shell:
+        "tomlab eval-items --conditions {input.conditions:q} --eval-fraction {params.eval_fraction}"
+        " --seed {params.seed} {params.max_stories} --out {output.eval_items:q} > {log:q} 2>&1"
+
+
+rule evaluate_baseline:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+        model=rules.prepare_model.output.info,
+    output:
+        scored="results/eval/baseline/scored.parquet",
+        table="results/eval/baseline/accuracy.parquet",
+    params:
+        model=MODEL_JSON,
+        chat=CHAT,
+        batch_size=EVAL["batch_size"],
+        max_new_tokens=EVAL["max_new_tokens"],
+        modes=" ".join(EVAL["modes"]),
+        n_boot=EVAL["n_boot"],
+        seed=EVAL["seed"],
+        cache=COMPLETION_CACHE,
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    log:
+        "results/logs/evaluate_baseline.log",
+    shell:
+        "tomlab --threads {threads} evaluate --model-json {params.model:q} --items {input.eval_items:q}"
+        " {params.chat} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens}"
+        " --modes {params.modes} --n-boot {params.n_boot} --seed {params.seed}"
+        " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log:q} 2>&1"

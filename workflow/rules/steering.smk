@@ -1,0 +1,245 @@
+# Inference-time intervention along probe directions: directions per task and site, Table 1 and 2
+# analogues, the alpha sweep, cross-task correlation, mechanism views and free text.
+rule steering_directions:
+    input:
+        acts="results/activations/{task}/{site}.npy",
+        samples=rules.extract_activations.output.meta,
+        split=rules.split.output.split,
+        heads=rules.probe.output.heads,
+    output:
+        directions="results/steering/directions/{task}/{site}.npz",
+    wildcard_constraints:
+        site="|".join(SITES),
+        task="|".join(TASKS),
+    params:
+        kinds=slugs(DIRECTION_KINDS),
+        top_k=STEER["top_k"],
+        seed=STEER["seed"],
+        C_binary=config["probing"]["C_binary"],
+        C_joint=config["probing"]["C_joint"],
+        max_iter=config["probing"]["max_iter"],
+    threads: 2
+    conda:
+        ENV
+    log:
+        "results/logs/steering_directions_{task}_{site}.log",
+    shell:
+        "tomlab --threads {threads} directions --activations {input.acts:q} --samples {input.samples:q}"
+        " --split {input.split:q} --heads {input.heads:q} --kinds {params.kinds} --top-k {params.top_k}"
+        " --seed {params.seed} --C-binary {params.C_binary} --C-joint {params.C_joint}"
+        " --max-iter {params.max_iter} --out {output.directions:q} > {log:q} 2>&1"
+
+
+# One kind of direction at one site: every task with its own directions (Table 1) and the
+# forward-belief directions on the other tasks (Table 2), true- and false-belief items.
+rule steer:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+        model=rules.prepare_model.output.info,
+        directions=expand("results/steering/directions/{task}/{{site}}.npz", task=TASKS),
+        acts=expand("results/activations/{task}/{{site}}.npy", task=TASKS),
+    output:
+        scored="results/steering/runs/{site}/{kind}.parquet",
+    wildcard_constraints:
+        site="|".join(SITES),
+        kind="|".join(slug(k) for k in STEER["directions"]),
+    params:
+        model=MODEL_JSON,
+        chat=CHAT,
+        batch_size=EVAL["batch_size"],
+        max_new_tokens=EVAL["max_new_tokens"],
+        modes=" ".join(EVAL["modes"]),
+        alpha=STEER["alpha"],
+        pairs=" ".join(STEER_PAIRS),
+        directions=lambda wildcards: task_args("results/steering/directions/{task}/{site}.npz", wildcards.site),
+        acts=lambda wildcards: task_args("results/activations/{task}/{site}.npy", wildcards.site),
+        cache=COMPLETION_CACHE,
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    log:
+        "results/logs/steer_{site}_{kind}.log",
+    shell:
+        "tomlab --threads {threads} steer --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        " --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} --modes {params.modes}"
+        " --site {wildcards.site} --kind {wildcards.kind} --alpha {params.alpha} --pairs {params.pairs}"
+        " --directions {params.directions} --activations {params.acts} --completion-cache {params.cache:q}"
+        " --out {output.scored:q} > {log:q} 2>&1"
+
+
+rule steering_tables:
+    input:
+        baseline=rules.evaluate_baseline.output.scored,
+        runs=expand(
+            rules.steer.output.scored, site=SITES, kind=[slug(k) for k in STEER["directions"]]
+        ),
+    output:
+        table="results/steering/accuracy.parquet",
+    params:
+        n_boot=EVAL["n_boot"],
+        seed=EVAL["seed"],
+    conda:
+        ENV
+    log:
+        "results/logs/steering_tables.log",
+    shell:
+        "tomlab steering-tables --baseline {input.baseline:q} --steered {input.runs:q}"
+        " --n-boot {params.n_boot} --seed {params.seed} --out {output.table:q} > {log:q} 2>&1"
+
+
+rule alpha_sweep:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+        model=rules.prepare_model.output.info,
+        directions=expand(rules.steering_directions.output.directions, task=MAIN_TASK, site=STEER["site"]),
+        acts=f"results/activations/{MAIN_TASK}/{STEER['site']}.npy",
+    output:
+        scored="results/steering/sweep/scored.parquet",
+        table="results/steering/sweep/accuracy.parquet",
+    params:
+        model=MODEL_JSON,
+        chat=CHAT,
+        batch_size=EVAL["batch_size"],
+        max_new_tokens=EVAL["max_new_tokens"],
+        modes=" ".join(EVAL["modes"]),
+        n_boot=EVAL["n_boot"],
+        seed=EVAL["seed"],
+        task=MAIN_TASK,
+        site=STEER["site"],
+        kinds=slugs(STEER["sweep"]["directions"]),
+        alphas=" ".join(str(a) for a in STEER["sweep"]["alphas"]),
+        cache=COMPLETION_CACHE,
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    log:
+        "results/logs/alpha_sweep.log",
+    shell:
+        "tomlab --threads {threads} sweep --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        " --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} --modes {params.modes}"
+        " --n-boot {params.n_boot} --seed {params.seed} --directions {input.directions:q}"
+        " --activations {input.acts:q} --task {params.task} --site {params.site} --kinds {params.kinds}"
+        " --alphas {params.alphas} --completion-cache {params.cache:q} --out {output.scored:q}"
+        " --out-table {output.table:q} > {log:q} 2>&1"
+
+
+rule cross_task:
+    input:
+        heads=expand(rules.probe.output.heads, task=TASKS, site=STEER["site"]),
+    output:
+        wide="results/steering/cross_task/heads.parquet",
+        correlations="results/steering/cross_task/correlations.parquet",
+    params:
+        heads=task_args("results/probing/{task}/{site}/heads.parquet", STEER["site"]),
+        top_k=STEER["top_k"],
+    conda:
+        ENV
+    log:
+        "results/logs/cross_task.log",
+    shell:
+        "tomlab cross-task --heads {params.heads} --top-k {params.top_k} --out-wide {output.wide:q}"
+        " --out-correlations {output.correlations:q} > {log:q} 2>&1"
+
+
+rule mechanism:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+        model=rules.prepare_model.output.info,
+        directions=rules.alpha_sweep.input.directions,
+        acts=rules.alpha_sweep.input.acts,
+    output:
+        letters="results/steering/mechanism/letter_probs.parquet",
+        projections="results/steering/mechanism/token_projections.parquet",
+    params:
+        model=MODEL_JSON,
+        chat=CHAT,
+        batch_size=EVAL["batch_size"],
+        task=MAIN_TASK,
+        site=STEER["site"],
+        kinds=slugs(STEER["directions"]),
+        alpha=STEER["alpha"],
+        projection_kind=slug(STEER["mechanism"]["projection_direction"]),
+        n_stories=STEER["mechanism"]["n_stories"],
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    log:
+        "results/logs/mechanism.log",
+    shell:
+        "tomlab --threads {threads} mechanism --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        " --batch-size {params.batch_size} --directions {input.directions:q} --activations {input.acts:q}"
+        " --task {params.task} --site {params.site} --kinds {params.kinds} --alpha {params.alpha}"
+        " --projection-kind {params.projection_kind} --n-stories {params.n_stories}"
+        " --out-letters {output.letters:q} --out-projections {output.projections:q} > {log:q} 2>&1"
+
+
+rule free_text:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+        model=rules.prepare_model.output.info,
+        directions=rules.alpha_sweep.input.directions,
+        acts=rules.alpha_sweep.input.acts,
+    output:
+        texts="results/steering/free_text.parquet",
+    params:
+        model=MODEL_JSON,
+        chat=CHAT,
+        batch_size=EVAL["batch_size"],
+        task=MAIN_TASK,
+        site=STEER["site"],
+        kinds=slugs(STEER["free_text"]["directions"]),
+        alphas=" ".join(str(a) for a in STEER["free_text"]["alphas"]),
+        n_stories=STEER["free_text"]["n_stories"],
+        max_new_tokens=STEER["free_text"]["max_new_tokens"],
+        cache=COMPLETION_CACHE,
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    log:
+        "results/logs/free_text.log",
+    shell:
+        "tomlab --threads {threads} free-text --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        " --batch-size {params.batch_size} --directions {input.directions:q} --activations {input.acts:q}"
+        " --task {params.task} --site {params.site} --kinds {params.kinds} --alphas {params.alphas}"
+        " --n-stories {params.n_stories} --max-new-tokens {params.max_new_tokens}"
+        " --completion-cache {params.cache:q} --out {output.texts:q} > {log:q} 2>&1"
+
+
+rule plot_steering:
+    input:
+        sweep=rules.alpha_sweep.output.table,
+        wide=rules.cross_task.output.wide,
+        correlations=rules.cross_task.output.correlations,
+        letters=rules.mechanism.output.letters,
+        projections=rules.mechanism.output.projections,
+    output:
+        sweep_png="results/figures/steering_sweep.png",
+        sweep_svg="results/figures/steering_sweep.svg",
+        cross_png="results/figures/steering_cross_task.png",
+        cross_svg="results/figures/steering_cross_task.svg",
+        letters_png="results/figures/steering_letter_probs.png",
+        letters_svg="results/figures/steering_letter_probs.svg",
+        projections_png="results/figures/steering_token_projections.png",
+        projections_svg="results/figures/steering_token_projections.svg",
+    params:
+        sweep=lambda wildcards, output: os.path.splitext(output.sweep_png)[0],
+        cross=lambda wildcards, output: os.path.splitext(output.cross_png)[0],
+        letters=lambda wildcards, output: os.path.splitext(output.letters_png)[0],
+        projections=lambda wildcards, output: os.path.splitext(output.projections_png)[0],
+    conda:
+        ENV
+    log:
+        "results/logs/plot_steering.log",
+    shell:
+        "tomlab plot-steering --sweep {input.sweep:q} --cross-wide {input.wide:q}"
+        " --cross-correlations {input.correlations:q} --letters {input.letters:q}"
+        " --projections {input.projections:q} --sweep-stem {params.sweep:q} --cross-stem {params.cross:q}"
+        " --letters-stem {params.letters:q} --projections-stem {params.projections:q} > {log:q} 2>&1"
