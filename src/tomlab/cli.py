@@ -754,6 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-prompts", type=int, default=64)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_extract)
+
+    from tomlab.cli_team import add_team_commands
+
+    add_team_commands(sub, _add_model_args)
     return parser
 
 

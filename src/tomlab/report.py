@@ -920,6 +920,11 @@ def _execute(
     return outputs
 
 
+def fenced(text: str, info: str = "text") -> str:
+    """``text`` verbatim in a Markdown code fence longer than any backtick run inside it."""
+    return _fence(text, info)
+
+
 def _fence(text: str, info: str = "") -> str:
     ticks = "```"
     while ticks in text:

@@ -1,0 +1,212 @@
+"""Playing the team game: LLM agents over a scripted backend, baselines, MAPPO, tables, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tomlab.cli import main
+from tomlab.lm import CachedLM, ScriptedLM
+from tomlab.team import BombGame, TeamConfig, knows
+from tomlab.team_agents import (
+    LLMAgentConfig,
+    episodes_frame,
+    parse_yes_no,
+    play_llm_episodes,
+    play_planner,
+    play_policy,
+    random_policy,
+    tom_frame,
+)
+from tomlab.team_report import summary_table, team_commentary, tom_table
+
+
+def _reply(prompt: str) -> str:
+    """A scripted agent: inspect a bomb it has not inspected, then answer yes/no by a fixed rule,
+    else walk to room 0 or 5."""
+    if "Answer yes or no." in prompt:
+        return "Yes." if "Do you know" in prompt else "no"
+    if "Rewrite your belief state" in prompt:
+        return "I am somewhere."
+    now = prompt.rsplit("Now:\n", 1)[-1]
+    if "You have not inspected it." in now:
+        return "Action: inspect the bomb\nMessage: none"
+    return "Action: move to room 0\nMessage: on my way" if "You are in room 0." not in now else "Action: go to room 5"
+
+
+def test_llm_episode_plays_records_and_asks_tom_questions():
+    cfg = TeamConfig(max_rounds=4)
+    lm = ScriptedLM(_reply)
+    (ep,) = play_llm_episodes(lm, cfg, [0], LLMAgentConfig(), progress=False)
+    assert ep.actions == len([r for r in ep.transcript if r["kind"] == "action"]) > 0
+    actions = [r for r in ep.transcript if r["kind"] == "action"]
+    assert all({"prompt", "completion", "parsed", "valid", "reward", "score"} <= set(r) for r in actions)
+    assert ep.valid_actions == sum(r["valid"] for r in actions)
+    assert ep.calls == lm.usage.completions and ep.prompt_tokens == lm.usage.prompt_tokens > 0
+    tom = tom_frame([ep])
+    valid_moves = sum(1 for r in actions if r["valid"])
+    assert len(tom) == 3 * valid_moves and set(tom["order"]) == {"introspection", "first_order", "second_order"}
+    intro = tom[tom["order"] == "introspection"]
+    assert intro["parsed"].all()  # the script always says yes to "Do you know"
+    assert (intro["correct"] == intro["truth"]).all()
+    # every inspection the script made shows up as a true introspective answer for that bomb
+    inspected = [r for r in actions if r["action"] == "inspect the bomb" and r["valid"]]
+    assert inspected and intro["truth"].sum() >= len(inspected)
+
+
+def test_history_window_and_belief_state_shape_the_prompt():
+    cfg = TeamConfig(max_rounds=4, stall_rounds=None)
+    (plain,) = play_llm_episodes(ScriptedLM(_reply), cfg, [1], LLMAgentConfig(history_rounds=1, tom=False),
+                                 progress=False)
+    last = [r for r in plain.transcript if r["kind"] == "action" and r["agent"] == "Alpha"][-1]
+    user = last["prompt"][-1]["content"]
+    assert user.count("You replied:") == 1 and "Now:" in user
+    (belief,) = play_llm_episodes(ScriptedLM(_reply), cfg, [1], LLMAgentConfig(belief=True, tom=False),
+                                  progress=False)
+    kinds = [r["kind"] for r in belief.transcript]
+    assert kinds[:2] == ["belief", "action"]
+    user = [r for r in belief.transcript if r["kind"] == "action"][-1]["prompt"][-1]["content"]
+    assert "Your belief state:\nI am somewhere." in user and "You replied:" not in user
+
+
+def test_lockstep_batching_matches_one_at_a_time_and_the_cache_replays(tmp_path):
+    cfg = TeamConfig(max_rounds=3)
+    batched = ScriptedLM(_reply)
+    together = play_llm_episodes(batched, cfg, [0, 1, 2], LLMAgentConfig(), progress=False)
+    alone = [play_llm_episodes(ScriptedLM(_reply), cfg, [s], LLMAgentConfig(), progress=False)[0] for s in (0, 1, 2)]
+    assert [e.summary(3) for e in together] == [e.summary(3) for e in alone]
+    # prompts of several seeds go together: at most one call per step and generation setting
+    # (actions, ToM questions) of the longest episode, not one per episode
+    steps = max(e.actions + len(e.tom) // 3 for e in together)
+    assert batched.usage.calls <= 2 * steps < sum(e.actions + len(e.tom) // 3 for e in together)
+    inner = ScriptedLM(_reply)
+    cached = CachedLM(inner, tmp_path / "cache")
+    first = play_llm_episodes(cached, cfg, [0], LLMAgentConfig(), progress=False)
+    again = play_llm_episodes(CachedLM(ScriptedLM(lambda p: "garbage"), tmp_path / "cache"), cfg, [0],
+                              LLMAgentConfig(), progress=False)
+    assert first[0].transcript == again[0].transcript  # nothing was asked of the second model
+
+
+def test_unparseable_replies_are_invalid_and_the_team_stalls():
+    cfg = TeamConfig(stall_rounds=3)
+    (ep,) = play_llm_episodes(ScriptedLM(lambda p: "I am thinking about it."), cfg, [0], LLMAgentConfig(),
+                              progress=False)
+    assert ep.valid_actions == 0 and ep.stalled and ep.rounds_played == 3 and ep.tom == []
+    assert ep.summary(cfg.max_rounds)["rounds"] == cfg.max_rounds  # unfinished counts as the round limit
+
+
+def test_parse_yes_no():
+    assert parse_yes_no("Yes, I do.") is True and parse_yes_no("no") is False
+    assert parse_yes_no("I know") is None and parse_yes_no("Nothing yet") is None
+
+
+def test_baselines_random_and_planner():
+    cfg = TeamConfig()
+    rand = [play_policy(cfg, s, random_policy, "random") for s in range(8)]
+    plan = [play_planner(cfg, s) for s in range(8)]
+    assert all(p.complete and p.score == 90 for p in plan)
+    assert all(p.rounds_played <= r.rounds_played for p, r in zip(plan, rand))
+    assert np.mean([r.score for r in rand]) < 90
+    assert 0 < np.mean([r.valid_actions / r.actions for r in rand]) < 1  # illegal picks lose the turn
+    again = play_policy(cfg, 3, random_policy, "random")
+    assert again.summary(30) == rand[3].summary(30)
+
+
+def test_tables_and_commentary(tmp_path):
+    cfg = TeamConfig(max_rounds=4)
+    eps = [play_policy(cfg, s, random_policy, "random") for s in range(3)]
+    eps += [play_planner(cfg, s) for s in range(3)]
+    eps += play_llm_episodes(ScriptedLM(_reply), cfg, [0, 1, 2], LLMAgentConfig(), progress=False)
+    frame = episodes_frame(eps, cfg.max_rounds)
+    table = summary_table(frame)
+    assert list(table["agent_type"]) == ["random", "planner", "llm"]
+    assert table.loc[table["agent_type"] == "planner", "valid actions"].item() == "100.0%"
+    tom = tom_table(tom_frame(eps), n_boot=200)
+    intro = tom[tom["order"] == "introspection"].iloc[0]
+    assert intro["said_yes"] == 1.0 and intro["ci_low"] <= intro["accuracy"] <= intro["ci_high"]
+    assert intro["majority_baseline"] >= 0.5
+    (tmp_path / "team").mkdir()
+    frame.to_parquet(tmp_path / "team" / "episodes.parquet")
+    tom.to_parquet(tmp_path / "team" / "tom_accuracy.parquet")
+    from tomlab.team_report import ours_vs_paper, tom_vs_paper
+
+    both = ours_vs_paper(tmp_path)
+    assert list(both["source"]).count("Li et al.") == 6 and "centralised planner" in set(both["agents"])
+    assert both.loc[both["agents"] == "CBS planner", "rounds"].item() == "6.0 ± 0.0"
+    tvp = tom_vs_paper(tmp_path)
+    assert tvp.loc[tvp["agents"] == "GPT-4 + belief", "second-order"].item() == "69.4%"
+    assert tvp.loc[tvp["agents"] == "LLM", "introspection"].item().endswith("]")
+    text = team_commentary(tmp_path)
+    assert "**Planner.**" in text and "LLM** agents score" in text and "majority answer" in text
+
+
+def test_mappo_trains_briefly_and_plays(tmp_path):
+    pytest.importorskip("skrl")
+    from tomlab.team_mappo import MAPPOConfig, load_policies, mappo_policy, save_policies, train_mappo
+
+    cfg = TeamConfig(max_rounds=6)
+    mcfg = MAPPOConfig(timesteps=120, rollouts=24, mini_batches=2, learning_epochs=1, hidden=8)
+    policies, curve = train_mappo(cfg, mcfg, progress=False)
+    assert len(curve) >= 120 // 6 - 1 and curve["timestep"].is_monotonic_increasing
+    assert curve["rounds"].between(1, 6).all()
+    before = {a: [p.detach().clone() for p in net.parameters()] for a, net in policies.items()}
+    save_policies(tmp_path / "p.pt", policies, mcfg)
+    loaded = load_policies(tmp_path / "p.pt", cfg)
+    for a, net in loaded.items():
+        assert all(torch_equal(x, y) for x, y in zip(net.parameters(), before[a]))
+    ep = play_policy(cfg, 0, mappo_policy(loaded, cfg), "mappo")
+    assert ep.actions > 0 and ep.rounds_played <= 6
+    # training changed the weights away from a fresh initialisation with the same seed
+    import torch
+
+    torch.manual_seed(mcfg.seed)
+    fresh, _ = train_mappo(cfg, MAPPOConfig(timesteps=1, rollouts=24, hidden=8), progress=False)
+    assert any(not torch_equal(x, y) for x, y in zip(fresh["Alpha"].parameters(), before["Alpha"]))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_cli_team_play_and_tables(tmp_path, capsys):
+    team = json.dumps({"max_rounds": 5})
+    for kind in ("random", "planner"):
+        rc = main(["team-play", "--agent-type", kind, "--team-json", team, "--seeds", "2",
+                   "--out-episodes", str(tmp_path / kind / "ep.parquet"), "--out-tom", str(tmp_path / kind / "tom.parquet"),
+                   "--transcripts", str(tmp_path / kind / "tr")])
+        assert rc == 0
+        lines = (tmp_path / kind / "tr" / "seed1.jsonl").read_text().splitlines()
+        assert json.loads(lines[0])["kind"] == "episode" and json.loads(lines[-1])["kind"] == "summary"
+    rc = main(["team-tables", "--episodes", str(tmp_path / "random/ep.parquet"), str(tmp_path / "planner/ep.parquet"),
+               "--tom", str(tmp_path / "random/tom.parquet"), str(tmp_path / "planner/tom.parquet"),
+               "--out-episodes", str(tmp_path / "all.parquet"), "--out-summary", str(tmp_path / "sum.parquet"),
+               "--out-tom", str(tmp_path / "tom.parquet")])
+    assert rc == 0
+    assert len(pd.read_parquet(tmp_path / "all.parquet")) == 4
+    rc = main(["team-play", "--agent-type", "mappo", "--seeds", "1", "--out-episodes", str(tmp_path / "x.parquet"),
+               "--out-tom", str(tmp_path / "y.parquet"), "--transcripts", str(tmp_path / "z")])
+    assert rc == 1 and "--policies" in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()
+    rc = main(["team-play", "--agent-type", "random", "--team-json", '{"map": {"rooms": [0, 1], "corridors": [[0, 7]]}}',
+               "--out-episodes", str(tmp_path / "x.parquet"), "--out-tom", str(tmp_path / "y.parquet"),
+               "--transcripts", str(tmp_path / "z")])
+    assert rc == 1 and "corridor 0-7" in capsys.readouterr().err
+
+
+def test_knows_is_monotone_over_a_random_episode():
+    game = BombGame(TeamConfig(), seed=5)
+    rng = np.random.default_rng(0)
+    while not game.over:
+        for agent in game.config.agents:
+            game.act(agent, random_policy(game, agent, rng), message="bomb 1 is red" if rng.random() < 0.2 else None)
+        game.end_round()
+    n = len(game.log.events)
+    for agent in game.config.agents:
+        for bomb in game.bombs:
+            seq = [knows(game.log, agent, bomb.id, t) for t in range(n)]
+            assert seq == sorted(seq)  # once known, always known
