@@ -115,6 +115,22 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert "Steering" in html and "Forward-belief directions on the other tasks" in html
     assert list((res / "cache/completions").rglob("*.json"))  # the completion cache was used
 
+    # Team game: every agent type on one seeded layout, the tables, the figures, the report section.
+    summary = pd.read_parquet(res / "team/summary.parquet")
+    assert list(summary["agent_type"]) == ["random", "planner", "mappo", "llm", "llm_belief"]
+    episodes = pd.read_parquet(res / "team/episodes.parquet")
+    assert len(episodes) == 5 and (episodes["rounds_played"] <= 3).all()
+    planner = episodes[episodes["agent_type"] == "planner"].iloc[0]
+    assert planner["valid_actions"] == planner["actions"] and planner["score"] >= episodes["score"].max()
+    assert (episodes.loc[episodes["agent_type"].isin(["llm", "llm_belief"]), "total_tokens"] > 0).all()
+    curve = pd.read_parquet(res / "team/mappo/learning_curve.parquet")
+    assert len(curve) > 0 and curve["timestep"].max() <= 200
+    first = json.loads((res / "team/llm_belief/transcripts/seed0.jsonl").read_text().splitlines()[1])
+    assert first["kind"] == "belief" and first["prompt"][0]["role"] == "system"
+    for name in ("team_rounds", "team_mappo_curve"):
+        assert (res / f"figures/{name}.svg").stat().st_size > 0
+    assert "Team game" in html and "CBS planner" in html
+
     # A second run has nothing to do.
     again = _snakemake(tmp_path, "--configfile", config)
     assert again.returncode == 0

@@ -1,6 +1,7 @@
 # Config validation and the few helpers the rules share.
 import hashlib
 import json
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -62,3 +63,31 @@ def slugs(kinds):
 def task_args(pattern, site):
     """TASK=PATH command-line arguments for every task at one site."""
     return " ".join(f"{t}={pattern.format(task=t, site=site)}" for t in TASKS)
+
+
+# --- the team game -------------------------------------------------------------------------
+TEAM = config["team"]
+TEAM_RULES = ("map", "bomb_phases", "colours", "agents", "max_rounds", "stall_rounds", "wrong_cutter",
+              "points_per_phase")
+TEAM_JSON = json.dumps({k: TEAM[k] for k in TEAM_RULES}, sort_keys=True)
+TEAM_LLM = {k: v for k, v in TEAM["llm"].items() if k != "batch_size"}
+TEAM_AGENTS = TEAM["agent_types"]
+LLM_AGENTS = ("llm", "llm_belief")
+
+
+def team_play_inputs(wildcards):
+    """A MAPPO team needs its trained policies; an LLM team needs the model."""
+    if wildcards.agent == "mappo":
+        return {"policies": rules.team_train_mappo.output.policies}
+    if wildcards.agent in LLM_AGENTS:
+        return {"model": rules.prepare_model.output.info}
+    return {}
+
+
+def team_play_args(wildcards, input):
+    if wildcards.agent == "mappo":
+        return f"--policies {shlex.quote(input.policies)}"
+    if wildcards.agent in LLM_AGENTS:
+        return (f"--model-json {shlex.quote(MODEL_JSON)} --llm-json {shlex.quote(json.dumps(TEAM_LLM))}"
+                f" --batch-size {TEAM['llm']['batch_size']} --completion-cache {shlex.quote(COMPLETION_CACHE)}")
+    return ""
