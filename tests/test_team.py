@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import warnings
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,7 +173,6 @@ def test_action_indices_round_trip():
 
 
 def test_tom_ground_truth_on_a_scripted_episode():
-    cfg = TeamConfig()
     game = _game([5, 5, 8], {5: ["red", "blue"], 8: ["green"], 0: ["blue"], 3: ["red"], 6: ["green", "red", "blue"]})
     b5 = game.bomb_in(5).id
     b8 = game.bomb_in(8).id
@@ -201,7 +198,7 @@ def test_tom_ground_truth_on_a_scripted_episode():
     # nor does a correct one from somebody who never learnt it (a guess)
     game.act("Bravo", None, message=f"bomb {b5}: red, blue")
     assert not knows(game.log, "Charlie", b5)
-    game.act("Alpha", None, message=f"Room 5: red, blue.")
+    game.act("Alpha", None, message="Room 5: red, blue.")
     assert knows(game.log, "Charlie", b5) and knows_that_knows(game.log, "Charlie", "Bravo", b5)
 
 
@@ -226,7 +223,6 @@ def _brute_force_rounds(game: BombGame, limit: int) -> int | None:
     for rnd in range(1, limit + 1):
         nxt = []
         for g in frontier:
-            per_agent = [None] * len(agents)
             # agents act in order, so expand one agent at a time on copies
             partial = [g]
             for agent in agents:
@@ -237,7 +233,6 @@ def _brute_force_rounds(game: BombGame, limit: int) -> int | None:
                         q.act(agent, act)
                         grown.append(q)
                 partial = grown
-            del per_agent
             for p in partial:
                 if p.done:
                     return rnd

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tomlab.lm import Completion, GenerationConfig, LanguageModel
+from tomlab.lockstep import Request, run_lockstep
 from tomlab.team import (
     Action,
     BombGame,
@@ -209,12 +210,6 @@ def parse_yes_no(text: str) -> bool | None:
     return None if m is None else m.group(1) == "yes"
 
 
-@dataclass(frozen=True)
-class Request:
-    prompt: list[dict[str, str]]
-    config: GenerationConfig
-
-
 EpisodeGen = Generator[list[Request], list[Completion], Episode]
 
 
@@ -301,38 +296,9 @@ def _ask_tom(game: BombGame, agent: str, context: str, feedback: str, agent_cfg:
 def play_llm_episodes(lm: LanguageModel, config: TeamConfig, seeds: Iterable[int], agent_cfg: LLMAgentConfig,
                       progress: bool = True) -> list[Episode]:
     """Play one episode per seed in lockstep, batching the prompts they wait on into one call to
-    ``lm.generate`` per generation setting."""
-    from tqdm.auto import tqdm
-
-    gens = {int(s): llm_episode(config, int(s), agent_cfg) for s in seeds}
-    pending: dict[int, list[Request]] = {}
-    done: dict[int, Episode] = {}
-    for s, g in gens.items():
-        try:
-            pending[s] = next(g)
-        except StopIteration as stop:
-            done[s] = stop.value
-    bar = tqdm(desc=f"{'llm_belief' if agent_cfg.belief else 'llm'} prompts", unit="prompt", disable=not progress)
-    while pending:
-        answers: dict[int, list[Completion | None]] = {s: [None] * len(reqs) for s, reqs in pending.items()}
-        groups: dict[GenerationConfig, list[tuple[int, int]]] = {}
-        for s, reqs in pending.items():
-            for i, req in enumerate(reqs):
-                groups.setdefault(req.config, []).append((s, i))
-        for gen_cfg, where in groups.items():
-            out = lm.generate([pending[s][i].prompt for s, i in where], gen_cfg)
-            for (s, i), comp in zip(where, out):
-                answers[s][i] = comp
-            bar.update(len(where))
-        nxt: dict[int, list[Request]] = {}
-        for s in pending:
-            try:
-                nxt[s] = gens[s].send(answers[s])  # type: ignore[arg-type]
-            except StopIteration as stop:
-                done[s] = stop.value
-        pending = nxt
-    bar.close()
-    return [done[s] for s in gens]
+    ``lm.generate`` per generation setting (see :func:`tomlab.lockstep.run_lockstep`)."""
+    gens = [llm_episode(config, int(s), agent_cfg) for s in seeds]
+    return run_lockstep(gens, lm, progress=progress, desc=f"{'llm_belief' if agent_cfg.belief else 'llm'} prompts")
 
 
 # ------------------------------------------------------------------------------------------ output
