@@ -20,6 +20,7 @@ include: "workflow/rules/bench.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/steering.smk"
 include: "workflow/rules/team.smk"
+include: "workflow/rules/debate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -758,6 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tomlab.cli_team import add_team_commands
 
     add_team_commands(sub, _add_model_args)
+
+    from tomlab.cli_debate import add_debate_commands, add_plot_command
+
+    add_debate_commands(sub)
+    add_plot_command(sub)
     return parser
 
 

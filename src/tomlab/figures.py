@@ -212,3 +212,30 @@ def plot_mappo_curve(curve: pd.DataFrame, stem: str | os.PathLike[str], window: 
             ax.set(xlabel="training step (round)", ylabel=col)
     fig.tight_layout()
     return save_figure(fig, stem)
+
+
+DEBATE_ORDER = ("direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced")
+
+
+def plot_debate_accuracy(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
+    """Accuracy per method with its 95% interval (counter-intuitive arithmetic)."""
+    order = [m for m in DEBATE_ORDER if m in set(table["method"])]
+    t = table.set_index("method").loc[order].reset_index()
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.errorbar(t["method"], t["accuracy"], yerr=[t["accuracy"] - t["ci_low"], t["ci_high"] - t["accuracy"]],
+                fmt="o", color="C0", capsize=3)
+    ax.set(ylabel="accuracy", ylim=(-0.02, 1.02), xlabel="")
+    ax.tick_params(axis="x", rotation=20)
+    return save_figure(fig, stem)
+
+
+def plot_debate_disagreement(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
+    """Share of debates whose debaters end a round on different answers, per round."""
+    fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    if table.empty:
+        ax.text(0.5, 0.5, "no debate turns", ha="center", va="center", transform=ax.transAxes)
+    else:
+        sns.lineplot(data=table, x="round", y="disagreement", marker="o", ax=ax)
+        ax.set_xticks(sorted(table["round"].unique()))
+    ax.set(ylabel="debates in disagreement", xlabel="round", ylim=(-0.02, 1.02))
+    return save_figure(fig, stem)

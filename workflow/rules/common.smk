@@ -91,3 +91,30 @@ def team_play_args(wildcards, input):
         return (f"--model-json {shlex.quote(MODEL_JSON)} --llm-json {shlex.quote(json.dumps(TEAM_LLM))}"
                 f" --batch-size {TEAM['llm']['batch_size']} --completion-cache {shlex.quote(COMPLETION_CACHE)}")
     return ""
+
+
+# --- the debate ----------------------------------------------------------------------------------
+DEBATE = config["debate"]
+DEBATE_TASKS = DEBATE["tasks"]
+DEBATE_METHODS = DEBATE["methods"]
+DEBATE_MODELS_JSON = json.dumps(
+    {"default": config["model"], **{r: DEBATE["models"][r] for r in ("affirmative", "negative", "judge")}},
+    sort_keys=True,
+)
+DEBATE_SETTINGS = json.dumps(
+    {k: v for k, v in DEBATE.items() if k not in ("tasks", "methods", "arithmetic", "translation", "models", "n_boot", "batch_size")},
+    sort_keys=True,
+)
+
+
+def debate_task_args(wildcards):
+    """Command-line arguments that build a debate task's items (from a file, or generated)."""
+    if wildcards.task == "arithmetic":
+        a = DEBATE["arithmetic"]
+        if a["file"]:
+            return f"--file {shlex.quote(a['file'])}"
+        fam = f" --families {' '.join(a['families'])}" if a["families"] else ""
+        return f"--n {a['n']} --seed {a['seed']}{fam}"
+    t = DEBATE["translation"]
+    out = f"--file {shlex.quote(t['file'])}" if t["file"] else ""
+    return out + (f" --max-items {t['max_items']}" if t["max_items"] else "")

@@ -38,6 +38,8 @@ rule report:
         team_summary=rules.team_tables.output.summary,
         team_tom=rules.team_tables.output.tom,
         team_figures=rules.plot_team.output,
+        debate_tables=expand(rules.debate_tables.output.accuracy, task=DEBATE_TASKS),
+        debate_figures=rules.plot_debate.output if "arithmetic" in DEBATE_TASKS else [],
         bench_probing=rules.bench_probing.output.json,
         bench_extract=rules.bench_extract.output.json,
         sources=REPORT_SOURCES,

@@ -1,0 +1,94 @@
+# Multi-agent debate (Liang et al.) and its single-agent baselines on counter-intuitive arithmetic
+# and ambiguous translation: items, one run per task and method, the tables, the figures.
+rule debate_tasks:
+    output:
+        task_items="results/debate/{task}/items.parquet",
+    wildcard_constraints:
+        task="arithmetic|translation",
+    params:
+        args=debate_task_args,
+    conda:
+        ENV
+    log:
+        "results/logs/debate_tasks/{task}.log",
+    shell:
+        "tomlab debate-tasks --task {wildcards.task} {params.args} --out {output.task_items:q} > {log:q} 2>&1"
+
+
+rule debate_run:
+    input:
+        task_items=rules.debate_tasks.output.task_items,
+        model=rules.prepare_model.output.info,
+    output:
+        answers="results/debate/{task}/{method}/answers.parquet",
+        turns="results/debate/{task}/{method}/turns.parquet",
+        judge="results/debate/{task}/{method}/judge.parquet",
+        transcripts="results/debate/{task}/{method}/transcripts.jsonl",
+    wildcard_constraints:
+        task="arithmetic|translation",
+        method="direct|cot|self_consistency|self_reflection|debate|debate_forced",
+    params:
+        models=DEBATE_MODELS_JSON,
+        settings=DEBATE_SETTINGS,
+        batch_size=DEBATE["batch_size"],
+        cache=COMPLETION_CACHE,
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    log:
+        "results/logs/debate_run/{task}_{method}.log",
+    shell:
+        "tomlab --threads {threads} debate-run --task {wildcards.task} --tasks {input.task_items:q}"
+        " --method {wildcards.method} --models-json {params.models:q} --debate-json {params.settings:q}"
+        " --batch-size {params.batch_size} --completion-cache {params.cache:q} --out {output.answers:q}"
+        " --out-turns {output.turns:q} --out-judge {output.judge:q} --transcripts {output.transcripts:q}"
+        " > {log:q} 2>&1"
+
+
+rule debate_tables:
+    input:
+        task_items=rules.debate_tasks.output.task_items,
+        answers=expand(rules.debate_run.output.answers, method=DEBATE_METHODS, allow_missing=True),
+        turns=expand(rules.debate_run.output.turns, method=DEBATE_METHODS, allow_missing=True),
+    output:
+        scored="results/debate/{task}/scored.parquet",
+        accuracy="results/debate/{task}/accuracy.parquet",
+        disagreement="results/debate/{task}/disagreement.parquet",
+        judge="results/debate/{task}/judge_preference.parquet",
+    wildcard_constraints:
+        task="arithmetic|translation",
+    params:
+        models=DEBATE_MODELS_JSON,
+        n_boot=DEBATE["n_boot"],
+    conda:
+        ENV
+    log:
+        "results/logs/debate_tables/{task}.log",
+    shell:
+        "tomlab debate-tables --task {wildcards.task} --tasks {input.task_items:q} --answers {input.answers:q}"
+        " --turns {input.turns:q} --models-json {params.models:q} --n-boot {params.n_boot}"
+        " --out-scored {output.scored:q} --out-accuracy {output.accuracy:q}"
+        " --out-disagreement {output.disagreement:q} --out-judge {output.judge:q} > {log:q} 2>&1"
+
+
+rule plot_debate:
+    input:
+        accuracy=expand(rules.debate_tables.output.accuracy, task="arithmetic"),
+        disagreement=expand(rules.debate_tables.output.disagreement, task="arithmetic"),
+    output:
+        accuracy_png="results/figures/debate_accuracy.png",
+        accuracy_svg="results/figures/debate_accuracy.svg",
+        disagreement_png="results/figures/debate_disagreement.png",
+        disagreement_svg="results/figures/debate_disagreement.svg",
+    params:
+        accuracy_stem=lambda wildcards, output: output.accuracy_png.removesuffix(".png"),
+        disagreement_stem=lambda wildcards, output: output.disagreement_png.removesuffix(".png"),
+    conda:
+        ENV
+    log:
+        "results/logs/plot_debate.log",
+    shell:
+        "tomlab plot-debate --accuracy {input.accuracy:q} --disagreement {input.disagreement:q}"
+        " --out-accuracy {params.accuracy_stem:q} --out-disagreement {params.disagreement_stem:q} > {log:q} 2>&1"
