@@ -8,8 +8,18 @@ import pandas as pd
 import pytest
 
 from tomlab.cli import main
-from tomlab.debate_report import disagreement_by_round, judge_preferences, score_rows
-from tomlab.debate_tasks import example_translations, generate_arithmetic, translation_scores
+from tomlab.debate_report import (
+    affirmative_answers,
+    answer_line_rate,
+    disagreement_by_round,
+    judge_preferences,
+    score_rows,
+)
+from tomlab.debate_tasks import (
+    example_translations,
+    generate_arithmetic,
+    translation_scores,
+)
 
 TINY = {"default": {"name": "random:llama", "dtype": "float32", "device": "cpu",
                     "random_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -33,16 +43,38 @@ def test_disagreement_and_judge_preference():
         {"question_id": "a", "round": 1, "debater": 0, "text": "Answer: 5"},
         {"question_id": "a", "round": 1, "debater": 1, "text": "Answer: 6"},
         {"question_id": "a", "round": 2, "debater": 0, "text": "Answer: 6"},
-        {"question_id": "a", "round": 2, "debater": 1, "text": "I agree, 6"},
+        {"question_id": "a", "round": 2, "debater": 1, "text": "I agree. The answer is six"},
         {"question_id": "b", "round": 1, "debater": 0, "text": "hmm"},
         {"question_id": "b", "round": 1, "debater": 1, "text": "hmm"},
     ])
     dis = disagreement_by_round(turns)
-    assert list(dis["disagreement"]) == [1.0, 0.0] and list(dis["debates"]) == [2, 1]  # two non-answers differ
+    assert list(dis["debates"]) == [2, 1] and list(dis["answered"]) == [1, 1]
+    assert list(dis["disagreement"]) == [1.0, 0.0]  # two non-answers are left out, not counted as disagreeing
+    only_silence = disagreement_by_round(turns[turns["question_id"] == "b"])
+    assert only_silence["disagreement"].isna().all() and list(only_silence["answered"]) == [0]
+    assert answer_line_rate(turns) == pytest.approx(4 / 6)
     prefs = judge_preferences(pd.DataFrame({"preference": ["negative", "negative", None]}),
                               {"affirmative": "m1", "negative": "m2"}, judge_model="m2")
     neg = prefs.set_index("judge sided with").loc["negative"]
     assert neg["debates"] == 2 and neg["same model as the judge"] and abs(neg["share"] - 2 / 3) < 1e-9
+
+
+def test_affirmative_answers_score_the_debate_without_its_judge():
+    tasks = generate_arithmetic(2, seed=1, families=["cuts"])
+    right, wrong = tasks["answer"][0], tasks["intuitive"][1]
+    answers = pd.DataFrame({"question_id": tasks["id"], "method": "debate", "final_answer": "", "prompt_tokens": 10,
+                            "completion_tokens": 5, "preference": None})
+    turns = pd.DataFrame([
+        {"question_id": tasks["id"][0], "method": "debate", "round": 1, "debater": 0, "text": "Answer: 1"},
+        {"question_id": tasks["id"][0], "method": "debate", "round": 2, "debater": 0, "text": f"Answer: {right}"},
+        {"question_id": tasks["id"][0], "method": "debate", "round": 2, "debater": 1, "text": "Answer: 0"},
+        {"question_id": tasks["id"][1], "method": "debate", "round": 1, "debater": 0, "text": f"Answer: {wrong}"},
+    ])
+    own = affirmative_answers(answers, turns)
+    assert set(own["method"]) == {"debate_affirmative"} and list(own["prompt_tokens"]) == [10, 10]
+    scored = score_rows(own, tasks)
+    assert list(scored["correct"]) == [True, False] and list(scored["gave_intuitive"]) == [False, True]
+    assert list(score_rows(answers, tasks)["correct"]) == [False, False]  # the judge-less rows do not leak back
 
 
 def test_translation_scores_prefer_the_right_sense():
@@ -77,7 +109,7 @@ def test_cli_runs_a_method_and_builds_the_tables(tmp_path):
                "--out-disagreement", str(tmp_path / "d.parquet"), "--out-judge", str(tmp_path / "jp.parquet")])
     assert rc == 0
     acc = pd.read_parquet(tmp_path / "acc.parquet")
-    assert set(acc["method"]) == {"cot", "debate"} and (acc["n"] == 3).all()
+    assert set(acc["method"]) == {"cot", "debate", "debate_affirmative"} and (acc["n"] == 3).all()
     assert acc.loc[acc["method"] == "debate", "tokens_per_question"].item() > acc.loc[acc["method"] == "cot", "tokens_per_question"].item()
 
 
@@ -94,3 +126,50 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
                "--transcripts", str(tmp_path / "tr.jsonl")])
     assert rc == 1 and "'default' model is required" in capsys.readouterr().err
     assert not (tmp_path / "a.parquet").exists()
+
+
+def _results(tmp_path, parsed: list[bool], turn_texts: list[str]):
+    base = tmp_path / "debate" / "arithmetic"
+    for d in ("debate", "debate_forced"):
+        (base / d).mkdir(parents=True)
+    acc = pd.DataFrame([
+        {"method": "cot", "n": 10, "accuracy": 0.2, "ci_low": 0.0, "ci_high": 0.4, "intuitive_rate": 0.1,
+         "tokens_per_question": 100.0},
+        {"method": "debate", "n": 10, "accuracy": 0.9, "ci_low": 0.7, "ci_high": 1.0, "intuitive_rate": 0.0,
+         "tokens_per_question": 900.0},
+        {"method": "debate_forced", "n": 10, "accuracy": 0.8, "ci_low": 0.5, "ci_high": 1.0, "intuitive_rate": 0.0,
+         "tokens_per_question": 1200.0},
+    ])
+    acc.to_parquet(base / "accuracy.parquet")
+    pd.DataFrame({"round": [1, 2], "disagreement": [0.5, 0.25], "debates": [10, 4], "answered": [8, 4]}).to_parquet(
+        base / "disagreement.parquet")
+    pd.DataFrame({"parsed": parsed}).to_parquet(base / "debate" / "judge.parquet")
+    pd.DataFrame({"text": turn_texts}).to_parquet(base / "debate" / "turns.parquet")
+    pd.DataFrame({"rounds_run": [1] * 7 + [3] * 3}).to_parquet(base / "debate" / "answers.parquet")
+    pd.DataFrame({"rounds_run": [3] * 10}).to_parquet(base / "debate_forced" / "answers.parquet")
+    return tmp_path
+
+
+def test_commentary_reads_the_numbers_and_flags_a_model_that_cannot_play(tmp_path):
+    from tomlab.debate_report import debate_commentary
+
+    good = debate_commentary(_results(tmp_path / "good", [True] * 9 + [False], ["Answer: 4"] * 3 + ["hm"]))
+    assert "answers 90% of 10 questions" in good and "overlaps those of 0 of 1" in good
+    assert "stopped 7 of 10 debates before round 3" in good
+    assert "in 50% of 8 debates, and round 2 in 25% of 4" in good
+    assert "1 of 10 judge replies could not be read" in good and "75% of debater turns" in good
+    assert "How much this says" not in good
+    bad = debate_commentary(_results(tmp_path / "bad", [False] * 9 + [True], ["Answer: 4"] * 3 + ["hm"]))
+    assert "How much this says" in bad and "9 of 10 judge replies" in bad
+
+
+def test_debate_excerpt_is_cut_and_says_so(tmp_path):
+    from tomlab.debate_report import first_debate
+
+    d = tmp_path / "debate" / "arithmetic" / "debate"
+    d.mkdir(parents=True)
+    turns = [{"round": r, "speaker": s, "text": "x" * 500} for r in (1, 2, 3) for s in ("affirmative", "negative")]
+    (d / "transcripts.jsonl").write_text(json.dumps({"question_id": "q-0", "turns": turns, "judge": []}) + "\n")
+    text = first_debate(tmp_path, max_chars=100, max_total=450)
+    assert text.startswith("Question: q-0") and "[...]" in text and "x" * 101 not in text
+    assert "[... 3 more turn(s) left out" in text and text.count("[round") == 3  # each part ~125 chars

@@ -16,6 +16,7 @@ from tomlab.debate_tasks import (
     generate_arithmetic,
     load_arithmetic_json,
     score_answer,
+    stated_answer,
     words_to_number,
 )
 
@@ -136,3 +137,13 @@ def test_number_normalisation():
     assert score_answer("It changes by -4%", ["-4"]) and not score_answer("It changes by 4%", ["-4"])
     assert score_answer("about five minutes", ["5"]) and not score_answer("", ["5"])
     assert score_answer("It is the second place", ["second"])  # a word answer matches as text
+
+
+def test_stated_answer_needs_an_answer_line():
+    assert stated_answer("Answer: 12") == 12 and stated_answer("so the answer is twelve.") == 12
+    assert stated_answer("Answer:\n$1,250") == 1250
+    assert stated_answer("I said 5 first.\nAnswer: 7\nRound 3: your turn") == 7
+    # an echoed instruction or round header is not an answer, though final_number would read one
+    echo = "End with a line of the form 'Answer: <number>'.\n\nRound 3: your turn, negative."
+    assert stated_answer(echo) is None and final_number(echo) == 3
+    assert stated_answer("no idea") is None

@@ -133,12 +133,15 @@ def test_whole_dag_on_smoke_config(tmp_path):
 
     # Debate: every method on both tasks, the tables and figures, the report section.
     acc = pd.read_parquet(res / "debate/arithmetic/accuracy.parquet")
-    assert set(acc["method"]) == {"direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced"}
+    assert set(acc["method"]) == {"direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced",
+                                  "debate_affirmative"}
     assert (acc["n"] == 4).all() and acc["accuracy"].between(0, 1).all()
     mt = pd.read_parquet(res / "debate/translation/accuracy.parquet")
     assert {"bleu", "chrf", "contrastive"} <= set(mt.columns) and (mt["n"] == 2).all()
     forced = pd.read_parquet(res / "debate/arithmetic/debate_forced/judge.parquet")
     assert set(forced["mode"]) == {"extractive"}
+    dis = pd.read_parquet(res / "debate/arithmetic/disagreement.parquet")
+    assert list(dis.columns) == ["round", "disagreement", "debates", "answered"] and (dis["answered"] <= dis["debates"]).all()
     for name in ("debate_accuracy", "debate_disagreement"):
         assert (res / f"figures/{name}.svg").stat().st_size > 0
     assert "Debate" in html and "Counter-intuitive arithmetic" in html

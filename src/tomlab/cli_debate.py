@@ -60,7 +60,12 @@ def _question(task: str, row: Any) -> str:
 
 
 def cmd_debate_tasks(args: argparse.Namespace) -> None:
-    from tomlab.debate_tasks import example_translations, generate_arithmetic, load_arithmetic_json, load_translation
+    from tomlab.debate_tasks import (
+        example_translations,
+        generate_arithmetic,
+        load_arithmetic_json,
+        load_translation,
+    )
 
     if args.task == "arithmetic":
         rows = load_arithmetic_json(args.file) if args.file else generate_arithmetic(args.n, args.seed, args.families)
@@ -72,7 +77,14 @@ def cmd_debate_tasks(args: argparse.Namespace) -> None:
 
 
 def cmd_debate_run(args: argparse.Namespace) -> None:
-    from tomlab.debate import DebateConfig, chain_of_thought, debate, direct, self_consistency, self_reflection
+    from tomlab.debate import (
+        DebateConfig,
+        chain_of_thought,
+        debate,
+        direct,
+        self_consistency,
+        self_reflection,
+    )
     from tomlab.debate_tasks import final_translation
     from tomlab.lm import GenerationConfig
     from tomlab.lockstep import run_lockstep
@@ -131,12 +143,23 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
 
 
 def cmd_debate_tables(args: argparse.Namespace) -> None:
-    from tomlab.debate_report import accuracy_table, disagreement_by_round, judge_preferences, score_rows
-    from tomlab.debate_tasks import translation_scores
+    from tomlab.debate_report import (
+        accuracy_table,
+        affirmative_answers,
+        disagreement_by_round,
+        judge_preferences,
+        score_rows,
+    )
+    from tomlab.debate_tasks import final_translation, translation_scores
 
     tasks = pd.read_parquet(args.tasks)
     answers = pd.concat([pd.read_parquet(p) for p in args.answers], ignore_index=True)
     turns = pd.concat([pd.read_parquet(p) for p in args.turns], ignore_index=True)
+    if (answers["method"] == "debate").any():  # the same debates, judge left out
+        own = affirmative_answers(answers, turns)
+        if args.task == "translation":
+            own["translation"] = own["final_answer"].map(final_translation)
+        answers = pd.concat([answers, own], ignore_index=True)
     models = json.loads(args.models_json)
     if args.task == "arithmetic":
         scored = score_rows(answers, tasks)

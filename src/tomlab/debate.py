@@ -183,19 +183,23 @@ def _count(result: DebateResult, completions: Sequence[Completion]) -> None:
 def debate(question_id: str, question: str, cfg: DebateConfig) -> Conversation[DebateResult]:
     """One debate as a conversation (see :func:`tomlab.lockstep.run_lockstep`)."""
     result = DebateResult(question_id=question_id)
-    meta = (f"This is a debate between {cfg.n_debaters} debaters about a question. They speak in turn, "
-            f"for at most {cfg.rounds} rounds, and a judge decides when a correct answer has been found.\n"
-            f"Question: {question}")
     for rnd in range(1, cfg.rounds + 1):
         for i in range(cfg.n_debaters):
             if i == 0:
-                duty = ("You are the affirmative side. Give your answer and your reasoning; in later rounds, "
-                        "reply to the other side's objections and change your answer if they convinced you.")
+                duty = ("Give your answer and your reasoning in a few sentences; from round 2 on, reply to the other "
+                        "side's objections and change your answer if they convinced you.")
             else:
-                duty = f"You are the {debater_name(i)} side. {TIT_FOR_TAT[cfg.tit_for_tat]}"
-            prompt = [{"role": "system", "content": f"{meta}\n\n{duty} {cfg.answer_format}"},
-                      {"role": "user", "content": f"The debate so far:\n\n{_transcript(result.turns)}\n\n"
-                                                  f"Round {rnd}: your turn, {debater_name(i)}."}]
+                duty = TIT_FOR_TAT[cfg.tit_for_tat]
+            # The meta prompt (topic, debaters, rounds, judge) sets the scene; the speaker's duty and the
+            # answer format come last, after the question and the transcript, where small models still
+            # follow them (with the duty in the system turn, SmolLM2-135M echoed the transcript instead).
+            meta = (f"You are the {debater_name(i)} side in a debate between {cfg.n_debaters} debaters about a "
+                    f"question. They speak in turn, for at most {cfg.rounds} rounds, and a judge decides when a "
+                    "correct answer has been found.")
+            prompt = [{"role": "system", "content": meta},
+                      {"role": "user", "content": f"Question: {question}\n\nThe debate so far:\n\n"
+                                                  f"{_transcript(result.turns)}\n\nRound {rnd}, your turn as the "
+                                                  f"{debater_name(i)} side. {duty} {cfg.answer_format}"}]
             (c,) = yield from ask([Request(prompt, cfg.generation(), model=debater_role(i))])
             _count(result, [c])
             result.turns.append({"round": rnd, "debater": i, "speaker": debater_name(i), "text": c.text})
@@ -209,20 +213,38 @@ def debate(question_id: str, question: str, cfg: DebateConfig) -> Conversation[D
     return result
 
 
-def _discriminate(question: str, result: DebateResult, cfg: DebateConfig, rnd: int) -> Any:
-    prompt = [{"role": "system", "content": "You are the judge of a debate. Decide whether one side has already "
-                                            "given a correct answer to the question."},
-              {"role": "user", "content": f"Question: {question}\n\nThe debate so far:\n\n{_transcript(result.turns)}\n\n"
-                                          "Reply with only a JSON object with the keys \"preference\" (\"affirmative\", "
-                                          "\"negative\" or \"none\" if neither side is convincingly right yet), "
-                                          "\"answer\" (the answer you accept, or \"\") and \"reason\" (one sentence)."}]
+DISCRIMINATIVE = ("You are the judge of a debate. Decide whether one side has already given a correct answer to "
+                  "the question.",
+                  "Reply with only a JSON object with the keys \"preference\" (\"affirmative\", \"negative\" or "
+                  "\"none\" if neither side is convincingly right yet), \"answer\" (the answer you accept, or \"\") "
+                  "and \"reason\" (one sentence).")
+EXTRACTIVE = ("You are the judge of a debate that has reached its round limit. Read it and give the final answer "
+              "to the question.",
+              "Reply with only a JSON object with the keys \"answer\" (the final answer), \"preference\" (the side "
+              "closer to it: \"affirmative\" or \"negative\") and \"reason\" (one sentence).")
+
+
+def _judge(question: str, result: DebateResult, cfg: DebateConfig, rnd: int, mode: str) -> Any:
+    """Ask the judge in ``mode`` ("discriminative" or "extractive"); record its reply, parsed or
+    not, and return ``(side, answer)`` ("" when it gave none)."""
+    system, instruction = DISCRIMINATIVE if mode == "discriminative" else EXTRACTIVE
+    heading = "The debate so far" if mode == "discriminative" else "The debate"
+    prompt = [{"role": "system", "content": system},
+              {"role": "user", "content": f"Question: {question}\n\n{heading}:\n\n{_transcript(result.turns)}\n\n"
+                                          f"{instruction}"}]
     (c,) = yield from ask([Request(prompt, cfg.generation(judge=True), model="judge")])
     _count(result, [c])
     reading = parse_judge(c.text)
     side = _side(reading.data.get("preference")) if reading.ok else None
     answer = _answer_text(reading.data.get("answer")) if reading.ok else ""
-    result.judge.append({"round": rnd, "mode": "discriminative", "raw": c.text, "parsed": reading.ok,
+    result.judge.append({"round": rnd, "mode": mode, "raw": c.text, "parsed": reading.ok,
                          "error": reading.error, "preference": side, "answer": answer})
+    return side, answer
+
+
+def _discriminate(question: str, result: DebateResult, cfg: DebateConfig, rnd: int) -> Any:
+    """After a round: stop the debate if the judge names a side and an accepted answer."""
+    side, answer = yield from _judge(question, result, cfg, rnd, "discriminative")
     if side is not None and answer:
         result.final_answer, result.final_source, result.preference = answer, "discriminative", side
         return True
@@ -230,19 +252,8 @@ def _discriminate(question: str, result: DebateResult, cfg: DebateConfig, rnd: i
 
 
 def _extract(question: str, result: DebateResult, cfg: DebateConfig) -> Any:
-    prompt = [{"role": "system", "content": "You are the judge of a debate that has reached its round limit. "
-                                            "Read it and give the final answer to the question."},
-              {"role": "user", "content": f"Question: {question}\n\nThe debate:\n\n{_transcript(result.turns)}\n\n"
-                                          "Reply with only a JSON object with the keys \"answer\" (the final answer), "
-                                          "\"preference\" (the side closer to it: \"affirmative\" or \"negative\") and "
-                                          "\"reason\" (one sentence)."}]
-    (c,) = yield from ask([Request(prompt, cfg.generation(judge=True), model="judge")])
-    _count(result, [c])
-    reading = parse_judge(c.text)
-    answer = _answer_text(reading.data.get("answer")) if reading.ok else ""
-    side = _side(reading.data.get("preference")) if reading.ok else None
-    result.judge.append({"round": result.rounds_run, "mode": "extractive", "raw": c.text, "parsed": reading.ok,
-                         "error": reading.error, "preference": side, "answer": answer})
+    """At the round limit: the judge's extracted answer is the debate's answer."""
+    side, answer = yield from _judge(question, result, cfg, result.rounds_run, "extractive")
     if answer:
         result.final_answer, result.final_source, result.preference = answer, "extractive", side
 

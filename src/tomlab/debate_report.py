@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tomlab.debate_tasks import final_number, score_answer
+from tomlab.debate_tasks import score_answer, stated_answer
 
 METHOD_NAMES = {
     "direct": "direct answer",
@@ -22,6 +22,7 @@ METHOD_NAMES = {
     "self_reflection": "self-reflection",
     "debate": "debate (adaptive break)",
     "debate_forced": "debate (to the round limit)",
+    "debate_affirmative": "debate, affirmative's last answer (judge not used)",
 }
 PAPER_ARITHMETIC = pd.DataFrame([
     {"method": "GPT-4", "accuracy (%)": "52.0"},
@@ -75,17 +76,48 @@ def family_spread(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def disagreement_by_round(debates: pd.DataFrame) -> pd.DataFrame:
-    """From a table of debate turns (question_id, round, debater, text): per round, the share of
-    debates whose debaters ended their turns with different numbers (no number counts as its own
-    answer), over the debates that reached that round."""
+    """From a table of debate turns (question_id, round, debater, text): per round, how many debates
+    reached it (``debates``), in how many every debater stated a numeric answer (``answered``, see
+    :func:`tomlab.debate_tasks.stated_answer`),
+    and among those the share whose debaters ended on different numbers (``disagreement``; NaN when
+    no debate of that round was answered). Turns without a number are left out of the share rather
+    than counted as disagreeing: two replies that both fail to answer say nothing about divergence."""
     rows = []
     for (qid, rnd), g in debates.groupby(["question_id", "round"]):
-        values = [final_number(t) for t in g.sort_values("debater")["text"]]
-        keys = {("none", i) if v is None else round(v, 9) for i, v in enumerate(values)}
-        rows.append({"question_id": qid, "round": rnd, "disagree": len(keys) > 1})
-    per = pd.DataFrame(rows, columns=["question_id", "round", "disagree"])
-    return (per.groupby("round")["disagree"].agg(["mean", "size"])
-            .rename(columns={"mean": "disagreement", "size": "debates"}).reset_index())
+        values = [stated_answer(t) for t in g.sort_values("debater")["text"]]
+        answered = all(v is not None for v in values)
+        rows.append({"question_id": qid, "round": rnd, "answered": answered,
+                     "disagree": answered and len({round(v, 9) for v in values}) > 1})
+    per = pd.DataFrame(rows, columns=["question_id", "round", "answered", "disagree"])
+    out = per.groupby("round").agg(debates=("answered", "size"), answered=("answered", "sum")).reset_index()
+    shares = per[per["answered"]].groupby("round")["disagree"].mean()
+    out["disagreement"] = out["round"].map(shares).astype(float)
+    out["answered"] = out["answered"].astype(int)
+    return out[["round", "disagreement", "debates", "answered"]]
+
+
+def affirmative_answers(answers: pd.DataFrame, turns: pd.DataFrame, method: str = "debate",
+                        as_method: str = "debate_affirmative") -> pd.DataFrame:
+    """The same debates scored without their judge: each debate's answer is the affirmative side's
+    last turn. Separates what the debaters reached from whether the judge could report it. Token
+    counts are the debate's own (judge included)."""
+    deb = answers[answers["method"] == method]
+    own = turns[(turns["method"] == method) & (turns["debater"] == 0)].sort_values(["question_id", "round"])
+    last = own.groupby("question_id")["text"].last()
+    out = deb.copy()
+    out["method"] = as_method
+    out["final_answer"] = out["question_id"].map(last).fillna("")
+    out["preference"] = None
+    out["final_source"] = "affirmative's last turn"
+    return out
+
+
+def answer_line_rate(turns: pd.DataFrame) -> float:
+    """Share of debater turns that state an answer ("Answer: <number>", the format they were asked
+    for; see :func:`tomlab.debate_tasks.stated_answer`)."""
+    if not len(turns):
+        return float("nan")
+    return float(np.mean([stated_answer(t) is not None for t in turns["text"]]))
 
 
 def judge_preferences(results: pd.DataFrame, side_models: dict[str, str], judge_model: str) -> pd.DataFrame:
@@ -145,17 +177,31 @@ def judge_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     return t.assign(share=[f"{x:.0%}" if pd.notna(x) else "-" for x in t["share"]])
 
 
-def first_debate(results: str | os.PathLike[str], max_chars: int = 600) -> str:
-    """The turns and judge decisions of the first arithmetic debate, for the report."""
+def first_debate(results: str | os.PathLike[str], max_chars: int = 200, max_total: int = 1400) -> str:
+    """The turns and judge decisions of the first arithmetic debate, for the report: each turn cut to
+    ``max_chars`` characters and the whole to about ``max_total`` (cuts are marked)."""
     import json
 
     path = _path(results, "arithmetic", "debate", "transcripts.jsonl")
     if not path.exists():
         return ""
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    parts = [f"[round {t['round']}, {t['speaker']}]\n{str(t['text']).strip()[:max_chars]}" for t in first["turns"]]
-    parts += [f"[judge, {j['mode']}, round {j['round']}]\n{str(j['raw']).strip()[:max_chars]}" for j in first["judge"]]
-    return "\n\n".join(parts)
+
+    def cut(text: object) -> str:
+        text = str(text).strip()
+        return text if len(text) <= max_chars else text[:max_chars].rstrip() + " [...]"
+
+    parts = [f"[round {t['round']}, {t['speaker']}]\n{cut(t['text'])}" for t in first["turns"]]
+    parts += [f"[judge, {j['mode']}, round {j['round']}]\n{cut(j['raw'])}" for j in first["judge"]]
+    out, used = [], 0
+    for part in parts:
+        if used + len(part) > max_total and out:
+            out.append(f"[... {len(parts) - len(out)} more turn(s) left out; all are in "
+                       "results/debate/arithmetic/debate/transcripts.jsonl]")
+            break
+        out.append(part)
+        used += len(part)
+    return f"Question: {first.get('question_id', '')}\n\n" + "\n\n".join(out)
 
 
 def debate_commentary(results: str | os.PathLike[str]) -> str:
@@ -163,7 +209,7 @@ def debate_commentary(results: str | os.PathLike[str]) -> str:
     out: list[str] = []
     if "debate" in acc.index:
         d = acc.loc["debate"]
-        others = acc.drop(index=[m for m in ("debate", "debate_forced") if m in acc.index])
+        others = acc.drop(index=[m for m in ("debate", "debate_forced", "debate_affirmative") if m in acc.index])
         overlapping = [m for m, r in others.iterrows() if r["ci_low"] <= d["ci_high"] and d["ci_low"] <= r["ci_high"]]
         out.append(
             f"**Debate** answers {d['accuracy']:.0%} of {int(d['n'])} questions correctly "
@@ -177,23 +223,53 @@ def debate_commentary(results: str | os.PathLike[str]) -> str:
             out.append(f"Forcing every debate to the round limit gives {f['accuracy']:.0%} against {d['accuracy']:.0%} "
                        f"with the adaptive break, at {f['tokens_per_question']:,.0f} against "
                        f"{d['tokens_per_question']:,.0f} tokens per question.")
+            adaptive_path = _path(results, "arithmetic", "debate", "answers.parquet")
+            forced_path = _path(results, "arithmetic", "debate_forced", "answers.parquet")
+            if adaptive_path.exists() and forced_path.exists():
+                limit = int(pd.read_parquet(forced_path)["rounds_run"].max())
+                early = int((pd.read_parquet(adaptive_path)["rounds_run"] < limit).sum())
+                out[-1] += (f" The judge stopped {early} of {int(d['n'])} debates before round {limit}; every "
+                            "round it does not stop costs one more judge call, so a break that rarely fires costs "
+                            "more tokens than running every debate to the limit.")
     dis_path = _path(results, "arithmetic", "disagreement.parquet")
     if dis_path.exists():
         dis = pd.read_parquet(dis_path)
+        dis = dis[dis["disagreement"].notna()] if "disagreement" in dis else dis
         if len(dis):
             first, last = dis.iloc[0], dis.iloc[-1]
-            out.append(f"**Disagreement.** In round {int(first['round'])} the debaters end on different answers in "
-                       f"{first['disagreement']:.0%} of debates, in round {int(last['round'])} in "
-                       f"{last['disagreement']:.0%} (over the debates still running). The paper's point is that the "
+            out.append(f"**Disagreement.** Over the debates in which every debater gave a number, the debaters end "
+                       f"round {int(first['round'])} on different answers in {first['disagreement']:.0%} of "
+                       f"{int(first['answered'])} debates, and round {int(last['round'])} in "
+                       f"{last['disagreement']:.0%} of {int(last['answered'])}. The paper's point is that the "
                        "negative side keeps the debate divergent; a debate whose sides agree from the start cannot "
                        "correct a shared mistake.")
+        else:
+            out.append("**Disagreement** cannot be measured here: in no round did every debater give a number.")
     judge_path = _path(results, "arithmetic", "debate", "judge.parquet")
+    unreadable = float("nan")
     if judge_path.exists():
         judge = pd.read_parquet(judge_path)
         if len(judge):
-            out.append(f"**Judge.** {int((~judge['parsed'].astype(bool)).sum())} of {len(judge)} judge replies could not "
-                       "be read as JSON (counted as no decision); the table above shows which side its decisions "
-                       "favoured.")
+            bad = int((~judge["parsed"].astype(bool)).sum())
+            unreadable = bad / len(judge)
+            out.append(f"**Judge.** {bad} of {len(judge)} judge replies could not be read as JSON (counted as no "
+                       "decision); the table above shows which side its decisions favoured.")
+    if "debate_affirmative" in acc.index and "debate" in acc.index:
+        a = acc.loc["debate_affirmative"]
+        out.append(f"Scored without the judge (the affirmative side's last answer), the same debates get "
+                   f"{a['accuracy']:.0%} [{a['ci_low']:.0%}, {a['ci_high']:.0%}]: the gap to the judged "
+                   f"{acc.loc['debate', 'accuracy']:.0%} is what the judge adds or loses.")
+    turns_path = _path(results, "arithmetic", "debate", "turns.parquet")
+    rate = answer_line_rate(pd.read_parquet(turns_path)) if turns_path.exists() else float("nan")
+    if not np.isnan(rate):
+        out.append(f"**Protocol.** {rate:.0%} of debater turns state an answer in the form every debater was asked "
+                   "for (`Answer: <number>`).")
+    if (not np.isnan(rate) and rate < 0.5) or (not np.isnan(unreadable) and unreadable > 0.5):
+        out.append("**How much this says.** Little about debate as a method: most turns carry no answer or most "
+                   "judge replies are unreadable, so the model is not carrying out the protocol the paper "
+                   "studies, and every debate number above measures instruction following as much as "
+                   "reasoning. The comparison the paper makes needs a model that can play the roles (set "
+                   "`model`, or `debate.models` to a served model, in the config).")
     cheapest = acc["tokens_per_question"].idxmin() if len(acc) else None
     if cheapest is not None:
         out.append(f"The cheapest method is {METHOD_NAMES.get(cheapest, cheapest)} "

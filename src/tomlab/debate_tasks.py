@@ -297,6 +297,21 @@ def final_number(text: str) -> float | None:
     return numbers[-1] if numbers else None
 
 
+def stated_answer(text: str) -> float | None:
+    """The number a reply explicitly commits to after its last "answer" marker ("Answer: 12", "the
+    answer is twelve"), or None when it has no such marker followed by a number. Stricter than
+    :func:`final_number`, which falls back to the last number anywhere (an echoed "Round 3" counts
+    there, not here)."""
+    lowered = str(text).lower()
+    marks = [m.end() for m in re.finditer(r"answer\s*(?:is|:)?", lowered)]
+    for end in reversed(marks):
+        rest = lowered[end:].lstrip(" \t\n:*=")
+        after = extract_numbers(rest.split("\n", 1)[0][:40])  # on the marker's own line only
+        if after:
+            return after[0]
+    return None
+
+
 def score_answer(reply: str, acceptable: Sequence[str], tol: float = 1e-6) -> bool:
     """Exact match after normalisation: the reply's final number equals one of the acceptable
     answers' numbers (an acceptable answer with no number is matched as text, case-insensitive)."""

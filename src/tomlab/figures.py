@@ -214,7 +214,8 @@ def plot_mappo_curve(curve: pd.DataFrame, stem: str | os.PathLike[str], window: 
     return save_figure(fig, stem)
 
 
-DEBATE_ORDER = ("direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced")
+DEBATE_ORDER = ("direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced",
+                "debate_affirmative")
 
 
 def plot_debate_accuracy(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
@@ -230,12 +231,18 @@ def plot_debate_accuracy(table: pd.DataFrame, stem: str | os.PathLike[str]) -> l
 
 
 def plot_debate_disagreement(table: pd.DataFrame, stem: str | os.PathLike[str]) -> list[Path]:
-    """Share of debates whose debaters end a round on different answers, per round."""
+    """Per round, the share of debates whose debaters end on different numbers, over the debates in
+    which every debater gave one (annotated as answered / reached)."""
     fig, ax = plt.subplots(figsize=(4.5, 2.8))
-    if table.empty:
-        ax.text(0.5, 0.5, "no debate turns", ha="center", va="center", transform=ax.transAxes)
+    if table.empty or table["disagreement"].isna().all():
+        ax.text(0.5, 0.5, "no round in which every debater gave an answer", ha="center", va="center",
+                transform=ax.transAxes)
     else:
         sns.lineplot(data=table, x="round", y="disagreement", marker="o", ax=ax)
         ax.set_xticks(sorted(table["round"].unique()))
-    ax.set(ylabel="debates in disagreement", xlabel="round", ylim=(-0.02, 1.02))
+        for r in table.itertuples():
+            if pd.notna(r.disagreement):
+                ax.annotate(f"{r.answered}/{r.debates}", (r.round, r.disagreement), textcoords="offset points",
+                            xytext=(0, 6), ha="center", fontsize=7)
+    ax.set(ylabel="share in disagreement", xlabel="round", ylim=(-0.02, 1.1))
     return save_figure(fig, stem)
