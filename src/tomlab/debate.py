@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from tomlab.debate_tasks import final_number
 from tomlab.lm import Completion, GenerationConfig
-from tomlab.lockstep import Conversation, Request, ask
+from tomlab.lockstep import Conversation, Request, ask, usage_of
 
 TitForTat = Literal["none", "moderate", "always"]
 SIDES = ("affirmative", "negative")
@@ -175,9 +175,9 @@ def _transcript(turns: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _count(result: DebateResult, completions: Sequence[Completion]) -> None:
-    for c in completions:
-        result.prompt_tokens += c.prompt_tokens
-        result.completion_tokens += c.completion_tokens
+    used = usage_of(completions)
+    result.prompt_tokens += used["prompt_tokens"]
+    result.completion_tokens += used["completion_tokens"]
 
 
 def debate(question_id: str, question: str, cfg: DebateConfig) -> Conversation[DebateResult]:
@@ -277,8 +277,7 @@ def _one(question: str, instruction: str) -> list[dict[str, str]]:
 
 def _baseline(question_id: str, method: str, completions: Sequence[Completion], final: str,
               steps: list[dict[str, Any]]) -> BaselineResult:
-    return BaselineResult(question_id, method, final, steps,
-                          sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions))
+    return BaselineResult(question_id, method, final, steps, **usage_of(completions))
 
 
 def direct(question_id: str, question: str, gen: GenerationConfig,

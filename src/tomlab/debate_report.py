@@ -133,12 +133,6 @@ def judge_preferences(results: pd.DataFrame, side_models: dict[str, str], judge_
     return pd.DataFrame(rows)
 
 
-def tokens_table(scored: pd.DataFrame) -> pd.DataFrame:
-    out = scored.groupby("method", sort=False)[["prompt_tokens", "completion_tokens"]].mean().reset_index()
-    out["total"] = out["prompt_tokens"] + out["completion_tokens"]
-    return out
-
-
 def _path(results: str | os.PathLike[str], *parts: str) -> Path:
     return Path(results).joinpath("debate", *parts)
 

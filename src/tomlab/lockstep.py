@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tomlab.lm import Completion, GenerationConfig, LanguageModel, Prompt
 
@@ -78,6 +78,7 @@ def ask(requests: list[Request]) -> Generator[list[Request], list[Completion], l
     return list(completions)
 
 
-def usage_of(completions: Sequence[Completion]) -> dict[str, Any]:
+def usage_of(completions: Sequence[Completion]) -> dict[str, int]:
+    """Prompt and completion tokens summed over ``completions``."""
     return {"prompt_tokens": sum(c.prompt_tokens for c in completions),
             "completion_tokens": sum(c.completion_tokens for c in completions)}
