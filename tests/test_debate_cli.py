@@ -173,3 +173,17 @@ def test_debate_excerpt_is_cut_and_says_so(tmp_path):
     text = first_debate(tmp_path, max_chars=100, max_total=450)
     assert text.startswith("Question: q-0") and "[...]" in text and "x" * 101 not in text
     assert "[... 3 more turn(s) left out" in text and text.count("[round") == 3  # each part ~125 chars
+
+
+def test_instantiation_spread_groups_the_kth_instance_of_every_family():
+    from tomlab.debate_report import instantiation_spread
+
+    # three instances each of two families; set k holds the k-th of each
+    scored = pd.DataFrame({"method": "cot", "family": ["a", "b"] * 3 + ["a"],
+                           "correct": [True, True, True, False, False, False, True]})
+    spread = instantiation_spread(scored).set_index("method").loc["cot"]
+    assert spread["sets"] == 3 and spread["items_per_set"] == 2  # the lone 4th "a" is not a complete set
+    assert spread["mean"] == pytest.approx(0.5) and spread["min"] == 0.0 and spread["max"] == 1.0
+    assert spread["sd"] == pytest.approx(0.5)
+    one_family = scored.assign(family="original")
+    assert instantiation_spread(one_family).empty

@@ -69,10 +69,26 @@ def accuracy_table(scored: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> p
     return pd.DataFrame(rows)
 
 
-def family_spread(scored: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per method and problem family: how much a number moves across instantiations."""
-    return (scored.groupby(["method", "family"])["correct"].agg(["mean", "size"])
-            .rename(columns={"mean": "accuracy", "size": "n"}).reset_index())
+def instantiation_spread(scored: pd.DataFrame) -> pd.DataFrame:
+    """How much accuracy moves across instantiations of the same templates (as GSM-Symbolic shows):
+    the k-th instance of every family (in item order) forms set k, and per method the table gives
+    the number of complete sets, their size, and the mean, standard deviation, minimum and maximum
+    of the per-set accuracy. Empty when there is a single family (the original JSON) or fewer than
+    two complete sets."""
+    columns = ["method", "sets", "items_per_set", "mean", "sd", "min", "max"]
+    rows = []
+    for method, g in scored.groupby("method", sort=False):
+        families = g["family"].nunique()
+        if families < 2:
+            continue
+        g = g.assign(instance=g.groupby("family").cumcount())
+        per_set = g.groupby("instance")["correct"].agg(["mean", "size"])
+        per_set = per_set[per_set["size"] == families]["mean"].astype(float)
+        if len(per_set) < 2:
+            continue
+        rows.append({"method": method, "sets": len(per_set), "items_per_set": families, "mean": per_set.mean(),
+                     "sd": per_set.std(ddof=1), "min": per_set.min(), "max": per_set.max()})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def disagreement_by_round(debates: pd.DataFrame) -> pd.DataFrame:
@@ -163,6 +179,17 @@ def display_translation(results: str | os.PathLike[str]) -> pd.DataFrame:
         "closer to the correct reference": [f"{x:.0%}" for x in acc["contrastive"]],
         "COMET": ["not computed" if pd.isna(x) else f"{x:.3f}" for x in acc["comet"]],
         "tokens / question": [f"{x:,.0f}" for x in acc["tokens_per_question"]],
+    })
+
+
+def display_spread(results: str | os.PathLike[str]) -> pd.DataFrame:
+    spread = instantiation_spread(pd.read_parquet(_path(results, "arithmetic", "scored.parquet")))
+    return pd.DataFrame({
+        "method": spread["method"].map(lambda m: METHOD_NAMES.get(m, m)),
+        "sets x items": [f"{a} x {b}" for a, b in zip(spread["sets"], spread["items_per_set"])],
+        "mean": [f"{x:.0%}" for x in spread["mean"]],
+        "sd": [f"{x:.0%}" for x in spread["sd"]],
+        "min - max": [f"{lo:.0%} - {hi:.0%}" for lo, hi in zip(spread["min"], spread["max"])],
     })
 
 
