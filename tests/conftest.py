@@ -15,7 +15,7 @@ TINY = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3, "num
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    from tomlab.models import load_model
+    from tomlab.backends.models import load_model
 
     return load_model("random:llama", dtype="float32", device="cpu", random_config=TINY, seed=0)
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tomlab.activations import HeadCapture, extract_activations, make_prompt, split_stories, strip_believer
+from tomlab.backends.activations import extract_activations
+from tomlab.backends.hooks import HeadCapture
+from tomlab.bigtom.conditions import split_stories
+from tomlab.probing.samples import make_prompt, strip_believer
 
 PROMPTS = [
     "Story: Ada bakes bread. The oven breaks.\nBelief: the bread is baked.",
@@ -119,7 +122,7 @@ def test_split_stories_halves_like_the_original():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_extraction_matches_cpu():
     from tests.conftest import TINY
-    from tomlab.models import load_model
+    from tomlab.backends.models import load_model
 
     cpu = load_model("random:llama", dtype="float32", device="cpu", random_config=TINY, seed=0)
     gpu = load_model("random:llama", dtype="float32", device="cuda", random_config=TINY, seed=0)
@@ -131,7 +134,7 @@ def test_cuda_extraction_matches_cpu():
 
 
 def test_prompt_lengths_count_tokens_and_given_lengths_must_match(tiny_llama):
-    from tomlab.activations import prompt_lengths
+    from tomlab.backends.activations import prompt_lengths
 
     lengths = prompt_lengths(tiny_llama, PROMPTS)
     assert lengths == [len(tiny_llama.tokenizer(p)["input_ids"]) for p in PROMPTS]
@@ -144,7 +147,7 @@ def test_prompt_lengths_count_tokens_and_given_lengths_must_match(tiny_llama):
 
 
 def test_capture_all_positions_agrees_with_last(tiny_llama):
-    from tomlab.activations import token_activations
+    from tomlab.backends.activations import token_activations
 
     text = "Story: Ada bakes bread.\nBelief: it is baked."
     acts, tokens = token_activations(tiny_llama, text, site="attn_out")

@@ -9,17 +9,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tomlab import data
-from tomlab.data import (
+from tomlab.bigtom import conditions as data
+from tomlab.bigtom.conditions import (
     CONDITION_NAMES,
-    RAW_FIELDS,
-    BigToMFormatError,
     build_conditions,
     conditions_from_csv,
     read_condition,
+    write_conditions,
+)
+from tomlab.bigtom.raw import (
+    RAW_FIELDS,
+    BigToMFormatError,
     read_raw,
     story_parts,
-    write_conditions,
     write_raw,
 )
 

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomlab.debate import (
+from tomlab.backends.lm import GenerationConfig, ScriptedLM
+from tomlab.backends.lockstep import run_lockstep
+from tomlab.debate.protocol import (
     DebateConfig,
     chain_of_thought,
     debate,
@@ -18,8 +20,6 @@ from tomlab.debate import (
     self_consistency,
     self_reflection,
 )
-from tomlab.lm import GenerationConfig, ScriptedLM
-from tomlab.lockstep import run_lockstep
 
 
 def _debater(prompt: str) -> str:

@@ -7,15 +7,15 @@ import json
 import pandas as pd
 import pytest
 
-from tomlab.cli import main
-from tomlab.debate_report import (
+from tomlab.cli.main import main
+from tomlab.debate.tables import (
     affirmative_answers,
     answer_line_rate,
     disagreement_by_round,
     judge_preferences,
     score_rows,
 )
-from tomlab.debate_tasks import (
+from tomlab.debate.tasks import (
     example_translations,
     generate_arithmetic,
     translation_scores,
@@ -151,7 +151,7 @@ def _results(tmp_path, parsed: list[bool], turn_texts: list[str]):
 
 
 def test_commentary_reads_the_numbers_and_flags_a_model_that_cannot_play(tmp_path):
-    from tomlab.debate_report import debate_commentary
+    from tomlab.report.debate import debate_commentary
 
     good = debate_commentary(_results(tmp_path / "good", [True] * 9 + [False], ["Answer: 4"] * 3 + ["hm"]))
     assert "answers 90% of 10 questions" in good and "overlaps those of 0 of 1" in good
@@ -164,7 +164,7 @@ def test_commentary_reads_the_numbers_and_flags_a_model_that_cannot_play(tmp_pat
 
 
 def test_debate_excerpt_is_cut_and_says_so(tmp_path):
-    from tomlab.debate_report import first_debate
+    from tomlab.report.debate import first_debate
 
     d = tmp_path / "debate" / "arithmetic" / "debate"
     d.mkdir(parents=True)
@@ -176,7 +176,7 @@ def test_debate_excerpt_is_cut_and_says_so(tmp_path):
 
 
 def test_instantiation_spread_groups_the_kth_instance_of_every_family():
-    from tomlab.debate_report import instantiation_spread
+    from tomlab.debate.tables import instantiation_spread
 
     # three instances each of two families; set k holds the k-th of each
     scored = pd.DataFrame({"method": "cot", "family": ["a", "b"] * 3 + ["a"],

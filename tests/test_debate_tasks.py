@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tomlab.debate_tasks import (
+from tomlab.debate.tasks import (
     FAMILIES,
     extract_numbers,
     final_number,

@@ -8,21 +8,23 @@ import pandas as pd
 import pytest
 import torch
 
-from tomlab.data import conditions_from_csv, read_condition
-from tomlab.evaluation import (
-    EVAL_CONDITIONS,
-    EVAL_TASKS,
+from tomlab.backends.likelihood import _continuation_ids, option_logprobs
+from tomlab.bigtom.conditions import (
+    CONDITIONS,
+    TASKS,
+    conditions_from_csv,
+    read_condition,
+)
+from tomlab.bigtom.evaluation import (
     INSTRUCTION,
     ITEM_COLUMNS,
-    _continuation_ids,
     accuracy_table,
-    bootstrap_ci,
     build_items,
-    option_logprobs,
     parse_answer,
     score_generation,
 )
-from tomlab.stories import write_generated
+from tomlab.bigtom.stories import write_generated
+from tomlab.stats import bootstrap_ci
 
 N_STORIES = 20
 
@@ -46,12 +48,12 @@ def items(conditions_dir) -> pd.DataFrame:
 
 def test_items_cover_only_the_evaluation_split(items):
     assert list(items.columns) == list(ITEM_COLUMNS)
-    assert len(items) == (N_STORIES // 2) * len(EVAL_TASKS) * len(EVAL_CONDITIONS)
+    assert len(items) == (N_STORIES // 2) * len(TASKS) * len(CONDITIONS)
     assert sorted(items["story_id"].unique()) == list(range(N_STORIES // 2))
     counts = items.groupby("story_id").size()
     assert (counts == 12).all()
     pairs = set(zip(items["task"], items["condition"]))
-    assert pairs == {(t, c) for t in EVAL_TASKS for c in EVAL_CONDITIONS}
+    assert pairs == {(t, c) for t in TASKS for c in CONDITIONS}
     assert items["item_id"].is_unique
 
 
@@ -351,7 +353,7 @@ def test_accuracy_table_groups(items):
     assert mixed["ci_low"] < 0.5 < mixed["ci_high"]
     pd.testing.assert_frame_equal(table, accuracy_table(scored, seed=0))
     by_task = accuracy_table(scored, by=("task",))
-    assert list(by_task["task"]) == list(EVAL_TASKS) and (by_task["n"] == 40).all()
+    assert list(by_task["task"]) == list(TASKS) and (by_task["n"] == 40).all()
     scored["valid"] = scored["story_id"] != 0
     assert accuracy_table(scored)["invalid_rate"].tolist() == pytest.approx([0.1] * 12)
     scored["ll_correct"] = True

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from tomlab.lm import (
+from tomlab.backends.lm import (
     CachedLM,
     Completion,
     GenerationConfig,

@@ -5,8 +5,13 @@ import json
 import pytest
 import torch
 
-from tomlab import models
-from tomlab.models import ModelLoadError, byte_tokenizer, load_model, resolve_dtype
+from tomlab.backends import models
+from tomlab.backends.models import (
+    ModelLoadError,
+    byte_tokenizer,
+    load_model,
+    resolve_dtype,
+)
 
 
 def test_byte_tokenizer_round_trips_text_and_pads_left():

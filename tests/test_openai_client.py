@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tomlab.debate import DebateConfig, debate
-from tomlab.lm import CachedLM, GenerationConfig
-from tomlab.lockstep import run_lockstep
-from tomlab.openai_client import OpenAICompatibleLM, ServerError
+from tomlab.backends.lm import CachedLM, GenerationConfig
+from tomlab.backends.lockstep import run_lockstep
+from tomlab.backends.served import OpenAICompatibleLM, ServerError
+from tomlab.debate.protocol import DebateConfig, debate
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def server(tmp_path_factory):
     import torch
     import uvicorn  # noqa: F401
 
-    from tomlab.models import build_random_model
+    from tomlab.backends.models import build_random_model
 
     folder = tmp_path_factory.mktemp("tiny-model")
     model, tok = build_random_model("llama", {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,

@@ -11,17 +11,15 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from tomlab.probing import (
+from tomlab.probing.bench import bench_probing, sklearn_grid, synthetic_activations
+from tomlab.probing.estimator import BatchedLogisticRegression
+from tomlab.probing.probes import (
     TARGETS,
-    BatchedLogisticRegression,
-    bench_probing,
     lexical_baseline,
     probe_heads,
     probe_layers,
     shuffled_labels,
-    sklearn_grid,
     split_train_val,
-    synthetic_activations,
     top_heads,
 )
 
@@ -476,7 +474,7 @@ def test_bench_probing_counts_reference_fits_stopped_early() -> None:
 
 
 def test_head_groups_puts_layer_times_heads_plus_head_first() -> None:
-    from tomlab.probing import head_groups
+    from tomlab.probing.probes import head_groups
 
     acts = np.arange(2 * 3 * 4 * 5, dtype=np.float16).reshape(2, 3, 4, 5)  # N, L, H, D
     groups = head_groups(acts, np.float64)

@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tomlab import report as R
+from tomlab import stats as stats
+from tomlab.report import common as report_common
+from tomlab.report import probing as report_probing
+from tomlab.report import setup as report_setup
+from tomlab.report.render import engine as report_render_engine
+from tomlab.report.render import qmd as report_render_qmd
 
 REPORT_SRC = Path(__file__).resolve().parents[1] / "report"
 N_LAYERS, N_HEADS = 4, 4
@@ -149,20 +154,20 @@ def weak(tmp_path: Path) -> Path:
 
 def test_results_dir_env_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOMLAB_RESULTS", str(tmp_path))
-    assert R.results_dir() == tmp_path.resolve()
+    assert report_common.results_dir() == tmp_path.resolve()
     monkeypatch.delenv("TOMLAB_RESULTS")
     (tmp_path / "report").mkdir()
     monkeypatch.chdir(tmp_path / "report")
-    assert R.results_dir() == (tmp_path / "results").resolve()
+    assert report_common.results_dir() == (tmp_path / "results").resolve()
 
 
 def test_load_setup_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="setup.json"):
-        R.load_setup(tmp_path)
+        report_common.load_setup(tmp_path)
 
 
 def test_setup_table(strong: Path) -> None:
-    table = R.setup_table(R.load_setup(strong))
+    table = report_setup.setup_table(report_common.load_setup(strong))
     assert list(table.columns) == ["item", "value"]
     values = dict(zip(table["item"], table["value"], strict=True))
     assert values["model"] == "tiny-llama"
@@ -180,13 +185,13 @@ def test_setup_table(strong: Path) -> None:
 
 
 def test_setup_table_tolerates_missing_fields() -> None:
-    table = R.setup_table({"model": {"name": "m"}})
+    table = report_setup.setup_table({"model": {"name": "m"}})
     assert len(table) == 13
     assert table.loc[table["item"] == "model", "value"].item() == "m"
 
 
 def test_probing_summary(strong: Path) -> None:
-    df = R.probing_summary(strong, "attn_out")
+    df = report_probing.probing_summary(strong, "attn_out")
     assert list(df["target"]) == ["oracle", "protagonist", "joint"]
     row = df.set_index("target").loc["protagonist"]
     assert row["best head (L.H)"] == "2.1"
@@ -200,31 +205,31 @@ def test_probing_summary(strong: Path) -> None:
 
 
 def test_top_heads_table(strong: Path) -> None:
-    df = R.top_heads_table(strong, "attn_out")
+    df = report_probing.top_heads_table(strong, "attn_out")
     assert list(df["rank"]) == list(range(1, 11))
     assert df.loc[0, "oracle head"] == "2.1"
     assert df.loc[0, "protagonist acc"] == pytest.approx(0.913)
 
 
 def test_paper_comparison_no_invented_numbers(strong: Path) -> None:
-    df = R.paper_comparison(strong, "attn_out")
+    df = report_probing.paper_comparison(strong, "attn_out")
     assert list(df.columns) == ["quantity", "paper (Mistral-7B)", "ours", "note"]
     assert len(df) == 3
-    assert all(v == R.NOT_TRANSCRIBED for v in df["paper (Mistral-7B)"])
+    assert all(v == report_common.NOT_TRANSCRIBED for v in df["paper (Mistral-7B)"])
     assert df["ours"].tolist() == pytest.approx([0.987, 0.913, 0.801])
     assert "Figure 2" in df.loc[0, "note"]
 
 
 def test_bench_table(strong: Path, tmp_path: Path) -> None:
-    df = R.bench_table(strong)
+    df = report_setup.bench_table(strong)
     assert set(df["benchmark"]) == {"probing", "extract"}
     assert "41.5" in df["value"].tolist()
-    assert R.bench_table(tmp_path).empty
+    assert report_setup.bench_table(tmp_path).empty
 
 
 def test_to_markdown_formats_mixed_columns() -> None:
     df = pd.DataFrame({"a": ["x|y", "z"], "b": [0.12345, float("nan")], "c": ["not transcribed", 0.5], "n": [1, 2]})
-    md = R.to_markdown(df)
+    md = report_common.to_markdown(df)
     lines = md.splitlines()
     assert lines[0].split("|")[1].strip() == "a"
     assert r"x\|y" in md
@@ -232,11 +237,11 @@ def test_to_markdown_formats_mixed_columns() -> None:
     assert "–" in md  # NaN
     assert "0.500" in md and "not transcribed" in md
     assert lines[1].endswith(":|")  # integer column right-aligned
-    assert R.to_markdown(df, floatfmt=".1f").count("0.1") >= 1
+    assert report_common.to_markdown(df, floatfmt=".1f").count("0.1") >= 1
 
 
 def test_commentary_strong(strong: Path) -> None:
-    text = R.commentary_probing(strong, "attn_out")
+    text = report_probing.commentary_probing(strong, "attn_out")
     assert "weak" not in text.lower()
     assert "**Protagonist.** The best head, 2.1, reaches 0.913" in text
     assert "story" in text and "by story" in text
@@ -248,7 +253,7 @@ def test_commentary_strong(strong: Path) -> None:
 
 
 def test_commentary_weak(weak: Path) -> None:
-    text = R.commentary_probing(weak, "attn_out")
+    text = report_probing.commentary_probing(weak, "attn_out")
     protagonist = next(p for p in text.split("\n\n") if p.startswith("**Protagonist.**"))
     assert "The evidence is weak" in protagonist
     assert "shuffled-label control" in protagonist
@@ -268,17 +273,17 @@ def test_commentary_small_gap_within_noise_is_weak(strong: Path) -> None:
     heads.loc[joint & (heads["layer"] == 2) & (heads["head"] == 1), "val_acc"] = 0.40
     heads["n_val"] = 8
     heads.to_parquet(path, index=False)
-    text = R.commentary_probing(strong, "attn_out")
+    text = report_probing.commentary_probing(strong, "attn_out")
     joint_para = next(p for p in text.split("\n\n") if p.startswith("**Joint.**"))
     assert "under two standard errors" in joint_para and "still weak" in joint_para
     assert "nominally above its chance level of 0.25" in text
-    assert R.binomial_se(0.4, 8) == pytest.approx((0.4 * 0.6 / 8) ** 0.5)
+    assert stats.binomial_se(0.4, 8) == pytest.approx((0.4 * 0.6 / 8) ** 0.5)
 
 
 def test_commentary_unknown_split_and_missing_lexical(strong: Path) -> None:
     (strong / "setup.json").unlink()
     (strong / "probing" / "forward_belief" / "lexical.parquet").unlink()
-    text = R.commentary_probing(strong, "head_z")
+    text = report_probing.commentary_probing(strong, "head_z")
     assert "not recorded" in text
     assert "No lexical baseline" in text
 
@@ -291,32 +296,32 @@ def test_expand_includes_nested(tmp_path: Path) -> None:
     (tmp_path / "a.qmd").write_text("A1\n{{< include sub/b.qmd >}}\nA3\n")
     (tmp_path / "sub" / "b.qmd").write_text("B1\n  {{< include c.qmd >}}\n")
     (tmp_path / "sub" / "c.qmd").write_text("C1\n")
-    out = R.expand_includes("top\n{{< include a.qmd >}}\nend", tmp_path)
+    out = report_render_qmd.expand_includes("top\n{{< include a.qmd >}}\nend", tmp_path)
     assert out == "top\nA1\nB1\nC1\nA3\nend\n"
 
 
 def test_expand_includes_missing_names_file(tmp_path: Path) -> None:
     (tmp_path / "a.qmd").write_text("{{< include nope.qmd >}}\n")
-    with pytest.raises(R.ReportRenderError, match=r"a\.qmd:1.*nope\.qmd"):
-        R.expand_includes("{{< include a.qmd >}}", tmp_path, "index.qmd")
+    with pytest.raises(report_render_qmd.ReportRenderError, match=r"a\.qmd:1.*nope\.qmd"):
+        report_render_qmd.expand_includes("{{< include a.qmd >}}", tmp_path, "index.qmd")
 
 
 def test_expand_includes_cycle(tmp_path: Path) -> None:
     (tmp_path / "a.qmd").write_text("{{< include b.qmd >}}\n")
     (tmp_path / "b.qmd").write_text("{{< include a.qmd >}}\n")
-    with pytest.raises(R.ReportRenderError, match="cycle"):
-        R.expand_includes("{{< include a.qmd >}}", tmp_path)
+    with pytest.raises(report_render_qmd.ReportRenderError, match="cycle"):
+        report_render_qmd.expand_includes("{{< include a.qmd >}}", tmp_path)
 
 
 def test_parse_chunk_options() -> None:
-    opts, code = R.parse_chunk_options(
+    opts, code = report_render_qmd.parse_chunk_options(
         "#| label: fig-x\n#| echo: true\n#| output: asis\n#| fig-cap: \"A: caption\"\n#| warning: false\nx = 1\n#| not an option\n"
     )
     assert opts == {"label": "fig-x", "echo": True, "output": "asis", "fig-cap": "A: caption", "warning": False}
     assert code == "x = 1\n#| not an option"
-    assert R.parse_chunk_options("y = 2") == ({}, "y = 2")
+    assert report_render_qmd.parse_chunk_options("y = 2") == ({}, "y = 2")
     with pytest.raises(ValueError):
-        R.parse_chunk_options("#| just text\nx = 1")
+        report_render_qmd.parse_chunk_options("#| just text\nx = 1")
 
 
 def test_parse_qmd_blocks_and_lines(tmp_path: Path) -> None:
@@ -325,9 +330,9 @@ def test_parse_qmd_blocks_and_lines(tmp_path: Path) -> None:
         "---\ntitle: T\n---\n\nText\n\n```python\nnot executed\n```\n\n"
         "```{python}\n#| include: false\nx = 1\n```\n\n{{< include _part.qmd >}}\n"
     )
-    doc = R.parse_qmd(tmp_path / "index.qmd")
+    doc = report_render_qmd.parse_qmd(tmp_path / "index.qmd")
     assert doc.metadata == {"title": "T"}
-    chunks = [b for b in doc.blocks if isinstance(b, R.Chunk)]
+    chunks = [b for b in doc.blocks if isinstance(b, report_render_qmd.Chunk)]
     assert [c.options.get("include") for c in chunks] == [False, None]
     assert chunks[0].file == "index.qmd" and chunks[0].line == 11
     assert chunks[1].where() == "_part.qmd:3 (chunk 'inner')"
@@ -336,7 +341,7 @@ def test_parse_qmd_blocks_and_lines(tmp_path: Path) -> None:
 
 
 def test_chunk_markdown_options(tmp_path: Path) -> None:
-    chunk = R.Chunk(code="print('hi')", options={}, file="x.qmd", line=1)
+    chunk = report_render_qmd.Chunk(code="print('hi')", options={}, file="x.qmd", line=1)
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     outs = [
         {"output_type": "stream", "name": "stdout", "text": "**bold**\n"},
@@ -344,17 +349,17 @@ def test_chunk_markdown_options(tmp_path: Path) -> None:
         {"output_type": "display_data", "data": {"image/png": png, "text/plain": "<Figure>"}, "metadata": {}},
         {"output_type": "display_data", "data": {"text/markdown": "| a |\n|---|\n| 1 |", "text/plain": "x"}},
     ]
-    md = R._chunk_markdown(chunk, {"echo": True, "warning": False, "fig-cap": "Cap", "tbl-cap": "Tab"}, outs, tmp_path, "figs")
+    md = report_render_engine._chunk_markdown(chunk, {"echo": True, "warning": False, "fig-cap": "Cap", "tbl-cap": "Tab"}, outs, tmp_path, "figs")
     assert md.startswith("```python\nprint('hi')\n```")
     assert "```\n**bold**\n```" in md
     assert "a warning" not in md
     assert "![Cap](figs/unnamed-chunk-1-1.png)" in md
     assert (tmp_path / "figs" / "unnamed-chunk-1-1.png").read_bytes().startswith(b"\x89PNG")
     assert "| 1 |\n\n: Tab" in md
-    asis = R._chunk_markdown(chunk, {"echo": False, "output": "asis", "warning": True}, outs, tmp_path, "figs")
+    asis = report_render_engine._chunk_markdown(chunk, {"echo": False, "output": "asis", "warning": True}, outs, tmp_path, "figs")
     assert asis.startswith("**bold**") and "a warning" in asis
-    assert R._chunk_markdown(chunk, {"echo": True, "output": False}, outs, tmp_path, "f") == _fenced("print('hi')")
-    assert R._chunk_markdown(chunk, {"echo": True, "include": False}, outs, tmp_path, "f") == ""
+    assert report_render_engine._chunk_markdown(chunk, {"echo": True, "output": False}, outs, tmp_path, "f") == _fenced("print('hi')")
+    assert report_render_engine._chunk_markdown(chunk, {"echo": True, "include": False}, outs, tmp_path, "f") == ""
 
 
 def _fenced(code: str) -> str:
@@ -362,14 +367,14 @@ def _fenced(code: str) -> str:
 
 
 def test_external_references() -> None:
-    assert R.external_references('<img src="data:image/png;base64,AAA"><a href="https://x">x</a>') == []
-    assert R.external_references('<img src="figs/a.png">') == ["figs/a.png"]
-    assert R.external_references('<link rel="stylesheet" href="s.css">') == ["s.css"]
+    assert report_render_engine.external_references('<img src="data:image/png;base64,AAA"><a href="https://x">x</a>') == []
+    assert report_render_engine.external_references('<img src="figs/a.png">') == ["figs/a.png"]
+    assert report_render_engine.external_references('<link rel="stylesheet" href="s.css">') == ["s.css"]
 
 
 def test_render_report_rejects_bad_engine(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engine"):
-        R.render_report(REPORT_SRC, tmp_path, tmp_path / "a.html", tmp_path / "a.pdf", engine="latex")
+        report_render_engine.render_report(REPORT_SRC, tmp_path, tmp_path / "a.html", tmp_path / "a.pdf", engine="latex")
 
 
 def test_render_quarto_engine_with_fake_quarto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -387,7 +392,7 @@ def test_render_quarto_engine_with_fake_quarto(tmp_path: Path, monkeypatch: pyte
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     out = tmp_path / "out"
-    R.render_report(REPORT_SRC, tmp_path / "res", out / "r.html", out / "r.pdf", engine="auto")
+    report_render_engine.render_report(REPORT_SRC, tmp_path / "res", out / "r.html", out / "r.pdf", engine="auto")
     calls = log.read_text().splitlines()
     assert len(calls) == 2
     cwd, results, args = calls[0].split("|")
@@ -408,11 +413,11 @@ def test_render_builtin_end_to_end(tmp_path: Path) -> None:
     results = fabricate_results(tmp_path / "results", strong=True)
     before = sorted(p.relative_to(REPORT_SRC) for p in REPORT_SRC.rglob("*"))
     out = tmp_path / "out"
-    R.render_report(REPORT_SRC, results, out / "index.html", out / "index.pdf", engine="builtin")
+    report_render_engine.render_report(REPORT_SRC, results, out / "index.html", out / "index.pdf", engine="builtin")
     assert sorted(p.relative_to(REPORT_SRC) for p in REPORT_SRC.rglob("*")) == before
 
     html = (out / "index.html").read_text(encoding="utf-8")
-    assert R.external_references(html) == []
+    assert report_render_engine.external_references(html) == []
     assert not re.search(r"""src=["'](?!data:)""", html)
     assert html.count("data:image/png;base64,") >= 4  # two figures per site, two sites
     assert re.search(r"<h1[^>]*>Probing</h1>", html)
@@ -435,19 +440,19 @@ def test_render_builtin_failing_chunk_leaves_nothing(tmp_path: Path) -> None:
     (results / "setup.json").unlink()
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(R.ReportRenderError, match=r"index\.qmd:\d+ \(chunk 'setup'\).*FileNotFoundError"):
-        R.render_report(REPORT_SRC, results, out / "index.html", out / "index.pdf", engine="builtin")
+    with pytest.raises(report_render_qmd.ReportRenderError, match=r"index\.qmd:\d+ \(chunk 'setup'\).*FileNotFoundError"):
+        report_render_engine.render_report(REPORT_SRC, results, out / "index.html", out / "index.pdf", engine="builtin")
     assert list(out.iterdir()) == []
 
 
 def test_commentary_explains_joint_success_without_protagonist(strong: Path) -> None:
-    assert "exclusive-or" not in R.commentary_probing(strong, "attn_out")
+    assert "exclusive-or" not in report_probing.commentary_probing(strong, "attn_out")
     path = strong / "probing" / "forward_belief" / "attn_out" / "heads.parquet"
     heads = pd.read_parquet(path)
     protagonist = heads["target"] == "protagonist"
     heads.loc[protagonist, "val_acc"] = 0.5
     heads.loc[protagonist, "selectivity"] = heads.loc[protagonist, "val_acc"] - heads.loc[protagonist, "control_acc"]
     heads.to_parquet(path, index=False)
-    text = R.commentary_probing(strong, "attn_out")
+    text = report_probing.commentary_probing(strong, "attn_out")
     assert "exclusive-or" in text
     assert "clearly above its chance level of 0.25" in text

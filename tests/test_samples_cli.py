@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tomlab.activations import build_probe_samples
-from tomlab.cli import main
-from tomlab.data import read_raw
+from tomlab.bigtom.raw import read_raw
+from tomlab.cli.main import main
+from tomlab.probing.samples import build_probe_samples
 
 
 @pytest.fixture()

@@ -5,12 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tomlab.activations import HeadCapture
-from tomlab.steering import (
+from tomlab.backends.hooks import HeadCapture, HeadIntervention
+from tomlab.steering.directions import (
     DIRECTION_KINDS,
-    HeadIntervention,
     compute_directions,
-    intervened,
     mass_mean_directions,
     probe_directions,
     projection_std,
@@ -18,6 +16,7 @@ from tomlab.steering import (
     rank_heads,
     tpfo_directions,
 )
+from tomlab.steering.intervention import intervened
 
 TEXT = "Story: Ada bakes bread. The oven breaks.\nBelief: the bread is baked."
 SITES = ("head_z", "attn_out")

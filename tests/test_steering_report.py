@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tomlab import steering_report as S
-from tomlab.cli import main
-from tomlab.figures import plot_alpha_sweep, plot_cross_task, plot_letter_probs, plot_token_projections
-from tomlab.probing import cross_task_correlation
-from tomlab.report import NOT_TRANSCRIBED, to_markdown
+from tomlab.cli.main import main
+from tomlab.figures.steering import (
+    plot_alpha_sweep,
+    plot_cross_task,
+    plot_letter_probs,
+    plot_token_projections,
+)
+from tomlab.probing.probes import cross_task_correlation
+from tomlab.report import steering as S
+from tomlab.report.common import NOT_TRANSCRIBED, to_markdown
 
 
 def _heads(values, target="oracle", layers=2, heads=3):

@@ -7,22 +7,25 @@ import pandas as pd
 import pytest
 import torch
 
-from tomlab.evaluation import continuation_logprobs, letter_probs, option_logprobs
-from tomlab.lm import GenerationConfig, ScriptedLM, TransformersLM
-from tomlab.steering import (
+from tomlab.backends.hooks import HeadIntervention
+from tomlab.backends.likelihood import (
+    continuation_logprobs,
+    letter_probs,
+    option_logprobs,
+)
+from tomlab.backends.lm import GenerationConfig, ScriptedLM, TransformersLM
+from tomlab.steering.directions import (
     KIND_SLUGS,
     RANKED_BY,
-    HeadIntervention,
     build_direction_sets,
     canonical_kind,
-    evaluate_steered,
-    intervention_fingerprint,
     load_direction_sets,
     random_directions,
     save_direction_sets,
-    steering_accuracy,
-    token_projections,
 )
+from tomlab.steering.intervention import intervention_fingerprint
+from tomlab.steering.run import evaluate_steered, token_projections
+from tomlab.steering.tables import steering_accuracy
 
 PROMPT = "Story: Ada puts milk in the fridge. The fridge breaks.\nQuestion: Is the milk cold?\nAnswer:"
 
@@ -155,7 +158,7 @@ def test_evaluate_steered_caches_and_alpha_zero_shares_the_plain_cache(tiny_llam
     assert again["completion"].tolist() == first["completion"].tolist()
     assert np.array_equal(again["logp_a"], first["logp_a"])
     # alpha = 0 shares the plain model's namespace: after a plain run it generates nothing
-    from tomlab.lm import CachedLM
+    from tomlab.backends.lm import CachedLM
 
     plain = CachedLM(gen, tmp_path).generate(items["prompt"].tolist(), config)
     zero, c3 = evaluate_steered(lm, items, gen, config, alpha=0.0, **kw)
@@ -253,7 +256,7 @@ def test_token_projections_match_captures(tiny_llama):
     proj = token_projections(lm, PROMPT, [(1, 2)], theta, sigma, site="head_z")
     n_tokens = len(lm.tokenizer(PROMPT)["input_ids"])
     assert len(proj) == n_tokens and proj["position"].tolist() == list(range(n_tokens))
-    from tomlab.activations import extract_activations
+    from tomlab.backends.activations import extract_activations
 
     last = extract_activations(lm, [PROMPT], sites=("head_z",), progress=False)["head_z"][0, 1, 2].astype(float)
     assert proj["projection"].iloc[-1] == pytest.approx(float(last @ theta[1, 2]), abs=2e-2)  # float16 storage

@@ -9,8 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tomlab.data import CONDITION_NAMES, RAW_FIELDS, build_conditions, read_raw, write_raw
-from tomlab.stories import SCENARIOS, generate_stories, max_stories, write_generated
+from tomlab.bigtom.conditions import CONDITION_NAMES, build_conditions
+from tomlab.bigtom.raw import RAW_FIELDS, read_raw, write_raw
+from tomlab.bigtom.stories import (
+    SCENARIOS,
+    generate_stories,
+    max_stories,
+    write_generated,
+)
 
 
 @pytest.fixture(scope="module")

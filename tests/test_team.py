@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomlab.team import (
+from tomlab.team.env import BombDefusalEnv, observation_text, parse_action, parse_reply
+from tomlab.team.game import (
     Action,
-    BombDefusalEnv,
     BombGame,
     TeamConfig,
     action_from_index,
@@ -20,11 +20,8 @@ from tomlab.team import (
     knows,
     knows_that_knows,
     message_reveals,
-    observation_text,
-    parse_action,
-    parse_reply,
 )
-from tomlab.team_planner import plan_from, plan_game
+from tomlab.team.planner import plan_from, plan_game
 
 
 def _game(positions, bombs, config=None):

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tomlab.cli import main
-from tomlab.lm import CachedLM, ScriptedLM
-from tomlab.team import BombGame, TeamConfig, knows
-from tomlab.team_agents import (
+from tomlab.backends.lm import CachedLM, ScriptedLM
+from tomlab.cli.main import main
+from tomlab.report.team import team_commentary
+from tomlab.team.agents import (
     LLMAgentConfig,
     episodes_frame,
     parse_yes_no,
@@ -21,7 +21,8 @@ from tomlab.team_agents import (
     random_policy,
     tom_frame,
 )
-from tomlab.team_report import summary_table, team_commentary, tom_table
+from tomlab.team.game import BombGame, TeamConfig, knows
+from tomlab.team.tables import summary_table, tom_table
 
 
 def _reply(prompt: str) -> str:
@@ -131,7 +132,7 @@ def test_tables_and_commentary(tmp_path):
     (tmp_path / "team").mkdir()
     frame.to_parquet(tmp_path / "team" / "episodes.parquet")
     tom.to_parquet(tmp_path / "team" / "tom_accuracy.parquet")
-    from tomlab.team_report import ours_vs_paper, tom_vs_paper
+    from tomlab.report.team import ours_vs_paper, tom_vs_paper
 
     both = ours_vs_paper(tmp_path)
     assert list(both["source"]).count("Li et al.") == 6 and "centralised planner" in set(both["agents"])
@@ -145,7 +146,13 @@ def test_tables_and_commentary(tmp_path):
 
 def test_mappo_trains_briefly_and_plays(tmp_path):
     pytest.importorskip("skrl")
-    from tomlab.team_mappo import MAPPOConfig, load_policies, mappo_policy, save_policies, train_mappo
+    from tomlab.team.mappo import (
+        MAPPOConfig,
+        load_policies,
+        mappo_policy,
+        save_policies,
+        train_mappo,
+    )
 
     cfg = TeamConfig(max_rounds=6)
     mcfg = MAPPOConfig(timesteps=120, rollouts=24, mini_batches=2, learning_epochs=1, hidden=8)

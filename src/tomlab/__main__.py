@@ -1,5 +1,5 @@
 import sys
 
-from tomlab.cli import main
+from tomlab.cli.main import main
 
 sys.exit(main())

@@ -1,0 +1,108 @@
+"""Per-head activations of a batch of prompts (last token, or every token of one prompt), and the
+extraction benchmark."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tomlab.backends.hooks import SITES, HeadCapture
+from tomlab.backends.models import LoadedModel
+
+
+def _forward_body(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    """Run the transformer body only (no LM head), with positions that ignore the left padding."""
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    lm.decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+
+
+def prompt_lengths(lm: LoadedModel, prompts: Sequence[str]) -> list[int]:
+    """Number of tokens of each prompt as the model sees it (special tokens included)."""
+    return [len(ids) for ids in lm.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+
+
+@torch.inference_mode()
+def extract_activations(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    *,
+    sites: Sequence[str] = SITES,
+    batch_size: int = 8,
+    progress: bool = True,
+    lengths: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-head activations at the last token of each prompt: ``{site: float16 (N, L, H, D)}``.
+
+    Prompts are batched by length (less padding) with left padding and an attention mask; the output
+    is in the order of ``prompts``. ``lengths`` (from :func:`prompt_lengths`) saves counting them again.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    n = len(prompts)
+    out = {s: np.zeros((n, lm.n_layers, lm.n_heads, lm.head_dim), dtype=np.float16) for s in sites}
+    if lengths is None:
+        lengths = prompt_lengths(lm, prompts)
+    elif len(lengths) != n:
+        raise ValueError(f"{len(lengths)} lengths for {n} prompts")
+    order = np.argsort(lengths, kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    with HeadCapture(lm, sites) as capture:
+        for idx in tqdm(batches, desc="activations", unit="batch", disable=not progress):
+            enc = lm.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
+            _forward_body(lm, enc["input_ids"].to(lm.device), enc["attention_mask"].to(lm.device))
+            for site, acts in capture.take().items():
+                out[site][idx] = acts.float().cpu().numpy().astype(np.float16)
+    return out
+
+
+@torch.inference_mode()
+def token_activations(lm: LoadedModel, prompt: str, site: str = "head_z") -> tuple[np.ndarray, list[str]]:
+    """Per-head activations at *every* position of one prompt: float32 (T, L, H, D), and the tokens.
+
+    The tokens are the decoded pieces of the prompt's ids (special tokens included), one per position.
+    """
+    enc = lm.tokenizer([prompt], return_tensors="pt")
+    ids = enc["input_ids"]
+    with HeadCapture(lm, (site,), positions="all") as capture:
+        _forward_body(lm, ids.to(lm.device), enc["attention_mask"].to(lm.device))
+        acts = capture.take()[site][0]
+    tokens = [lm.tokenizer.decode([int(t)]) for t in ids[0]]
+    return acts.float().cpu().numpy(), tokens
+
+
+def bench_extract(
+    lm: LoadedModel, prompts: Sequence[str], *, batch_size: int = 8, sites: Sequence[str] = SITES
+) -> dict[str, Any]:
+    """Tokens per second of batched extraction against one prompt at a time, on the same prompts."""
+    lengths = prompt_lengths(lm, prompts)
+    n_tokens = sum(lengths)
+    warm = min(len(prompts), batch_size)
+    extract_activations(
+        lm, prompts[:warm], sites=sites, batch_size=batch_size, progress=False, lengths=lengths[:warm]
+    )
+    timings = {}
+    for label, bs in (("batched", batch_size), ("single", 1)):
+        start = time.perf_counter()
+        extract_activations(lm, prompts, sites=sites, batch_size=bs, progress=False)
+        timings[label] = time.perf_counter() - start
+    return {
+        "model": lm.name,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype).removeprefix("torch."),
+        "n_prompts": len(prompts),
+        "n_tokens": n_tokens,
+        "batch_size": batch_size,
+        "sites": list(sites),
+        "batched_seconds": timings["batched"],
+        "single_seconds": timings["single"],
+        "batched_tokens_per_s": n_tokens / timings["batched"],
+        "single_tokens_per_s": n_tokens / timings["single"],
+        "speedup": timings["single"] / timings["batched"],
+        "target_speedup": 5.0,
+        "torch_threads": torch.get_num_threads(),
+    }

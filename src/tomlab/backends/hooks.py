@@ -1,0 +1,224 @@
+"""The only code that touches a model's attention output projection (o_proj): what each capture site
+means, the capture of per-head activations, and the additive per-head intervention.
+
+Two sites per layer and head:
+
+* ``attn_out``: the attention block's output after the output projection, cut into n_heads slices of
+  head_dim (what the original code stores);
+* ``head_z``: the input of the output projection, per head (the heads' own outputs, as in ITI).
+
+Hooks are registered on entering a context manager and always removed on leaving it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tomlab.backends.models import LoadedModel
+
+SITES: tuple[str, ...] = ("attn_out", "head_z")
+
+
+class HeadCapture:
+    """Forward hooks on every layer's output projection capturing the last position (or all of them).
+
+    Use as a context manager: hooks are registered on entry and always removed on exit.
+    After each forward pass, ``take()`` returns ``{site: tensor (batch, layers, heads, head_dim)}``;
+    with ``positions="all"`` it returns ``{site: tensor (batch, seq, layers, heads, head_dim)}``.
+    """
+
+    def __init__(self, lm: LoadedModel, sites: Sequence[str] = SITES, positions: str = "last") -> None:
+        unknown = set(sites) - set(SITES)
+        if unknown:
+            raise ValueError(f"unknown capture site(s) {sorted(unknown)}; known: {list(SITES)}")
+        if positions not in ("last", "all"):
+            raise ValueError(f"positions must be 'last' or 'all', got {positions!r}")
+        self.lm = lm
+        self.sites = tuple(sites)
+        self.positions = positions
+        self._handles: list[Any] = []
+        self._store: dict[str, list[torch.Tensor | None]] = {s: [None] * lm.n_layers for s in self.sites}
+
+    def _hook(self, layer: int):
+        cut = (lambda t: t[:, -1, :]) if self.positions == "last" else (lambda t: t)
+
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            if "head_z" in self.sites:
+                self._store["head_z"][layer] = cut(args[0]).detach()
+            if "attn_out" in self.sites:
+                self._store["attn_out"][layer] = cut(out).detach()
+
+        return hook
+
+    def __enter__(self) -> HeadCapture:
+        for layer in range(self.lm.n_layers):
+            module = self.lm.o_proj_module(layer)
+            self._handles.append(module.register_forward_hook(self._hook(layer)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def take(self) -> dict[str, torch.Tensor]:
+        result = {}
+        for site in self.sites:
+            per_layer = self._store[site]
+            if any(t is None for t in per_layer):
+                raise RuntimeError(f"site {site}: not every layer was captured; was a forward pass run?")
+            layer_axis = 1 if self.positions == "last" else 2
+            stacked = torch.stack([t for t in per_layer if t is not None], dim=layer_axis)  # (B, [T,] L, hidden)
+            result[site] = stacked.reshape(*stacked.shape[:-1], self.lm.n_heads, self.lm.head_dim)
+            self._store[site] = [None] * self.lm.n_layers
+        return result
+
+
+class HeadIntervention:
+    """Add ``alpha * sigma[l, h] * theta[l, h]`` to the chosen heads at the last position.
+
+    ``site="head_z"``: a forward pre-hook on layer l's output projection shifts the slice
+    ``[h*D:(h+1)*D]`` of its input (the head's own output); ``site="attn_out"``: a forward hook
+    shifts that slice of the projection's output.  The shift is applied at the last position of
+    every forward pass: each new token when generating with a KV cache, the last prompt token on a
+    full-prompt forward.  Hooks are registered on ``__enter__`` (ahead of other hooks on the
+    module, so captures see the intervened values) and always removed on ``__exit__``; the weights
+    are never modified.  With ``alpha == 0`` nothing is added (outputs are bit-identical).
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        heads: Sequence[tuple[int, int]],
+        directions: np.ndarray,
+        sigma: np.ndarray,
+        alpha: float,
+        site: str = "head_z",
+    ) -> None:
+        if site not in SITES:
+            raise ValueError(f"unknown site {site!r}; known: {list(SITES)}")
+        n_layers, n_heads, d = lm.n_layers, lm.n_heads, lm.head_dim
+        theta = np.asarray(directions, dtype=np.float64)
+        sig = np.asarray(sigma, dtype=np.float64)
+        if theta.shape != (n_layers, n_heads, d):
+            raise ValueError(f"directions must have shape {(n_layers, n_heads, d)}; got {theta.shape}")
+        if sig.shape != (n_layers, n_heads):
+            raise ValueError(f"sigma must have shape {(n_layers, n_heads)}; got {sig.shape}")
+        chosen: list[tuple[int, int]] = []
+        for pair in heads:
+            layer, head = (int(x) for x in pair)
+            if not (0 <= layer < n_layers and 0 <= head < n_heads):
+                raise ValueError(f"head {(layer, head)} is outside the model's {n_layers} x {n_heads} heads")
+            if (layer, head) in chosen:
+                raise ValueError(f"head {(layer, head)} is listed twice")
+            chosen.append((layer, head))
+        alpha = float(alpha)
+        if not np.isfinite(alpha):
+            raise ValueError(f"alpha must be finite; got {alpha}")
+        self.lm = lm
+        self.heads = chosen
+        self.site = site
+        self.alpha = alpha
+        # layer -> [(head, float64 shift (D,))]; empty when alpha == 0 (nothing is ever added)
+        self.shifts: dict[int, list[tuple[int, torch.Tensor]]] = {}
+        if alpha != 0.0:
+            for layer, head in chosen:
+                shift = torch.from_numpy(alpha * sig[layer, head] * theta[layer, head])
+                if not bool(torch.isfinite(shift).all()):
+                    raise ValueError(f"the shift of head {(layer, head)} is not finite")
+                self.shifts.setdefault(layer, []).append((head, shift))
+        self._cast: dict[tuple[int, torch.dtype, torch.device], list[tuple[int, torch.Tensor]]] = {}
+        self._handles: list[Any] = []
+        self.edit_from: torch.Tensor | None = None
+
+    def set_edit_from(self, start: Sequence[int] | torch.Tensor | None) -> None:
+        """Shift every position ``>= start[row]`` of each batch row instead of only the last one.
+
+        For scoring a continuation in one full-sequence forward pass: with ``start`` the index of
+        the last prompt token (in the padded batch), the positions that predict the continuation
+        are shifted, which is what token-by-token generation with a KV cache would do.  ``None``
+        goes back to the last position only.
+        """
+        self.edit_from = None if start is None else torch.as_tensor(start, dtype=torch.long)
+
+    def shift_vector(self, layer: int, head: int) -> np.ndarray:
+        """The float64 vector (D,) added to ``(layer, head)`` (zeros for heads not intervened on)."""
+        for h, shift in self.shifts.get(layer, []):
+            if h == head:
+                return shift.numpy().copy()
+        return np.zeros(self.lm.head_dim)
+
+    def _shifts_for(self, layer: int, x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        key = (layer, x.dtype, x.device)
+        if key not in self._cast:
+            self._cast[key] = [(h, s.to(device=x.device, dtype=x.dtype)) for h, s in self.shifts[layer]]
+        return self._cast[key]
+
+    def _apply(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        d = self.lm.head_dim
+        if x.shape[-1] != self.lm.n_heads * d:
+            raise RuntimeError(
+                f"layer {layer}: expected the last dimension {self.lm.n_heads * d} at site {self.site}, "
+                f"got {tuple(x.shape)}"
+            )
+        out = x.clone()
+        if self.edit_from is None:
+            for head, shift in self._shifts_for(layer, x):
+                out[..., -1, head * d : (head + 1) * d] += shift
+            return out
+        if x.dim() != 3 or x.shape[0] != self.edit_from.shape[0]:
+            raise RuntimeError(
+                f"layer {layer}: edit_from has {self.edit_from.shape[0]} rows but the activations have shape "
+                f"{tuple(x.shape)}"
+            )
+        positions = torch.arange(x.shape[1], device=x.device)
+        mask = (positions[None, :] >= self.edit_from.to(x.device)[:, None]).to(x.dtype)[..., None]  # (B, T, 1)
+        for head, shift in self._shifts_for(layer, x):
+            out[..., head * d : (head + 1) * d] += mask * shift
+        return out
+
+    def _pre_hook(self, layer: int):
+        def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (self._apply(layer, args[0]), *args[1:])
+
+        return hook
+
+    def _post_hook(self, layer: int):
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            if isinstance(output, tuple):
+                return (self._apply(layer, output[0]), *output[1:])
+            return self._apply(layer, output)
+
+        return hook
+
+    def __enter__(self) -> HeadIntervention:
+        if self._handles:
+            raise RuntimeError("this HeadIntervention is already active")
+        try:
+            for layer in sorted(self.shifts):
+                module = self.lm.o_proj_module(layer)
+                if self.site == "head_z":
+                    handle = module.register_forward_pre_hook(self._pre_hook(layer), prepend=True)
+                else:
+                    handle = module.register_forward_hook(self._post_hook(layer), prepend=True)
+                self._handles.append(handle)
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)

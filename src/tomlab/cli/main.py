@@ -1,0 +1,38 @@
+"""tomlab's command line: one subcommand per pipeline step, each module registering its own.
+
+Nothing in the library imports this package; each subcommand parses its flags, calls the library and
+writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tomlab.cli import bigtom, debate, probing, report, steering, team
+
+MODULES = (bigtom, probing, steering, team, debate, report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tomlab", description=__doc__)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in MODULES:
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"tomlab {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0

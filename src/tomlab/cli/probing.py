@@ -1,0 +1,225 @@
+"""Subcommands for probing: samples, split, model, extraction, probes, baseline, figures, benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tomlab import io
+from tomlab.cli.common import _add_model_args, _by_task, _load_split, _model_cfg
+
+
+def cmd_probe_samples(args: argparse.Namespace) -> None:
+    from tomlab.probing.samples import build_probe_samples
+
+    samples = build_probe_samples(args.conditions, task=args.task, eval_fraction=args.eval_fraction,
+                                  max_stories=args.max_stories)
+    io.write_parquet(args.out, samples)
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from tomlab.probing.probes import split_train_val
+
+    samples = pd.read_parquet(args.samples)
+    is_val = split_train_val(samples, val_fraction=args.val_fraction, mode=args.mode, seed=args.seed)
+    io.write_parquet(
+        args.out, pd.DataFrame({"sample_id": samples["sample_id"], "story_id": samples["story_id"], "is_val": is_val})
+    )
+
+
+def cmd_prepare_model(args: argparse.Namespace) -> None:
+    from tomlab.backends.build import load_local
+
+    lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
+    io.write_json(args.out, lm.describe())
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from tomlab.backends.activations import extract_activations, prompt_lengths
+    from tomlab.backends.build import load_local
+
+    samples = pd.read_parquet(args.samples)
+    lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
+    prompts = samples["prompt"].tolist()
+    lengths = prompt_lengths(lm, prompts)
+    acts = extract_activations(lm, prompts, sites=args.sites, batch_size=args.batch_size, lengths=lengths)
+    meta = samples.assign(n_tokens=lengths, model=lm.name)
+    for site, array in acts.items():
+        io.write_npy(Path(args.out_dir) / f"{site}.npy", array)
+    io.write_parquet(Path(args.out_dir) / "samples.parquet", meta)
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from tomlab.probing.probes import probe_heads, probe_layers, top_heads
+
+    samples = pd.read_parquet(args.samples)
+    acts = np.load(args.activations, mmap_mode="r")
+    if acts.shape[0] != len(samples):
+        raise SystemExit(f"tomlab: {args.activations} has {acts.shape[0]} samples, {args.samples} has {len(samples)}")
+    is_val = _load_split(samples, args.split)
+    kw = dict(C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter, seed=args.seed)
+    heads = probe_heads(acts, samples, is_val, **kw)
+    layers = probe_layers(acts, samples, is_val, **kw)
+    top = pd.concat([top_heads(heads, t, k=args.top_k) for t in heads["target"].unique()], ignore_index=True)
+    io.write_parquet(args.out_heads, heads)
+    io.write_parquet(args.out_layers, layers)
+    with io.atomic_path(args.out_top) as tmp:
+        top.to_csv(tmp, index=False)
+
+
+def cmd_lexical(args: argparse.Namespace) -> None:
+    from tomlab.probing.probes import lexical_baseline
+
+    samples = pd.read_parquet(args.samples)
+    is_val = _load_split(samples, args.split)
+    io.write_parquet(
+        args.out,
+        lexical_baseline(samples, is_val, C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter),
+    )
+
+
+def cmd_plot_probing(args: argparse.Namespace) -> None:
+    from tomlab.figures.probing import plot_probe_accuracy, plot_probe_selectivity
+
+    heads = pd.read_parquet(args.heads)
+    plot_probe_accuracy(heads, args.accuracy, site=args.site)
+    plot_probe_selectivity(heads, args.selectivity, site=args.site)
+
+
+def cmd_cross_task(args: argparse.Namespace) -> None:
+    from tomlab.probing.probes import cross_task_correlation
+
+    heads = {task: pd.read_parquet(path) for task, path in _by_task(args.heads, "--heads").items()}
+    wide, corr = cross_task_correlation(heads, top_k=args.top_k)
+    io.write_parquet(args.out_wide, wide)
+    io.write_parquet(args.out_correlations, corr)
+
+
+def cmd_bench_probing(args: argparse.Namespace) -> None:
+    from tomlab.probing.bench import bench_probing
+
+    samples = pd.read_parquet(args.samples)
+    acts = np.load(args.activations, mmap_mode="r")
+    is_val = _load_split(samples, args.split)
+    result = bench_probing(
+        acts, samples, is_val, target=args.target, C=args.C, max_iter=args.max_iter,
+        sklearn_tol=args.sklearn_tol, sklearn_max_iter=args.sklearn_max_iter, device=args.device,
+    )
+    result.update({"activations": str(args.activations), "target_speedup": 20.0, "target_max_acc_gap": 0.01})
+    result["target_met"] = bool(result["speedup"] >= 20.0 and result["max_acc_gap"] <= 0.01)
+    io.write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_bench_extract(args: argparse.Namespace) -> None:
+    from tomlab.backends.activations import bench_extract
+    from tomlab.backends.build import load_local
+
+    samples = pd.read_parquet(args.samples)
+    prompts = samples["prompt"].tolist()[: args.n_prompts]
+    lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
+    result = bench_extract(lm, prompts, batch_size=args.batch_size, sites=args.sites)
+    result["target_met"] = bool(result["speedup"] >= result["target_speedup"])
+    io.write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+def add_commands(sub: Any) -> None:
+    """Register this module's subcommands on the top-level subparsers."""
+    p = sub.add_parser("probe-samples", help="the four probing samples of each story of the probe split")
+    p.add_argument("--conditions", required=True)
+    p.add_argument("--task", default="forward_belief", choices=["forward_belief", "forward_action", "backward_belief"])
+    p.add_argument("--eval-fraction", type=float, default=0.5)
+    p.add_argument("--max-stories", type=int, default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_probe_samples)
+
+    p = sub.add_parser("split", help="train/validation split of the probe samples")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--mode", choices=["by_story", "by_sample"], default="by_story")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("prepare-model", help="load (and convert once) the model; write its description")
+    _add_model_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_prepare_model)
+
+    p = sub.add_parser("extract", help="per-head activations at the last token")
+    _add_model_args(p)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--sites", nargs="+", default=["attn_out", "head_z"], choices=["attn_out", "head_z"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_extract)
+
+    def add_probe_hparams(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--C-binary", type=float, default=10.0)
+        q.add_argument("--C-joint", type=float, default=1.0)
+        q.add_argument("--max-iter", type=int, default=1000)
+
+    p = sub.add_parser("probe", help="probes per head and per layer, with the shuffled-label control")
+    p.add_argument("--activations", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--split", required=True)
+    add_probe_hparams(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--out-heads", required=True)
+    p.add_argument("--out-layers", required=True)
+    p.add_argument("--out-top", required=True)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("lexical", help="bag-of-words baseline on the prompt text alone")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--split", required=True)
+    add_probe_hparams(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_lexical)
+
+    p = sub.add_parser("plot-probing", help="accuracy and selectivity heatmaps (PNG and SVG)")
+    p.add_argument("--heads", required=True)
+    p.add_argument("--site", default="")
+    p.add_argument("--accuracy", required=True, help="output stem (without extension)")
+    p.add_argument("--selectivity", required=True, help="output stem (without extension)")
+    p.set_defaults(func=cmd_plot_probing)
+
+    p = sub.add_parser("cross-task", help="correlation of per-head probe accuracies across tasks")
+    p.add_argument("--heads", nargs="+", required=True, help="TASK=heads.parquet")
+    p.add_argument("--top-k", type=int, default=16)
+    p.add_argument("--out-wide", required=True)
+    p.add_argument("--out-correlations", required=True)
+    p.set_defaults(func=cmd_cross_task)
+
+    bench = sub.add_parser("bench", help="benchmarks written to results/bench/*.json").add_subparsers(
+        dest="bench", required=True
+    )
+    p = bench.add_parser("probing", help="batched torch probes vs the scikit-learn loop")
+    p.add_argument("--activations", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--target", default="oracle")
+    p.add_argument("--C", type=float, default=10.0)
+    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--sklearn-tol", type=float, default=1e-8,
+                   help="tolerance of the scikit-learn reference; tight, so both paths reach the optimum")
+    p.add_argument("--sklearn-max-iter", type=int, default=10000)
+    p.add_argument("--device", default="cpu", help="where the batched probes run (cpu, cuda)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_bench_probing)
+
+    p = bench.add_parser("extract", help="batched vs one-at-a-time activation extraction")
+    _add_model_args(p)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--sites", nargs="+", default=["attn_out", "head_z"], choices=["attn_out", "head_z"])
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--n-prompts", type=int, default=64)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_bench_extract)

@@ -1,0 +1,154 @@
+"""Subcommands for the team game."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import pandas as pd
+
+from tomlab import io
+from tomlab.cli.common import _add_model_args, _model_cfg
+
+
+def _team_config(args: argparse.Namespace) -> Any:
+    from tomlab.team.game import TeamConfig
+
+    return TeamConfig.from_dict(json.loads(args.team_json) if args.team_json else {})
+
+
+def _llm_config(args: argparse.Namespace, belief: bool) -> Any:
+    from tomlab.team.agents import LLMAgentConfig
+
+    raw = json.loads(args.llm_json) if args.llm_json else {}
+    known = set(LLMAgentConfig.__dataclass_fields__) - {"belief"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"team.llm: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    return LLMAgentConfig(belief=belief, **raw)
+
+
+def cmd_team_play(args: argparse.Namespace) -> None:
+    from tomlab.team.agents import (
+        LLM_TYPES,
+        episodes_frame,
+        play_llm_episodes,
+        play_planner,
+        play_policy,
+        random_policy,
+        tom_frame,
+        write_transcript,
+    )
+
+    config = _team_config(args)
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    kind = args.agent_type
+    usage: dict[str, Any] = {}
+    if kind == "random":
+        episodes = [play_policy(config, s, random_policy, "random") for s in seeds]
+    elif kind == "planner":
+        episodes = [play_planner(config, s) for s in seeds]
+    elif kind == "mappo":
+        if not args.policies:
+            raise ValueError("--policies is required for agent type mappo")
+        from tomlab.team.mappo import load_policies, mappo_policy
+
+        policy = mappo_policy(load_policies(args.policies, config), config)
+        episodes = [play_policy(config, s, policy, "mappo") for s in seeds]
+    elif kind in LLM_TYPES:
+        from tomlab.backends.build import build_backend, usage_report
+
+        agent_cfg = _llm_config(args, belief=kind == "llm_belief")
+        lm = build_backend(_model_cfg(args), batch_size=args.batch_size, completion_cache=args.completion_cache,
+                           cache_dir=args.cache_dir)
+        episodes = play_llm_episodes(lm, config, seeds, agent_cfg)
+        usage = usage_report(lm)
+    else:  # argparse restricts the choices
+        raise ValueError(f"unknown agent type {kind!r}")
+    with io.atomic_dir(args.transcripts) as tmp:
+        for ep in episodes:
+            write_transcript(tmp / f"seed{ep.seed}.jsonl", ep, config.max_rounds)
+    io.write_parquet(args.out_tom, tom_frame(episodes))
+    frame = episodes_frame(episodes, config.max_rounds)
+    io.write_parquet(args.out_episodes, frame)
+    print(json.dumps({"agent_type": kind, "mean_score": float(frame["score"].mean()),
+                      "mean_rounds": float(frame["rounds"].mean()), **usage}))
+
+
+def cmd_team_train(args: argparse.Namespace) -> None:
+    from tomlab.team.mappo import MAPPOConfig, save_policies, train_mappo
+
+    config = _team_config(args)
+    cfg = MAPPOConfig.from_dict(json.loads(args.mappo_json) if args.mappo_json else {})
+    policies, curve = train_mappo(config, cfg)
+    save_policies(args.out_policies, policies, cfg)
+    io.write_parquet(args.out_curve, curve)
+    tail = curve.tail(max(1, len(curve) // 10))
+    print(json.dumps({"episodes": len(curve), "last_tenth_mean_score": float(tail["score"].mean()) if len(curve) else None}))
+
+
+def cmd_team_tables(args: argparse.Namespace) -> None:
+    from tomlab.team.tables import summary_table, tom_table
+
+    episodes = pd.concat([pd.read_parquet(p) for p in args.episodes], ignore_index=True)
+    toms = [pd.read_parquet(p) for p in args.tom]
+    tom = pd.concat([t for t in toms if not t.empty], ignore_index=True) if any(not t.empty for t in toms) else toms[0]
+    io.write_parquet(args.out_episodes, episodes)
+    io.write_parquet(args.out_summary, summary_table(episodes))
+    io.write_parquet(args.out_tom, tom_table(tom, n_boot=args.n_boot, seed=args.seed))
+
+
+def cmd_plot_team(args: argparse.Namespace) -> None:
+    from tomlab.figures.team import plot_mappo_curve, plot_team_rounds
+
+    plot_team_rounds(pd.read_parquet(args.episodes), args.out_rounds, max_rounds=args.max_rounds)
+    curve = pd.read_parquet(args.curve) if args.curve else pd.DataFrame(columns=["timestep", "score", "rounds"])
+    plot_mappo_curve(curve, args.out_curve)
+
+
+def add_commands(sub: Any) -> None:
+    from tomlab.team.agents import AGENT_TYPES
+
+    def team_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--team-json", help="the config's team section as JSON (map, bombs, agents, rules)")
+
+    p = sub.add_parser("team-play", help="play the team game with one agent type over several seeds")
+    _add_model_args(p)
+    team_arg(p)
+    p.add_argument("--agent-type", required=True, choices=AGENT_TYPES)
+    p.add_argument("--seeds", type=int, default=3, help="number of episodes (seeds offset, offset+1, ...)")
+    p.add_argument("--seed-offset", type=int, default=0)
+    p.add_argument("--policies", help="trained MAPPO policies (agent type mappo)")
+    p.add_argument("--llm-json", help="the config's team.llm section as JSON (LLM agent types)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--completion-cache", help="directory of cached completions")
+    p.add_argument("--out-episodes", required=True)
+    p.add_argument("--out-tom", required=True)
+    p.add_argument("--transcripts", required=True, help="directory for one JSONL transcript per episode")
+    p.set_defaults(func=cmd_team_play)
+
+    p = sub.add_parser("team-train", help="train MAPPO on the team game")
+    team_arg(p)
+    p.add_argument("--mappo-json", help="the config's team.mappo section as JSON")
+    p.add_argument("--out-policies", required=True)
+    p.add_argument("--out-curve", required=True)
+    p.set_defaults(func=cmd_team_train)
+
+    p = sub.add_parser("team-tables", help="combine the agent types' episodes; score and ToM tables")
+    p.add_argument("--episodes", nargs="+", required=True)
+    p.add_argument("--tom", nargs="+", required=True)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-episodes", required=True)
+    p.add_argument("--out-summary", required=True)
+    p.add_argument("--out-tom", required=True)
+    p.set_defaults(func=cmd_team_tables)
+
+    p = sub.add_parser("plot-team", help="rounds-to-completion and MAPPO learning-curve figures")
+    p.add_argument("--episodes", required=True)
+    p.add_argument("--curve", help="MAPPO learning curve (without it the figure says MAPPO was not trained)")
+    p.add_argument("--max-rounds", type=int, default=30)
+    p.add_argument("--out-rounds", required=True, help="figure path without extension")
+    p.add_argument("--out-curve", required=True, help="figure path without extension")
+    p.set_defaults(func=cmd_plot_team)

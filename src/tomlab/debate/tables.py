@@ -1,0 +1,117 @@
+"""Debate tables: accuracy with intervals, spread across instantiations, disagreement, judge preference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tomlab.debate.tasks import score_answer, stated_answer
+
+
+def score_rows(answers: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """``answers`` (question_id, method, final_answer, tokens...) joined with the tasks' acceptable
+    answers; adds ``correct`` and ``intuitive`` (the reply gave the tempting wrong answer)."""
+    merged = answers.merge(tasks[["id", "family", "answers", "intuitive"]], left_on="question_id", right_on="id",
+                           how="left", validate="many_to_one")
+    if merged["answers"].isna().any():
+        missing = merged.loc[merged["answers"].isna(), "question_id"].iloc[0]
+        raise ValueError(f"answer for question {missing!r}, which is not in the task file")
+    merged["correct"] = [score_answer(str(a), list(acc)) for a, acc in zip(merged["final_answer"], merged["answers"])]
+    merged["gave_intuitive"] = [bool(str(i)) and score_answer(str(a), [str(i)])
+                                for a, i in zip(merged["final_answer"], merged["intuitive"])]
+    return merged.drop(columns=["id"])
+
+
+def accuracy_table(scored: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per method: accuracy with a 95% bootstrap interval, the share of intuitive (trap) answers,
+    and tokens per question."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, g in scored.groupby("method", sort=False):
+        c = g["correct"].astype(float).to_numpy()
+        boots = rng.choice(c, size=(n_boot, len(c)), replace=True).mean(axis=1)
+        rows.append({"method": method, "n": len(g), "accuracy": float(c.mean()),
+                     "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975)),
+                     "intuitive_rate": float(g["gave_intuitive"].mean()),
+                     "tokens_per_question": float((g["prompt_tokens"] + g["completion_tokens"]).mean())})
+    return pd.DataFrame(rows)
+
+
+def instantiation_spread(scored: pd.DataFrame) -> pd.DataFrame:
+    """How much accuracy moves across instantiations of the same templates (as GSM-Symbolic shows):
+    the k-th instance of every family (in item order) forms set k, and per method the table gives
+    the number of complete sets, their size, and the mean, standard deviation, minimum and maximum
+    of the per-set accuracy. Empty when there is a single family (the original JSON) or fewer than
+    two complete sets."""
+    columns = ["method", "sets", "items_per_set", "mean", "sd", "min", "max"]
+    rows = []
+    for method, g in scored.groupby("method", sort=False):
+        families = g["family"].nunique()
+        if families < 2:
+            continue
+        g = g.assign(instance=g.groupby("family").cumcount())
+        per_set = g.groupby("instance")["correct"].agg(["mean", "size"])
+        per_set = per_set[per_set["size"] == families]["mean"].astype(float)
+        if len(per_set) < 2:
+            continue
+        rows.append({"method": method, "sets": len(per_set), "items_per_set": families, "mean": per_set.mean(),
+                     "sd": per_set.std(ddof=1), "min": per_set.min(), "max": per_set.max()})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def disagreement_by_round(debates: pd.DataFrame) -> pd.DataFrame:
+    """From a table of debate turns (question_id, round, debater, text): per round, how many debates
+    reached it (``debates``), in how many every debater stated a numeric answer (``answered``, see
+    :func:`tomlab.debate_tasks.stated_answer`),
+    and among those the share whose debaters ended on different numbers (``disagreement``; NaN when
+    no debate of that round was answered). Turns without a number are left out of the share rather
+    than counted as disagreeing: two replies that both fail to answer say nothing about divergence."""
+    rows = []
+    for (qid, rnd), g in debates.groupby(["question_id", "round"]):
+        values = [stated_answer(t) for t in g.sort_values("debater")["text"]]
+        answered = all(v is not None for v in values)
+        rows.append({"question_id": qid, "round": rnd, "answered": answered,
+                     "disagree": answered and len({round(v, 9) for v in values}) > 1})
+    per = pd.DataFrame(rows, columns=["question_id", "round", "answered", "disagree"])
+    out = per.groupby("round").agg(debates=("answered", "size"), answered=("answered", "sum")).reset_index()
+    shares = per[per["answered"]].groupby("round")["disagree"].mean()
+    out["disagreement"] = out["round"].map(shares).astype(float)
+    out["answered"] = out["answered"].astype(int)
+    return out[["round", "disagreement", "debates", "answered"]]
+
+
+def affirmative_answers(answers: pd.DataFrame, turns: pd.DataFrame, method: str = "debate",
+                        as_method: str = "debate_affirmative") -> pd.DataFrame:
+    """The same debates scored without their judge: each debate's answer is the affirmative side's
+    last turn. Separates what the debaters reached from whether the judge could report it. Token
+    counts are the debate's own (judge included)."""
+    deb = answers[answers["method"] == method]
+    own = turns[(turns["method"] == method) & (turns["debater"] == 0)].sort_values(["question_id", "round"])
+    last = own.groupby("question_id")["text"].last()
+    out = deb.copy()
+    out["method"] = as_method
+    out["final_answer"] = out["question_id"].map(last).fillna("")
+    out["preference"] = None
+    out["final_source"] = "affirmative's last turn"
+    return out
+
+
+def answer_line_rate(turns: pd.DataFrame) -> float:
+    """Share of debater turns that state an answer ("Answer: <number>", the format they were asked
+    for; see :func:`tomlab.debate_tasks.stated_answer`)."""
+    if not len(turns):
+        return float("nan")
+    return float(np.mean([stated_answer(t) is not None for t in turns["text"]]))
+
+
+def judge_preferences(results: pd.DataFrame, side_models: dict[str, str], judge_model: str) -> pd.DataFrame:
+    """How often the judge's decision sided with each side (or with none), and with a side played
+    by its own model."""
+    counts = results["preference"].fillna("none").value_counts()
+    total = int(counts.sum())
+    rows = [{"judge sided with": side, "debates": int(counts.get(side, 0)),
+             "share": counts.get(side, 0) / total if total else float("nan"),
+             "that side's model": side_models.get(side, "-"),
+             "same model as the judge": side_models.get(side) == judge_model if side in side_models else False}
+            for side in ("affirmative", "negative", "none")]
+    return pd.DataFrame(rows)

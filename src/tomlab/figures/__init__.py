@@ -1,0 +1,5 @@
+"""One module of figures per experiment, each saved as PNG and SVG."""
+
+import matplotlib
+
+matplotlib.use("Agg")

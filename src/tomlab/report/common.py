@@ -1,0 +1,109 @@
+"""What every report section shares: the results being shown, markdown tables and small phrasing helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+NOT_TRANSCRIBED = "not transcribed"
+
+
+
+
+def results_dir() -> Path:
+    """The results directory: ``$TOMLAB_RESULTS`` if set, else ``../results`` from the cwd."""
+    env = os.environ.get("TOMLAB_RESULTS")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path.cwd() / ".." / "results").resolve()
+
+
+def load_setup(results: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``setup.json`` from the results directory."""
+    path = Path(results) / "setup.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"setup.json not found in results directory {Path(results)}")
+    with open(path, encoding="utf-8") as fh:
+        setup = json.load(fh)
+    if not isinstance(setup, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return setup
+
+
+def _get(mapping: Mapping[str, Any] | None, key: str, default: Any = "n/a") -> Any:
+    if not mapping:
+        return default
+    value = mapping.get(key, default)
+    return default if value is None else value
+
+
+def _human_count(n: Any) -> str:
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return str(n)
+    n_int = int(n)
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n_int) >= scale:
+            return f"{n_int / scale:.2f} {suffix} ({n_int:,})"
+    return f"{n_int:,}"
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing results file {path}")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A pandoc pipe table; floats formatted with ``floatfmt``, NaN shown as an en dash.
+
+    Formatting is done cell by cell, so columns mixing numbers and strings (``"not transcribed"``)
+    still get formatted numbers.  Numeric columns are right-aligned.
+    """
+    if df.empty:
+        return "*(no rows)*"
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, bool):
+            return str(value)
+        if isinstance(value, float) or (hasattr(value, "dtype") and getattr(value, "dtype").kind == "f"):
+            return "–" if not math.isfinite(float(value)) else format(float(value), floatfmt)
+        if isinstance(value, int) or (hasattr(value, "dtype") and getattr(value, "dtype").kind in "iu"):
+            return str(int(value))
+        return str(value).replace("|", r"\|").replace("\n", " ")
+
+    headers = [str(c).replace("|", r"\|") for c in df.columns]
+    body = [[cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
+    numeric = []
+    for col in df.columns:
+        values = [v for v in df[col].tolist() if v is not None]
+        numeric.append(bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+    widths = [max(len(h), *(len(r[i]) for r in body), 3) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    sep = "|" + "|".join(
+        ("-" * (w + 1) + ":") if num else (":" + "-" * (w + 1)) for w, num in zip(widths, numeric, strict=True)
+    ) + "|"
+    return "\n".join([line(headers), sep, *(line(r) for r in body)])
+
+
+def _f(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.3f}"
+
+
+def _join(items: Sequence[str], word: str = "or") -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]

@@ -1,0 +1,124 @@
+"""The report's setup section: what the run used, and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tomlab.report.common import _get, _human_count
+
+
+def setup_table(setup: Mapping[str, Any]) -> pd.DataFrame:
+    """Two columns (item, value) describing model, data, split, seeds, sites and versions."""
+    model = setup.get("model") or {}
+    data = setup.get("data") or {}
+    seeds = setup.get("seeds") or {}
+    split = _get(data, "split_mode")
+    split_note = {
+        "by_story": "by_story (no story in both train and val)",
+        "by_sample": "by_sample (original; samples of one story can straddle the split)",
+    }.get(split, str(split))
+    rows: list[tuple[str, str]] = [
+        ("model", str(_get(model, "name"))),
+        ("family", str(_get(model, "family"))),
+        (
+            "layers x heads x head_dim",
+            f"{_get(model, 'n_layers')} x {_get(model, 'n_heads')} x {_get(model, 'head_dim')}",
+        ),
+        ("parameters", _human_count(_get(model, "n_params"))),
+        ("dtype / device", f"{_get(model, 'dtype')} / {_get(model, 'device')}"),
+        ("data source", f"{_get(data, 'source')} ({_get(data, 'raw_file')})"),
+        (
+            "stories (probe / eval)",
+            f"{_get(data, 'n_stories')} ({_get(data, 'n_probe_stories')} / {_get(data, 'n_eval_stories')})",
+        ),
+        (
+            "samples (train / val)",
+            f"{_get(data, 'n_samples')} ({_get(data, 'n_train')} / {_get(data, 'n_val')})",
+        ),
+        ("split mode", split_note),
+        (
+            "seeds",
+            ", ".join(f"{k} {v}" for k, v in seeds.items()) if seeds else "n/a",
+        ),
+        ("sites", ", ".join(str(s) for s in setup.get("sites") or []) or "n/a"),
+        ("config hash", str(_get(setup, "config_hash"))),
+        (
+            "versions",
+            f"tomlab {_get(setup, 'tomlab_version')}, torch {_get(setup, 'torch_version')}, "
+            f"transformers {_get(setup, 'transformers_version')}",
+        ),
+    ]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _bench_rows(name: str, data: Mapping[str, Any], known: Sequence[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """The known quantities of one benchmark, then its target (if it records one) and hardware."""
+    rows = []
+    for key, label, fmt in known:
+        if key in data:
+            rows.append({"benchmark": name, "quantity": label, "value": _fmt_value(data[key], fmt)})
+    if "target_speedup" in data:
+        met = data.get("target_met")
+        verdict = "" if met is None else (" (met)" if met else " (not met)")
+        rows.append(
+            {"benchmark": name, "quantity": "speedup target (x)", "value": _fmt_value(data["target_speedup"], ".1f") + verdict}
+        )
+    if "target_max_acc_gap" in data:
+        rows.append(
+            {"benchmark": name, "quantity": "accuracy gap allowed", "value": _fmt_value(data["target_max_acc_gap"], ".4f")}
+        )
+    hardware = [str(data[k]) for k in ("device", "dtype") if data.get(k) is not None]
+    if "torch_threads" in data:
+        hardware.append(f"{data['torch_threads']} torch threads")
+    if hardware:
+        rows.append({"benchmark": name, "quantity": "run on", "value": ", ".join(hardware)})
+    return rows
+
+
+def _fmt_value(value: Any, fmt: str) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if fmt:
+            return format(value, fmt)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def bench_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """Benchmark numbers from ``bench/probing.json`` and ``bench/extract.json`` (empty if absent)."""
+    bench = Path(results) / "bench"
+    rows: list[dict[str, str]] = []
+    specs = {
+        "probing": [
+            ("speedup", "speedup, batched vs scikit-learn (x)", ".1f"),
+            ("max_acc_gap", "max accuracy gap vs scikit-learn", ".4f"),
+            ("batched_seconds", "batched probes (s)", ".2f"),
+            ("sklearn_seconds", "scikit-learn probes (s)", ".2f"),
+            ("n_probes", "probes fitted", ""),
+            ("target", "probe target", ""),
+        ],
+        "extract": [
+            ("batched_tokens_per_s", "batched extraction (tokens/s)", ",.0f"),
+            ("single_tokens_per_s", "one-at-a-time extraction (tokens/s)", ",.0f"),
+            ("speedup", "speedup (x)", ".1f"),
+            ("batch_size", "batch size", ""),
+            ("n_prompts", "prompts", ""),
+        ],
+    }
+    for name, known in specs.items():
+        path = bench / f"{name}.json"
+        if path.is_file():
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            if isinstance(data, dict):
+                rows.extend(_bench_rows(name, data, known))
+    return pd.DataFrame(rows, columns=["benchmark", "quantity", "value"])

@@ -1,0 +1,315 @@
+"""The report's steering section: display tables, the paper comparison and commentary."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tomlab.bigtom.conditions import MAIN_TASK, TASK_TITLES
+from tomlab.report.common import NOT_TRANSCRIBED
+
+CONDITION_NAMES = {"true_belief": "TB", "false_belief": "FB", "true_control": "TB control",
+                   "false_control": "FB control"}
+
+
+DIRECTION_ORDER = ("none", "random", "+protagonist", "-oracle", "+tpfo", "mass_mean_protagonist")
+
+
+# Table 1 of Zhu, Zhang & Wang (2024) for Mistral-7B. The stored copies of the paper available to
+# this project hold only its abstract and introduction, so no cell is transcribed: every paper
+# value says so rather than guessing.
+PAPER_TABLE1: dict[tuple[str, str, str], float | str] = {
+    (task, direction, cond): NOT_TRANSCRIBED
+    for task in TASK_TITLES
+    for direction in ("none", "random", "+protagonist", "-oracle", "+tpfo")
+    for cond in ("true_belief", "false_belief")
+}
+
+
+PAPER_SOURCE = "Table 1 (Mistral-7B); values not available to this project"
+
+
+def _path(results: str | os.PathLike[str], *parts: str) -> Path:
+    return Path(results).joinpath(*parts)
+
+
+def available(results: str | os.PathLike[str]) -> bool:
+    """Whether the steering results exist (the report says so plainly when they do not)."""
+    return _path(results, "steering", "accuracy.parquet").is_file()
+
+
+def figure_path(results: str | os.PathLike[str], name: str) -> Path:
+    """``figures/steering_<name>.png`` (sweep, cross_task, letter_probs, token_projections)."""
+    return _path(results, "figures", f"steering_{name}.png")
+
+
+def _accuracy(results: str | os.PathLike[str]) -> pd.DataFrame:
+    return pd.read_parquet(_path(results, "steering", "accuracy.parquet"))
+
+
+def _interval(acc: float, low: float, high: float) -> str:
+    if not math.isfinite(acc):
+        return "–"
+    return f"{acc:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _delta(delta: float, low: float, high: float) -> str:
+    if not math.isfinite(delta):
+        return "–"
+    mark = "" if low <= 0 <= high else " *"
+    return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
+
+
+def _direction_rank(direction: str) -> int:
+    return DIRECTION_ORDER.index(direction) if direction in DIRECTION_ORDER else len(DIRECTION_ORDER)
+
+
+def baseline_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """The plain model on every task and condition: accuracy [95% CI] per scoring mode, invalid rate."""
+    table = pd.read_parquet(_path(results, "eval", "baseline", "accuracy.parquet"))
+    rows = []
+    for (task, condition), frame in table.groupby(["task", "condition"], sort=False):
+        row: dict[str, Any] = {"task": TASK_TITLES.get(task, task), "condition": CONDITION_NAMES.get(condition, condition),
+                               "n": int(frame["n"].iloc[0])}
+        for mode in ("generation", "log-likelihood"):
+            sub = frame[frame["mode"] == mode]
+            if not sub.empty:
+                r = sub.iloc[0]
+                row[f"{mode} accuracy"] = _interval(r["accuracy"], r["ci_low"], r["ci_high"])
+                if mode == "generation":
+                    row["invalid"] = float(r["invalid_rate"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def steering_table(results: str | os.PathLike[str], *, cross: bool = False, mode: str = "generation") -> pd.DataFrame:
+    """Table 1 (``cross=False``: each task steered with its own directions) or Table 2 (``cross=True``:
+    forward-belief directions on the other tasks), one scoring mode.
+
+    Rows: task, direction, site; for TB and FB the accuracy [95% CI] and the change from the plain
+    model on the same items with its paired 95% interval (``*`` marks an interval that excludes 0).
+    """
+    acc = _accuracy(results)
+    acc = acc[acc["mode"] == mode]
+    if cross:
+        steered = acc[(acc["source_task"] == MAIN_TASK) & (acc["task"] != MAIN_TASK) & (acc["direction"] != "none")]
+    else:
+        steered = acc[(acc["source_task"] == acc["task"]) & (acc["direction"] != "none")]
+    base = acc[acc["direction"] == "none"]
+    tasks = list(dict.fromkeys(steered["task"]))
+    rows = []
+    for task in tasks:
+        groups = [("none", "")] + sorted(
+            {(d, s) for d, s in zip(steered.loc[steered["task"] == task, "direction"],
+                                    steered.loc[steered["task"] == task, "site"])},
+            key=lambda ds: (_direction_rank(ds[0]), ds[1]),
+        )
+        for direction, site in groups:
+            frame = base[base["task"] == task] if direction == "none" else steered[
+                (steered["task"] == task) & (steered["direction"] == direction) & (steered["site"] == site)]
+            row: dict[str, Any] = {"task": TASK_TITLES.get(task, task),
+                                   "direction": "no intervention" if direction == "none" else direction,
+                                   "site": site or "–"}
+            for condition in ("true_belief", "false_belief"):
+                sub = frame[frame["condition"] == condition]
+                label = CONDITION_NAMES[condition]
+                if sub.empty:
+                    row[label], row[f"Δ {label}"] = "–", "–"
+                    continue
+                r = sub.iloc[0]
+                row[label] = _interval(r["accuracy"], r["ci_low"], r["ci_high"])
+                row[f"Δ {label}"] = "" if direction == "none" else _delta(r["delta"], r["delta_ci_low"], r["delta_ci_high"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_table(results: str | os.PathLike[str], mode: str = "generation") -> pd.DataFrame:
+    """Accuracy [95% CI] against alpha for each swept direction, TB and FB (the data of Figure 5)."""
+    table = pd.read_parquet(_path(results, "steering", "sweep", "accuracy.parquet"))
+    table = table[table["mode"] == mode]
+    rows = []
+    for (direction, alpha), frame in table.groupby(["direction", "alpha"], sort=False):
+        row: dict[str, Any] = {"direction": direction, "alpha": float(alpha)}
+        for condition in ("true_belief", "false_belief"):
+            sub = frame[frame["condition"] == condition]
+            if not sub.empty:
+                r = sub.iloc[0]
+                row[CONDITION_NAMES[condition]] = _interval(r["accuracy"], r["ci_low"], r["ci_high"])
+                row[f"invalid {CONDITION_NAMES[condition]}"] = float(r["invalid_rate"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cross_task_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """Correlation of per-head probe accuracies between tasks, per target (the data of Figure 6)."""
+    corr = pd.read_parquet(_path(results, "steering", "cross_task", "correlations.parquet"))
+    return pd.DataFrame({
+        "target": corr["target"],
+        "tasks": [f"{TASK_TITLES.get(a, a)} vs {TASK_TITLES.get(b, b)}" for a, b in zip(corr["task_a"], corr["task_b"])],
+        "Pearson r": corr["pearson_r"].astype(float),
+        "Spearman ρ": corr["spearman_rho"].astype(float),
+        "shared top-k heads": [f"{o} of {k}" for o, k in zip(corr["top_k_overlap"], corr["top_k"])],
+    })
+
+
+def letter_bias(results: str | os.PathLike[str]) -> dict[str, float]:
+    """Share of the plain model's parsed generations that chose a, chose b, or were invalid."""
+    scored = pd.read_parquet(_path(results, "eval", "baseline", "scored.parquet"))
+    if "parsed" not in scored.columns or scored.empty:
+        return {}
+    counts = scored["parsed"].value_counts(normalize=True)
+    return {k: float(counts.get(k, 0.0)) for k in ("a", "b", "invalid")}
+
+
+def paper_comparison(results: str | os.PathLike[str], mode: str = "generation") -> pd.DataFrame:
+    """Paper (Table 1, Mistral-7B) vs this run: one row per task and direction, TB and FB columns,
+    this run's value per capture site."""
+    acc = _accuracy(results)
+    acc = acc[(acc["mode"] == mode) & ((acc["source_task"] == acc["task"]) | (acc["direction"] == "none"))]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for (task, direction, condition), paper in PAPER_TABLE1.items():
+        sub = acc[(acc["task"] == task) & (acc["direction"] == direction) & (acc["condition"] == condition)]
+        ours = ", ".join(f"{r.accuracy:.2f} ({r.site})" if r.site else f"{r.accuracy:.2f}"
+                         for r in sub.itertuples()) or "not run"
+        row = rows.setdefault((task, direction), {
+            "task": TASK_TITLES.get(task, task),
+            "direction": "no intervention" if direction == "none" else direction})
+        label = CONDITION_NAMES[condition]
+        row[f"paper {label}"] = paper
+        row[f"ours {label}"] = ours
+    return pd.DataFrame(list(rows.values()))
+
+
+def _n_items(acc: pd.DataFrame) -> int:
+    steered = acc[acc["direction"] != "none"]
+    return int(steered["n"].min()) if not steered.empty else int(acc["n"].min())
+
+
+def steering_commentary(results: str | os.PathLike[str], mode: str = "generation") -> str:
+    """What the steering numbers say, generated from them: baseline against chance and position
+    bias, which interventions move accuracy beyond item noise (paired interval excluding 0), and
+    how the probe directions compare with the random control."""
+    acc = _accuracy(results)
+    out: list[str] = []
+    base = acc[(acc["direction"] == "none") & (acc["mode"] == mode)]
+    belief = base[base["condition"].isin(["true_belief", "false_belief"])]
+    if not belief.empty:
+        overall = float((belief["accuracy"] * belief["n"]).sum() / belief["n"].sum())
+        ll = acc[(acc["direction"] == "none") & (acc["mode"] == "log-likelihood")
+                 & acc["condition"].isin(["true_belief", "false_belief"])]
+        ll_text = ""
+        if not ll.empty:
+            ll_acc = float((ll["accuracy"] * ll["n"]).sum() / ll["n"].sum())
+            ll_text = f" Scoring by log-likelihood instead gives {ll_acc:.2f}."
+        n_cell = int(belief["n"].min())
+        half = 1.96 * math.sqrt(0.25 / n_cell) if n_cell else float("nan")
+        out.append(
+            f"**Baseline.** Without intervention the model answers {overall:.2f} of the true- and false-belief "
+            f"items correctly ({mode}; chance is 0.50).{ll_text} Each cell holds {n_cell} items or more, so a "
+            f"cell's 95% interval spans roughly ±{half:.2f} around an accuracy near 0.5: differences smaller "
+            "than that between cells are not evidence of anything."
+        )
+    bias = letter_bias(results)
+    if bias:
+        top = max(("a", "b"), key=lambda k: bias[k])
+        text = (f"The plain model's generated answers chose a {bias['a']:.0%} of the time, b {bias['b']:.0%}, "
+                f"and were unparseable {bias['invalid']:.0%} of the time.")
+        if bias[top] >= 0.8:
+            text += (f" That is a position bias: the model picks {top} whatever the story says, so its accuracy "
+                     "mostly measures how often the correct option happens to sit in that slot, and an "
+                     "intervention can only matter by breaking the bias.")
+        out.append(text)
+    steered = acc[(acc["direction"] != "none") & (acc["mode"] == mode)]
+    if not steered.empty:
+        beyond = steered[(steered["delta_ci_low"] > 0) | (steered["delta_ci_high"] < 0)]
+        out.append(
+            f"**Interventions.** Of {len(steered)} steered cells (task, direction source, direction, site, "
+            f"condition), {len(beyond)} change accuracy by more than item noise (paired 95% interval of the "
+            "change excluding 0, marked * in the tables); the rest are within noise."
+        )
+        if not beyond.empty:
+            ordered = beyond.reindex(beyond["delta"].abs().sort_values(ascending=False).index).head(4)
+            parts = [
+                f"{r.direction} at {r.site} on {TASK_TITLES.get(r.task, r.task)} "
+                f"{CONDITION_NAMES.get(r.condition, r.condition)} ({r.delta:+.2f})"
+                + ("" if r.source_task == r.task else f", directions from {TASK_TITLES.get(r.source_task, r.source_task)}")
+                for r in ordered.itertuples()
+            ]
+            out.append("The largest of them: " + "; ".join(parts) + ".")
+        other = "log-likelihood" if mode == "generation" else "generation"
+        alt = acc[(acc["direction"] != "none") & (acc["mode"] == other)]
+        if not alt.empty:
+            alt_beyond = alt[(alt["delta_ci_low"] > 0) | (alt["delta_ci_high"] < 0)]
+            out.append(
+                f"Scored by {other} instead, {len(alt_beyond)} of {len(alt)} steered cells move beyond noise."
+            )
+        rand = steered[steered["direction"] == "random"]["delta"].abs()
+        probe = steered[steered["direction"] != "random"]["delta"].abs()
+        if not rand.empty and not probe.empty:
+            one_item = 1.0 / max(int(steered["n"].min()), 1)
+            if abs(probe.mean() - rand.mean()) < one_item:
+                out.append(
+                    f"The probe directions move accuracy about as much as the random direction does (mean absolute "
+                    f"change {probe.mean():.2f} against {rand.mean():.2f}, a difference smaller than one item in a "
+                    "cell): on this evidence the heads' belief directions have no specific causal effect on the "
+                    "answers beyond that of any push of the same size."
+                )
+            elif probe.mean() < rand.mean():
+                out.append(
+                    f"The probe directions move accuracy less than the random direction does (mean absolute "
+                    f"change {probe.mean():.2f} against {rand.mean():.2f}): on this evidence the heads' belief "
+                    "directions have no specific causal effect on the answers."
+                )
+            else:
+                out.append(
+                    f"The probe directions move accuracy more than the random direction on average (mean absolute "
+                    f"change {probe.mean():.2f} against {rand.mean():.2f}); read that against the intervals "
+                    "above before calling it an effect."
+                )
+        fb = steered[(steered["direction"] == "+tpfo") & (steered["condition"] == "false_belief")
+                     & (steered["source_task"] == steered["task"])]
+        if not fb.empty:
+            out.append(
+                "The paper's headline is that +TpFo raises false-belief accuracy. Here the change on FB items "
+                "with each task's own +TpFo directions is "
+                + "; ".join(f"{TASK_TITLES.get(r.task, r.task)} at {r.site}: {_delta(r.delta, r.delta_ci_low, r.delta_ci_high)}"
+                            for r in fb.itertuples()) + "."
+            )
+    return "\n\n".join(out)
+
+
+def free_text_markdown(results: str | os.PathLike[str], max_stories: int | None = None) -> str:
+    """The free-text generations, verbatim: for each story and condition the question, then the
+    model's answer without intervention and under each configured intervention."""
+    texts = pd.read_parquet(_path(results, "steering", "free_text.parquet"))
+    blocks: list[str] = []
+    stories = list(dict.fromkeys(texts["story_id"]))
+    if max_stories is not None:
+        stories = stories[:max_stories]
+    for story_id in stories:
+        sub = texts[texts["story_id"] == story_id]
+        for condition, frame in sub.groupby("condition", sort=False):
+            first = frame.iloc[0]
+            question = str(first["prompt"]).split("\nQuestion: ", 1)[-1].removesuffix("\nAnswer:")
+            blocks.append(
+                f"**Story {story_id}, {CONDITION_NAMES.get(condition, condition)}.** {question}  \n"
+                f"Correct: *{first['correct']}*"
+            )
+            for r in frame.itertuples():
+                label = "no intervention" if r.direction == "none" else f"{r.direction}, alpha {r.alpha:g} at {r.site}"
+                body = str(r.completion).strip() or "(empty)"
+                fence = "`" * max(3, _longest_backtick_run(body) + 1)
+                blocks.append(f"{label}:\n\n{fence}text\n{body}\n{fence}")
+    return "\n\n".join(blocks) if blocks else "*(no free-text generations)*"
+
+
+def _longest_backtick_run(text: str) -> int:
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return longest

@@ -1,0 +1,316 @@
+"""Team-game agents: random, planner, MAPPO, and LLM agents with and without a belief state, with the
+theory-of-mind questions, episodes and transcripts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tomlab.backends.lm import Completion, GenerationConfig, LanguageModel
+from tomlab.backends.lockstep import Request, run_lockstep
+from tomlab.team.env import observation_text, parse_reply
+from tomlab.team.game import (
+    Action,
+    BombGame,
+    TeamConfig,
+    action_from_index,
+    action_space_size,
+    knows,
+    knows_that_knows,
+)
+from tomlab.team.planner import plan_game
+
+AGENT_TYPES = ("random", "planner", "mappo", "llm", "llm_belief")
+
+
+LLM_TYPES = ("llm", "llm_belief")
+
+
+TOM_ORDERS = ("introspection", "first_order", "second_order")
+
+
+Policy = Callable[[BombGame, str, np.random.Generator], Action]
+
+
+@dataclass(frozen=True)
+class LLMAgentConfig:
+    belief: bool = False
+    history_rounds: int = 2
+    max_new_tokens: int = 32
+    belief_max_new_tokens: int = 64
+    tom_max_new_tokens: int = 6
+    temperature: float = 0.0
+    chat_template: bool = True
+    tom: bool = True
+
+    def generation(self, purpose: str, seed: int) -> GenerationConfig:
+        tokens = {"action": self.max_new_tokens, "belief": self.belief_max_new_tokens,
+                  "tom": self.tom_max_new_tokens}[purpose]
+        stop = () if purpose == "belief" else ("\n\n",)  # an action or an answer is over at a blank line
+        # greedy decoding ignores the seed: keep it constant so the prompts of all episodes share a batch
+        return GenerationConfig(max_new_tokens=tokens, temperature=self.temperature,
+                                seed=seed if self.temperature > 0 else 0, stop=stop,
+                                chat_template=self.chat_template)
+
+
+@dataclass
+class Episode:
+    """One played episode: its outcome, its cost, its transcript and its ToM questions."""
+
+    agent_type: str
+    seed: int
+    score: int = 0
+    max_score: int = 0
+    rounds_played: int = 0
+    complete: bool = False
+    stalled: bool = False
+    actions: int = 0
+    valid_actions: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    tom: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self, max_rounds: int) -> dict[str, Any]:
+        return {
+            "agent_type": self.agent_type, "seed": self.seed, "score": self.score, "max_score": self.max_score,
+            "complete": self.complete, "stalled": self.stalled, "rounds_played": self.rounds_played,
+            # the paper's "rounds": rounds to defuse everything, the round limit when the team did not
+            "rounds": self.rounds_played if self.complete else max_rounds,
+            "actions": self.actions, "valid_actions": self.valid_actions,
+            "valid_rate": self.valid_actions / self.actions if self.actions else float("nan"),
+            "calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+def _finish(ep: Episode, game: BombGame) -> Episode:
+    ep.score = game.score
+    ep.max_score = game.config.max_score
+    ep.complete = game.done and not any(b.exploded for b in game.bombs)
+    ep.stalled = game.stalled
+    ep.rounds_played = game.round - 1
+    return ep
+
+
+def _record(ep: Episode, game: BombGame, agent: str, action: Action | None, result: Any,
+            row: dict[str, Any] | None = None, **extra: Any) -> None:
+    """Count the action and write what happened into ``row`` (an LLM call's transcript row) or a new row."""
+    ep.actions += 1
+    ep.valid_actions += int(result.valid)
+    if row is None:
+        row = {"kind": "action", "round": game.round, "agent": agent}
+        ep.transcript.append(row)
+    row.update(action=None if action is None else action.describe(), valid=result.valid,
+               feedback=result.feedback, reward=result.shaping, score=game.score, **extra)
+
+
+def random_policy(game: BombGame, agent: str, rng: np.random.Generator) -> Action:
+    """Uniform over the whole discrete action space (every room, inspect, every colour), as an
+    untrained policy would act: actions that are illegal where the agent stands lose the turn."""
+    return action_from_index(game.config, int(rng.integers(action_space_size(game.config))))
+
+
+def random_legal_policy(game: BombGame, agent: str, rng: np.random.Generator) -> Action:
+    """Uniform over the actions that are legal where the agent stands (a stronger random baseline)."""
+    legal = game.legal_actions(agent)
+    return legal[int(rng.integers(len(legal)))]
+
+
+def play_policy(config: TeamConfig, seed: int, policy: Policy, agent_type: str) -> Episode:
+    """An episode in which every agent follows ``policy``."""
+    game = BombGame(config, seed=seed)
+    rng = np.random.default_rng([seed, 7])
+    ep = Episode(agent_type=agent_type, seed=seed)
+    while not game.over:
+        for agent in config.agents:
+            if game.done:
+                break
+            action = policy(game, agent, rng)
+            _record(ep, game, agent, action, game.act(agent, action))
+        game.end_round()
+    return _finish(ep, game)
+
+
+def play_planner(config: TeamConfig, seed: int) -> Episode:
+    """The centralised planner: plan once with full information, then play the plan."""
+    game = BombGame(config, seed=seed)
+    plan = plan_game(game)
+    ep = Episode(agent_type="planner", seed=seed)
+    for joint in plan.actions:
+        for agent, action in zip(config.agents, joint):
+            _record(ep, game, agent, action, game.act(agent, action))
+        game.end_round()
+    ep = _finish(ep, game)
+    if ep.score != plan.score:  # pragma: no cover - the plan is computed on the same rules
+        raise RuntimeError(f"planner: plan promised {plan.score} points, the game gave {ep.score}")
+    return ep
+
+
+def rules_text(config: TeamConfig, agent: str) -> str:
+    """The system prompt: the game, the map, who holds which cutters."""
+    others = "; ".join(f"{a} holds {' and '.join(config.holds(a))}" for a in config.agents if a != agent)
+    corridors = ", ".join(f"{a}-{b}" for a, b in config.corridors)
+    return (
+        f"You are {agent}, one of {len(config.agents)} agents ({', '.join(config.agents)}) defusing bombs in a "
+        f"building. Rooms: {', '.join(map(str, config.rooms))}. Corridors: {corridors}. Each bomb has 1 to "
+        f"{max(config.bomb_phases)} phases, each with a colour ({', '.join(config.colours)}); a bomb is defused "
+        "when its phases are cut in order, each with a cutter of that phase's colour. Inspecting a bomb shows "
+        f"you its phases. You hold the {' and '.join(config.holds(agent))} cutters; {others}. The team scores "
+        f"{config.points_per_phase} points per phase of every defused bomb. Each round every agent takes one "
+        "action: move to a room next to yours, inspect the bomb in your room, or apply one of your cutters to "
+        "it. You may also send one message to the team."
+    )
+
+
+# A concrete example line: the embedded 135M model echoes its observation when shown only a
+# template with placeholders, and names an action when shown one filled in (it then favours the
+# example's room, which the report says).
+ACTION_INSTRUCTION = (
+    "Choose one of the actions you can take now. Reply in this form:\n"
+    "Action: move to room 0\n"
+    "Message: I am going to room 0."
+)
+
+
+def tom_questions(teammate: str, bomb_id: int, room: int) -> dict[str, str]:
+    what = f"the phase sequence of bomb {bomb_id} (in room {room})"
+    return {
+        "introspection": f"Do you know {what}?",
+        "first_order": f"Does {teammate} know {what}?",
+        "second_order": f"Does {teammate} know that you know {what}?",
+    }
+
+
+_YES_NO = re.compile(r"\b(yes|no)\b")
+
+
+def parse_yes_no(text: str) -> bool | None:
+    m = _YES_NO.search(str(text).lower())
+    return None if m is None else m.group(1) == "yes"
+
+
+EpisodeGen = Generator[list[Request], list[Completion], Episode]
+
+
+def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> EpisodeGen:
+    """One LLM-agent episode as a generator of prompt batches (see :func:`play_llm_episodes`)."""
+    game = BombGame(config, seed=seed)
+    rng = np.random.default_rng([seed, 11])
+    agent_type = "llm_belief" if agent_cfg.belief else "llm"
+    ep = Episode(agent_type=agent_type, seed=seed)
+    history: dict[str, list[tuple[str, str]]] = {a: [] for a in config.agents}
+    belief: dict[str, str] = {a: "Nothing known yet." for a in config.agents}
+
+    def ask(requests: list[Request], kinds: list[str], agent: str) -> Generator[list[Request], list[Completion], list[str]]:
+        completions = yield requests
+        texts = []
+        for req, comp, kind in zip(requests, completions, kinds):
+            ep.calls += 1
+            ep.prompt_tokens += comp.prompt_tokens
+            ep.completion_tokens += comp.completion_tokens
+            ep.transcript.append({"kind": kind, "round": game.round, "agent": agent,
+                                  "prompt": req.prompt, "completion": comp.text})
+            texts.append(comp.text)
+        return texts
+
+    while not game.over:
+        for agent in config.agents:
+            if game.done:
+                break
+            system = {"role": "system", "content": rules_text(config, agent)}
+            obs = observation_text(game.observation(agent))
+            game.clear_news(agent)
+            if agent_cfg.belief:
+                content = (f"Your belief state so far:\n{belief[agent]}\n\nNew observation:\n{obs}\n\n"
+                           "Rewrite your belief state: what you know about the rooms, the bombs and their phases, "
+                           "where your teammates are and what they know. At most five short lines.")
+                (text,) = yield from ask([Request([system, {"role": "user", "content": content}],
+                                                  agent_cfg.generation("belief", seed))], ["belief"], agent)
+                belief[agent] = text.strip() or belief[agent]
+                context = f"Your belief state:\n{belief[agent]}\n\nNow:\n{obs}"
+            else:
+                past = history[agent][-agent_cfg.history_rounds:] if agent_cfg.history_rounds > 0 else []
+                context = "".join(f"Earlier (round {i + 1} of those shown):\n{o}\nYou replied:\n{r}\n\n"
+                                  for i, (o, r) in enumerate(past)) + f"Now:\n{obs}"
+            prompt = [system, {"role": "user", "content": f"{context}\n\n{ACTION_INSTRUCTION}"}]
+            (reply,) = yield from ask([Request(prompt, agent_cfg.generation("action", seed))], ["action"], agent)
+            named, message = parse_reply(reply)
+            action = named if named is not None and named in game.legal_actions(agent) else None
+            result = game.act(agent, action, message)
+            _record(ep, game, agent, action, result, row=ep.transcript[-1],
+                    parsed=None if named is None else named.describe(), message=message)
+            history[agent].append((obs, reply.strip()))
+            if agent_cfg.tom and result.valid and action is not None:
+                yield from _ask_tom(game, agent, context, result.feedback, agent_cfg, seed, rng, ep, ask, system)
+        game.end_round()
+    return _finish(ep, game)
+
+
+def _ask_tom(game: BombGame, agent: str, context: str, feedback: str, agent_cfg: LLMAgentConfig, seed: int,
+             rng: np.random.Generator, ep: Episode, ask: Any, system: dict[str, str]) -> Any:
+    cfg = game.config
+    teammates = [a for a in cfg.agents if a != agent]
+    teammate = teammates[int(rng.integers(len(teammates)))]
+    here = game.bomb_in(game.positions[agent])
+    bomb = here if here is not None else game.bombs[int(rng.integers(len(game.bombs)))]
+    t = len(game.log.events) - 1
+    truth = {
+        "introspection": knows(game.log, agent, bomb.id, t),
+        "first_order": knows(game.log, teammate, bomb.id, t),
+        "second_order": knows_that_knows(game.log, teammate, agent, bomb.id, t),
+    }
+    questions = tom_questions(teammate, bomb.id, bomb.room)
+    requests = [Request([system, {"role": "user", "content":
+                                  f"{context}\n\nYou acted: {feedback}\n\n{questions[o]} Answer yes or no."}],
+                        agent_cfg.generation("tom", seed)) for o in TOM_ORDERS]
+    answers = yield from ask(requests, [f"tom:{o}" for o in TOM_ORDERS], agent)
+    for order, text in zip(TOM_ORDERS, answers):
+        said = parse_yes_no(text)
+        ep.tom.append({"seed": ep.seed, "agent_type": ep.agent_type, "round": game.round, "agent": agent,
+                       "teammate": teammate, "bomb": bomb.id, "order": order, "question": questions[order],
+                       "answer": text, "parsed": said, "truth": truth[order],
+                       "correct": said is not None and said == truth[order]})
+
+
+def play_llm_episodes(lm: LanguageModel, config: TeamConfig, seeds: Iterable[int], agent_cfg: LLMAgentConfig,
+                      progress: bool = True) -> list[Episode]:
+    """Play one episode per seed in lockstep, batching the prompts they wait on into one call to
+    ``lm.generate`` per generation setting (see :func:`tomlab.lockstep.run_lockstep`)."""
+    gens = [llm_episode(config, int(s), agent_cfg) for s in seeds]
+    return run_lockstep(gens, lm, progress=progress, desc=f"{'llm_belief' if agent_cfg.belief else 'llm'} prompts")
+
+
+def write_transcript(path: Any, episode: Episode, max_rounds: int) -> None:
+    """One JSON object per line: every prompt, completion, parsed action, reward and ToM answer."""
+    from tomlab.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        header = {"kind": "episode", "agent_type": episode.agent_type, "seed": episode.seed}
+        fh.write(json.dumps(header) + "\n")
+        for row in episode.transcript:
+            fh.write(json.dumps(row, default=str) + "\n")
+        for row in episode.tom:
+            fh.write(json.dumps({"kind": "tom_answer", **row}, default=str) + "\n")
+        fh.write(json.dumps({"kind": "summary", **episode.summary(max_rounds)}, default=str) + "\n")
+
+
+def episodes_frame(episodes: Sequence[Episode], max_rounds: int) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame([e.summary(max_rounds) for e in episodes])
+
+
+def tom_frame(episodes: Sequence[Episode]) -> Any:
+    import pandas as pd
+
+    cols = ["seed", "agent_type", "round", "agent", "teammate", "bomb", "order", "question", "answer", "parsed",
+            "truth", "correct"]
+    rows = [r for e in episodes for r in e.tom]
+    return pd.DataFrame(rows, columns=cols)

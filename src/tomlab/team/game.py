@@ -1,0 +1,470 @@
+"""The bomb-defusal team game of Li et al. (EMNLP 2023): rules, actions, bombs, the epistemic log that
+gives theory-of-mind ground truth, and the game itself."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+COLOURS: tuple[str, ...] = ("red", "green", "blue")
+
+
+DEFAULT_ROOMS: tuple[int, ...] = (0, 3, 5, 6, 8)
+
+
+DEFAULT_CORRIDORS: tuple[tuple[int, int], ...] = ((0, 3), (0, 5), (0, 6), (0, 8), (3, 8), (5, 6), (6, 8))
+
+
+DEFAULT_AGENTS: dict[str, tuple[str, ...]] = {
+    "Alpha": ("red", "green"),
+    "Bravo": ("green", "blue"),
+    "Charlie": ("red", "blue"),
+}
+
+
+ActionKind = Literal["move", "inspect", "cut", "wait"]
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    """Map, bombs, agents and rules of one game.
+
+    ``bomb_phases`` gives the number of phases of each bomb (default two one-phase, two two-phase and
+    one three-phase bomb: 90 points in all). ``wrong_cutter`` is ``"refuse"`` (the cut is refused and
+    nothing happens, as in the original code) or ``"explode"`` (the bomb is destroyed and scores
+    nothing). The episode ends when every bomb is defused or destroyed, after ``max_rounds`` rounds,
+    or when for ``stall_rounds`` consecutive rounds no agent changed anything (``None``: never).
+    """
+
+    rooms: tuple[int, ...] = DEFAULT_ROOMS
+    corridors: tuple[tuple[int, int], ...] = DEFAULT_CORRIDORS
+    bomb_phases: tuple[int, ...] = (1, 1, 2, 2, 3)
+    agents: tuple[str, ...] = tuple(DEFAULT_AGENTS)
+    cutters: tuple[tuple[str, ...], ...] = tuple(DEFAULT_AGENTS.values())
+    colours: tuple[str, ...] = COLOURS
+    max_rounds: int = 30
+    stall_rounds: int | None = 5
+    wrong_cutter: Literal["refuse", "explode"] = "refuse"
+    points_per_phase: int = 10
+
+    def __post_init__(self) -> None:
+        rooms = tuple(int(r) for r in self.rooms)
+        object.__setattr__(self, "rooms", rooms)
+        object.__setattr__(self, "corridors", tuple((int(a), int(b)) for a, b in self.corridors))
+        object.__setattr__(self, "bomb_phases", tuple(int(p) for p in self.bomb_phases))
+        object.__setattr__(self, "agents", tuple(str(a) for a in self.agents))
+        object.__setattr__(self, "cutters", tuple(tuple(str(c) for c in cs) for cs in self.cutters))
+        object.__setattr__(self, "colours", tuple(str(c) for c in self.colours))
+        if len(set(rooms)) != len(rooms) or not rooms:
+            raise ValueError(f"team.map.rooms must be distinct and non-empty, got {list(rooms)}")
+        for a, b in self.corridors:
+            if a not in rooms or b not in rooms or a == b:
+                raise ValueError(f"team.map.corridors: corridor {a}-{b} must join two different listed rooms")
+        if not _connected(rooms, self.corridors):
+            raise ValueError("team.map: the corridors must connect every room")
+        if len(self.bomb_phases) > len(rooms):
+            raise ValueError(f"team.bomb_phases: {len(self.bomb_phases)} bombs but only {len(rooms)} rooms "
+                             "(at most one bomb per room)")
+        if any(p < 1 for p in self.bomb_phases):
+            raise ValueError("team.bomb_phases: every bomb needs at least one phase")
+        if not self.agents or len(set(self.agents)) != len(self.agents):
+            raise ValueError(f"team.agents: names must be distinct and non-empty, got {list(self.agents)}")
+        if len(self.cutters) != len(self.agents):
+            raise ValueError("team.agents: one cutter list per agent")
+        for name, cs in zip(self.agents, self.cutters):
+            unknown = set(cs) - set(self.colours)
+            if unknown:
+                raise ValueError(f"team.agents.{name}: unknown cutter colour(s) {sorted(unknown)}; "
+                                 f"colours are {list(self.colours)}")
+        if self.wrong_cutter not in ("refuse", "explode"):
+            raise ValueError(f"team.wrong_cutter must be 'refuse' or 'explode', got {self.wrong_cutter!r}")
+        if self.max_rounds < 1:
+            raise ValueError("team.max_rounds must be >= 1")
+        if self.stall_rounds is not None and self.stall_rounds < 1:
+            raise ValueError("team.stall_rounds must be >= 1 or null")
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> TeamConfig:
+        """Build from the config's ``team`` section (``map.rooms``, ``map.corridors``, ``agents`` as a
+        mapping of name to cutter colours, and the scalar rules)."""
+        kw: dict[str, Any] = {}
+        mp = cfg.get("map") or {}
+        if "rooms" in mp:
+            kw["rooms"] = tuple(mp["rooms"])
+        if "corridors" in mp:
+            kw["corridors"] = tuple(tuple(c) for c in mp["corridors"])
+        if "agents" in cfg:
+            kw["agents"] = tuple(cfg["agents"])
+            kw["cutters"] = tuple(tuple(v) for v in cfg["agents"].values())
+        for key in ("bomb_phases", "colours"):
+            if key in cfg:
+                kw[key] = tuple(cfg[key])
+        for key in ("max_rounds", "stall_rounds", "wrong_cutter", "points_per_phase"):
+            if key in cfg:
+                kw[key] = cfg[key]
+        return cls(**kw)
+
+    @functools.cached_property
+    def neighbours(self) -> dict[int, tuple[int, ...]]:
+        adj: dict[int, set[int]] = {r: set() for r in self.rooms}
+        for a, b in self.corridors:
+            adj[a].add(b)
+            adj[b].add(a)
+        return {r: tuple(sorted(adj[r])) for r in self.rooms}
+
+    @property
+    def max_score(self) -> int:
+        return self.points_per_phase * sum(self.bomb_phases)
+
+    def holds(self, agent: str) -> tuple[str, ...]:
+        return self.cutters[self.agents.index(agent)]
+
+
+def _connected(rooms: Sequence[int], corridors: Iterable[tuple[int, int]]) -> bool:
+    adj: dict[int, set[int]] = {r: set() for r in rooms}
+    for a, b in corridors:
+        adj[a].add(b)
+        adj[b].add(a)
+    seen, todo = {rooms[0]}, [rooms[0]]
+    while todo:
+        for n in adj[todo.pop()]:
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return len(seen) == len(rooms)
+
+
+@dataclass(frozen=True, order=True)
+class Action:
+    kind: ActionKind
+    room: int | None = None
+    colour: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "move":
+            return f"move to room {self.room}"
+        if self.kind == "inspect":
+            return "inspect the bomb"
+        if self.kind == "wait":
+            return "wait"
+        return f"apply the {self.colour} cutter"
+
+
+def action_space_size(config: TeamConfig) -> int:
+    """Discrete actions: move to each room, inspect, cut with each colour."""
+    return len(config.rooms) + 1 + len(config.colours)
+
+
+def action_from_index(config: TeamConfig, index: int) -> Action:
+    n_rooms = len(config.rooms)
+    index = int(index)
+    if 0 <= index < n_rooms:
+        return Action("move", room=config.rooms[index])
+    if index == n_rooms:
+        return Action("inspect")
+    if n_rooms < index < action_space_size(config):
+        return Action("cut", colour=config.colours[index - n_rooms - 1])
+    raise ValueError(f"action index {index} outside 0..{action_space_size(config) - 1}")
+
+
+def action_to_index(config: TeamConfig, action: Action) -> int:
+    if action.kind == "move":
+        return config.rooms.index(int(action.room))  # type: ignore[arg-type]
+    if action.kind == "inspect":
+        return len(config.rooms)
+    return len(config.rooms) + 1 + config.colours.index(str(action.colour))
+
+
+@dataclass
+class Bomb:
+    id: int
+    room: int
+    sequence: tuple[str, ...]
+    cut: int = 0
+    exploded: bool = False
+
+    @property
+    def defused(self) -> bool:
+        return self.cut == len(self.sequence)
+
+    @property
+    def live(self) -> bool:
+        return not self.defused and not self.exploded
+
+    @property
+    def remaining(self) -> tuple[str, ...]:
+        return self.sequence[self.cut:]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the epistemic log. ``t`` counts events; ``positions`` is where everyone was."""
+
+    t: int
+    round: int
+    kind: str  # "start", "move", "inspect", "cut", "invalid", "message"
+    agent: str
+    positions: tuple[tuple[str, int], ...]
+    room: int | None = None
+    bomb: int | None = None
+    text: str = ""
+    recipients: tuple[str, ...] = ()
+    reveals: tuple[int, ...] = ()  # bombs whose sequence a message states (and its sender knew)
+
+    def position(self, agent: str) -> int:
+        return dict(self.positions)[agent]
+
+    @property
+    def witnesses(self) -> tuple[str, ...]:
+        """Agents in the acting agent's room when the event happened (the actor included)."""
+        here = self.position(self.agent)
+        return tuple(a for a, r in self.positions if r == here)
+
+
+@dataclass
+class EpistemicLog:
+    events: list[Event] = field(default_factory=list)
+
+    def add(self, **kw: Any) -> Event:
+        event = Event(t=len(self.events), **kw)
+        self.events.append(event)
+        return event
+
+    def upto(self, t: int | None) -> list[Event]:
+        return self.events if t is None else self.events[: t + 1]
+
+
+def knows(log: EpistemicLog, agent: str, bomb: int, t: int | None = None) -> bool:
+    """Whether ``agent`` knows bomb ``bomb``'s phase sequence after event ``t`` (default: now):
+    it inspected the bomb, or received or sent a message that stated the sequence while its sender
+    knew it."""
+    for e in log.upto(t):
+        if e.kind == "inspect" and e.agent == agent and e.bomb == bomb:
+            return True
+        if e.kind == "message" and bomb in e.reveals and (agent == e.agent or agent in e.recipients):
+            return True
+    return False
+
+
+def knows_that_knows(log: EpistemicLog, observer: str, agent: str, bomb: int, t: int | None = None) -> bool:
+    """Whether ``observer`` knows that ``agent`` knows bomb ``bomb``'s sequence: the observer saw
+    the agent inspect it (same room at the time), or a message that stated the sequence was sent or
+    received by both of them (messages go to the whole team, so each knows the other received it)."""
+    if observer == agent:
+        return knows(log, agent, bomb, t)
+    for e in log.upto(t):
+        if e.kind == "inspect" and e.agent == agent and e.bomb == bomb and observer in e.witnesses:
+            return True
+        if e.kind == "message" and bomb in e.reveals:
+            party = {e.agent, *e.recipients}
+            if agent in party and observer in party:
+                return True
+    return False
+
+
+_COLOUR_WORD = re.compile(r"\b(red|green|blue)\b")
+
+
+def message_reveals(text: str, bomb: Bomb) -> bool:
+    """Whether a clause of ``text`` names the bomb (``bomb N`` or ``room R``) and lists exactly its
+    phase colours, in order. A deterministic reading, deliberately strict: a vaguer message does
+    not count as telling."""
+    for clause in re.split(r"[.;\n!?]", text.lower()):
+        names = re.search(rf"\bbomb\s*#?\s*{bomb.id}\b|\broom\s*#?\s*{bomb.room}\b", clause)
+        if names and tuple(_COLOUR_WORD.findall(clause)) == bomb.sequence:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one agent action did."""
+
+    action: Action | None
+    valid: bool
+    feedback: str
+    shaping: float  # +1 correct cutter, -1 wrong cutter (the original's shaping), else 0
+    score_delta: int
+    changed: bool  # whether the state changed (a move, a first inspection, a cut)
+
+
+class BombGame:
+    """The rules. Call :meth:`act` for each agent in turn, then :meth:`end_round`."""
+
+    def __init__(self, config: TeamConfig, seed: int = 0) -> None:
+        self.config = config
+        self.seed = int(seed)
+        rng = np.random.default_rng(self.seed)
+        rooms = list(config.rooms)
+        bomb_rooms = rng.choice(len(rooms), size=len(config.bomb_phases), replace=False)
+        self.bombs = [
+            Bomb(id=i + 1, room=rooms[int(r)],
+                 sequence=tuple(str(c) for c in rng.choice(config.colours, size=n)))
+            for i, (r, n) in enumerate(zip(bomb_rooms, config.bomb_phases))
+        ]
+        self.positions: dict[str, int] = {a: rooms[int(rng.integers(len(rooms)))] for a in config.agents}
+        self.round = 1
+        self.score = 0
+        self.stalled_for = 0
+        self.changed_this_round = False
+        self.inspected: dict[str, set[int]] = {a: set() for a in config.agents}
+        self.last_feedback: dict[str, str] = {a: "The game has started." for a in config.agents}
+        self.inbox: dict[str, list[tuple[int, str, str]]] = {a: [] for a in config.agents}
+        self.witnessed: dict[str, list[str]] = {a: [] for a in config.agents}
+        self.log = EpistemicLog()
+        self.log.add(round=0, kind="start", agent=config.agents[0], positions=self._snapshot())
+
+    # --- state --------------------------------------------------------------------------------
+    def _snapshot(self) -> tuple[tuple[str, int], ...]:
+        return tuple((a, self.positions[a]) for a in self.config.agents)
+
+    def bomb_in(self, room: int) -> Bomb | None:
+        for bomb in self.bombs:
+            if bomb.room == room and bomb.live:
+                return bomb
+        return None
+
+    def bomb_by_id(self, bomb_id: int) -> Bomb:
+        return next(b for b in self.bombs if b.id == bomb_id)
+
+    @property
+    def done(self) -> bool:
+        return not any(b.live for b in self.bombs)
+
+    @property
+    def over(self) -> bool:
+        stalled = self.config.stall_rounds is not None and self.stalled_for >= self.config.stall_rounds
+        return self.done or self.round > self.config.max_rounds or stalled
+
+    @property
+    def stalled(self) -> bool:
+        return (self.config.stall_rounds is not None and self.stalled_for >= self.config.stall_rounds
+                and not self.done)
+
+    def legal_actions(self, agent: str) -> list[Action]:
+        here = self.positions[agent]
+        acts = [Action("move", room=r) for r in self.config.neighbours[here]]
+        if self.bomb_in(here) is not None:
+            acts.append(Action("inspect"))
+            acts += [Action("cut", colour=c) for c in self.config.holds(agent)]
+        return acts
+
+    # --- dynamics -----------------------------------------------------------------------------
+    def act(self, agent: str, action: Action | None, message: str | None = None) -> Result:
+        """Carry out one agent's action (``None``: it named no action) and deliver its message."""
+        if agent not in self.positions:
+            raise KeyError(f"unknown agent {agent!r}")
+        result = self._apply(agent, action)
+        self.last_feedback[agent] = result.feedback
+        if result.changed:
+            self.changed_this_round = True
+        if message:
+            self._send(agent, message)
+        return result
+
+    def _invalid(self, agent: str, action: Action | None, why: str) -> Result:
+        self.log.add(round=self.round, kind="invalid", agent=agent, positions=self._snapshot(),
+                     room=self.positions[agent], text=why)
+        named = action.describe() if action is not None else "no action"
+        return Result(action, False, f"Invalid action ({named}): {why} You lost this turn.", 0.0, 0, False)
+
+    def _witness(self, agent: str, text: str) -> None:
+        here = self.positions[agent]
+        for other, room in self.positions.items():
+            if other != agent and room == here:
+                self.witnessed[other].append(f"{agent} {text}")
+
+    def _apply(self, agent: str, action: Action | None) -> Result:
+        here = self.positions[agent]
+        if action is None:
+            return self._invalid(agent, None, "your reply did not name a move, an inspection or a cutter.")
+        if action.kind == "wait":  # the planner's idle turn; not offered to LLM or RL agents
+            self.log.add(round=self.round, kind="wait", agent=agent, positions=self._snapshot(), room=here)
+            return Result(action, True, "You waited.", 0.0, 0, False)
+        if action.kind == "move":
+            if action.room not in self.config.neighbours[here]:
+                return self._invalid(agent, action, f"room {action.room} is not next to room {here} "
+                                     f"(you can go to {', '.join(map(str, self.config.neighbours[here]))}).")
+            self._witness(agent, f"left for room {action.room}")
+            self.positions[agent] = int(action.room)  # type: ignore[arg-type]
+            self._witness(agent, f"arrived from room {here}")
+            self.log.add(round=self.round, kind="move", agent=agent, positions=self._snapshot(), room=action.room)
+            return Result(action, True, f"You moved from room {here} to room {action.room}.", 0.0, 0, True)
+        bomb = self.bomb_in(here)
+        if bomb is None:
+            return self._invalid(agent, action, f"there is no bomb left in room {here}.")
+        if action.kind == "inspect":
+            first = bomb.id not in self.inspected[agent]
+            self.inspected[agent].add(bomb.id)
+            self.log.add(round=self.round, kind="inspect", agent=agent, positions=self._snapshot(),
+                         room=here, bomb=bomb.id)
+            self._witness(agent, f"inspected bomb {bomb.id}")
+            return Result(action, True, f"You inspected bomb {bomb.id}: its remaining phases are "
+                          f"{', '.join(bomb.remaining)}.", 0.0, 0, first)
+        if action.kind != "cut" or action.colour not in self.config.holds(agent):
+            return self._invalid(agent, action, f"you hold only the {' and '.join(self.config.holds(agent))} cutters.")
+        self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
+                     bomb=bomb.id, text=str(action.colour))
+        if action.colour == bomb.remaining[0]:
+            bomb.cut += 1
+            delta = self.config.points_per_phase * len(bomb.sequence) if bomb.defused else 0
+            self.score += delta
+            self._witness(agent, f"cut a phase of bomb {bomb.id} with the {action.colour} cutter")
+            text = (f"You cut phase {bomb.cut} of bomb {bomb.id} with the {action.colour} cutter. "
+                    + (f"Bomb {bomb.id} is defused (+{delta} points)." if bomb.defused
+                       else f"{len(bomb.remaining)} phase(s) remain."))
+            return Result(action, True, text, 1.0, delta, True)
+        if self.config.wrong_cutter == "explode":
+            bomb.exploded = True
+            self._witness(agent, f"used the wrong cutter on bomb {bomb.id}, which exploded")
+            return Result(action, True, f"Wrong cutter: bomb {bomb.id} exploded and scores nothing.", -1.0, 0, True)
+        return Result(action, True, f"The {action.colour} cutter was refused: it is not the colour of bomb "
+                      f"{bomb.id}'s current phase.", -1.0, 0, False)
+
+    def _send(self, agent: str, text: str) -> None:
+        text = " ".join(str(text).split())[:300]
+        recipients = tuple(a for a in self.config.agents if a != agent)
+        reveals = tuple(b.id for b in self.bombs if message_reveals(text, b) and knows(self.log, agent, b.id))
+        self.log.add(round=self.round, kind="message", agent=agent, positions=self._snapshot(), text=text,
+                     recipients=recipients, reveals=reveals)
+        for r in recipients:
+            self.inbox[r].append((self.round, agent, text))
+
+    def end_round(self) -> None:
+        self.stalled_for = 0 if self.changed_this_round else self.stalled_for + 1
+        self.changed_this_round = False
+        self.round += 1
+
+    # --- what an agent sees -------------------------------------------------------------------
+    def observation(self, agent: str) -> dict[str, Any]:
+        """Everything ``agent`` may see now (partial observability), as plain data."""
+        here = self.positions[agent]
+        bomb = self.bomb_in(here)
+        return {
+            "agent": agent,
+            "round": min(self.round, self.config.max_rounds),
+            "max_rounds": self.config.max_rounds,
+            "score": self.score,
+            "room": here,
+            "adjacent": list(self.config.neighbours[here]),
+            "bomb": None if bomb is None else {
+                "id": bomb.id,
+                "remaining": list(bomb.remaining) if bomb.id in self.inspected[agent] else None,
+            },
+            "cutters": list(self.config.holds(agent)),
+            "legal": [a.describe() for a in self.legal_actions(agent)],
+            "teammates": {a: r for a, r in self.positions.items() if a != agent},
+            "feedback": self.last_feedback[agent],
+            "witnessed": list(self.witnessed[agent]),
+            "messages": [(s, t) for _, s, t in self.inbox[agent]],
+        }
+
+    def clear_news(self, agent: str) -> None:
+        """Forget what ``agent`` has been shown (witnessed events, received messages)."""
+        self.witnessed[agent].clear()
+        self.inbox[agent].clear()
