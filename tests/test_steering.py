@@ -16,7 +16,7 @@ from tomlab.steering.directions import (
     rank_heads,
     tpfo_directions,
 )
-from tomlab.steering.intervention import intervened
+from tomlab.steering.intervention import Intervention
 
 TEXT = "Story: Ada bakes bread. The oven breaks.\nBelief: the bread is baked."
 SITES = ("head_z", "attn_out")
@@ -131,10 +131,10 @@ def test_alpha_zero_is_bit_identical(tiny_llama, site):
     enc = _ids(lm, [TEXT, "Story: Short.\nBelief: yes."])
     base = _logits(lm, enc)
     heads = [(l, h) for l in range(lm.n_layers) for h in range(lm.n_heads)]
-    with intervened(lm, heads, theta, sigma, 0.0, site=site):
+    with Intervention(site, heads, theta, sigma, 0.0).hook(lm):
         zero = _logits(lm, enc)
     assert torch.equal(zero, base)
-    with intervened(lm, heads, theta, sigma, 1.0, site=site):
+    with Intervention(site, heads, theta, sigma, 1.0).hook(lm):
         moved = _logits(lm, enc)
     assert not torch.equal(moved, base)
 
@@ -147,7 +147,7 @@ def test_applies_to_each_new_token_with_kv_cache(tiny_llama):
     handle = module.register_forward_hook(lambda m, a, o: inputs.append(a[0].detach().clone()))
     enc = _ids(lm)
     try:
-        with torch.no_grad(), intervened(lm, [(1, 0)], theta, sigma, 5.0, site="head_z"):
+        with torch.no_grad(), Intervention("head_z", [(1, 0)], theta, sigma, 5.0).hook(lm):
             out = lm.model(**enc, use_cache=True)
             step = torch.tensor([[5]])
             mask = torch.cat([enc["attention_mask"], torch.ones_like(step)], dim=1)
@@ -193,7 +193,7 @@ def test_hooks_removed_after_block_and_exception(tiny_llama, site):
         _logits(lm, _ids(lm))
     assert _n_hooks(lm) == before and not inter.active
     with pytest.raises(KeyError):
-        with intervened(lm, heads, theta, sigma, 4.0, site=site):
+        with Intervention(site, heads, theta, sigma, 4.0).hook(lm):
             assert _n_hooks(lm) == before + 2
             raise KeyError("boom")
     assert _n_hooks(lm) == before
@@ -203,7 +203,7 @@ def test_hooks_removed_after_block_and_exception(tiny_llama, site):
     failing = lm.o_proj_module(lm.n_layers - 1).register_forward_hook(fail)
     try:
         with pytest.raises(ZeroDivisionError):  # an exception inside the forward pass as well
-            with intervened(lm, heads, theta, sigma, 4.0, site=site):
+            with Intervention(site, heads, theta, sigma, 4.0).hook(lm):
                 _logits(lm, _ids(lm))
     finally:
         failing.remove()

@@ -23,7 +23,7 @@ from tomlab.steering.directions import (
     random_directions,
     save_direction_sets,
 )
-from tomlab.steering.intervention import intervention_fingerprint
+from tomlab.steering.intervention import Intervention
 from tomlab.steering.run import evaluate_steered, token_projections
 from tomlab.steering.tables import steering_accuracy
 
@@ -123,24 +123,29 @@ def test_option_logprobs_alpha_zero_is_plain(tiny_llama):
     assert np.array_equal(plain["logp_a"], zero["logp_a"]) and np.array_equal(plain["logp_b"], zero["logp_b"])
 
 
+def _fingerprint(heads, directions, sigma, alpha, site):
+    return Intervention(site, heads, directions, sigma, alpha).fingerprint
+
+
 def test_fingerprint_separates_interventions():
     theta = random_directions(2, 2, 4, seed=0)
     sigma = np.ones((2, 2))
-    base = intervention_fingerprint([(0, 1)], theta, sigma, 20.0, "head_z")
+    base = _fingerprint([(0, 1)], theta, sigma, 20.0, "head_z")
     assert base.startswith("steer-")
-    assert intervention_fingerprint([(0, 1)], theta, sigma, 20.0, "head_z") == base
-    assert intervention_fingerprint([(0, 1)], theta, sigma, 10.0, "head_z") != base
-    assert intervention_fingerprint([(0, 1)], theta, sigma, 20.0, "attn_out") != base
-    assert intervention_fingerprint([(1, 1)], theta, sigma, 20.0, "head_z") != base
+    assert base == "steer-925a9a7b699f69f3"  # the completion caches' namespace: it must never drift
+    assert _fingerprint([(0, 1)], theta, sigma, 20.0, "head_z") == base
+    assert _fingerprint([(0, 1)], theta, sigma, 10.0, "head_z") != base
+    assert _fingerprint([(0, 1)], theta, sigma, 20.0, "attn_out") != base
+    assert _fingerprint([(1, 1)], theta, sigma, 20.0, "head_z") != base
     other = theta.copy()
     other[0, 1] = -other[0, 1]
-    assert intervention_fingerprint([(0, 1)], other, sigma, 20.0, "head_z") != base
+    assert _fingerprint([(0, 1)], other, sigma, 20.0, "head_z") != base
     # heads not intervened on do not enter the fingerprint
     other = theta.copy()
     other[1, 0] = -other[1, 0]
-    assert intervention_fingerprint([(0, 1)], other, sigma, 20.0, "head_z") == base
-    assert intervention_fingerprint([(0, 1)], theta, sigma, 0.0, "head_z") == ""
-    assert intervention_fingerprint(np.zeros((0, 2)), theta, sigma, 20.0, "head_z") == ""
+    assert _fingerprint([(0, 1)], other, sigma, 20.0, "head_z") == base
+    assert _fingerprint([(0, 1)], theta, sigma, 0.0, "head_z") == ""
+    assert _fingerprint(np.zeros((0, 2)), theta, sigma, 20.0, "head_z") == ""
 
 
 def test_evaluate_steered_caches_and_alpha_zero_shares_the_plain_cache(tiny_llama, tmp_path):
@@ -149,11 +154,11 @@ def test_evaluate_steered_caches_and_alpha_zero_shares_the_plain_cache(tiny_llam
     items = _items(4)
     gen = TransformersLM(lm, batch_size=2)
     config = GenerationConfig(max_new_tokens=4, chat_template=False)
-    kw = dict(heads=[(0, 0), (1, 3)], directions=theta, sigma=sigma, site="head_z", cache_dir=tmp_path,
-              batch_size=2, progress=False)
-    first, c1 = evaluate_steered(lm, items, gen, config, alpha=30.0, **kw)
+    steer = Intervention(site="head_z", heads=[(0, 0), (1, 3)], directions=theta, sigma=sigma, alpha=30.0)
+    kw = dict(cache_dir=tmp_path, batch_size=2, progress=False)
+    first, c1 = evaluate_steered(lm, items, gen, config, steer, **kw)
     assert c1 == {"cache_hits": 0, "cache_misses": 4}
-    again, c2 = evaluate_steered(lm, items, gen, config, alpha=30.0, **kw)
+    again, c2 = evaluate_steered(lm, items, gen, config, steer, **kw)
     assert c2 == {"cache_hits": 4, "cache_misses": 0}
     assert again["completion"].tolist() == first["completion"].tolist()
     assert np.array_equal(again["logp_a"], first["logp_a"])
@@ -161,7 +166,7 @@ def test_evaluate_steered_caches_and_alpha_zero_shares_the_plain_cache(tiny_llam
     from tomlab.backends.lm import CachedLM
 
     plain = CachedLM(gen, tmp_path).generate(items["prompt"].tolist(), config)
-    zero, c3 = evaluate_steered(lm, items, gen, config, alpha=0.0, **kw)
+    zero, c3 = evaluate_steered(lm, items, gen, config, steer.with_alpha(0.0), **kw)
     assert c3 == {"cache_hits": 4, "cache_misses": 0}
     assert zero["completion"].tolist() == [c.text for c in plain]
     assert set(zero["alpha"]) == {0.0} and set(first["site"]) == {"head_z"}
@@ -189,23 +194,23 @@ def test_direction_sets_rank_heads_by_their_own_probe(tmp_path):
     acts, meta, table = _synthetic_probe_data()
     is_val = np.arange(len(meta)) % 5 == 0
     sets = build_direction_sets(acts, meta, table, list(KIND_SLUGS), k=1, is_val=is_val, seed=0, max_iter=200)
-    assert sets["+protagonist"]["heads"].tolist() == [[0, 1]]
-    assert sets["-oracle"]["heads"].tolist() == [[1, 2]]
-    assert sets["+tpfo"]["heads"].tolist() == [[1, 0]]
-    assert sets["random"]["heads"].tolist() == sets["+tpfo"]["heads"].tolist()  # RANKED_BY random -> joint
+    assert sets["+protagonist"].heads.tolist() == [[0, 1]]
+    assert sets["-oracle"].heads.tolist() == [[1, 2]]
+    assert sets["+tpfo"].heads.tolist() == [[1, 0]]
+    assert sets["random"].heads.tolist() == sets["+tpfo"].heads.tolist()  # RANKED_BY random -> joint
     assert RANKED_BY["random"] == "joint"
     # the probe directions point along the planted axes, -oracle against the oracle label
-    assert sets["+protagonist"]["theta"][0, 1, 0] > 0.9
-    assert sets["-oracle"]["theta"][1, 2, 1] < -0.9
+    assert sets["+protagonist"].theta[0, 1, 0] > 0.9
+    assert sets["-oracle"].theta[1, 2, 1] < -0.9
     for entry in sets.values():
-        assert np.allclose(np.linalg.norm(entry["theta"], axis=-1), 1.0)
+        assert np.allclose(np.linalg.norm(entry.theta, axis=-1), 1.0)
     path = tmp_path / "d.npz"
     save_direction_sets(path, sets)
     back = load_direction_sets(path)
     assert set(back) == set(sets)
     for kind in sets:
-        assert np.array_equal(back[kind]["theta"], sets[kind]["theta"])
-        assert np.array_equal(back[kind]["heads"], sets[kind]["heads"])
+        assert np.array_equal(back[kind].theta, sets[kind].theta)
+        assert np.array_equal(back[kind].heads, sets[kind].heads)
 
 
 def test_direction_sets_fit_on_training_samples_only():
@@ -216,7 +221,7 @@ def test_direction_sets_fit_on_training_samples_only():
     scrambled = acts.copy()
     scrambled[:40] = 0.0  # validation samples must not matter
     b = build_direction_sets(scrambled, meta, table, ["mass_mean_protagonist"], k=1, is_val=is_val)
-    assert np.allclose(a["mass_mean_protagonist"]["theta"], b["mass_mean_protagonist"]["theta"])
+    assert np.allclose(a["mass_mean_protagonist"].theta, b["mass_mean_protagonist"].theta)
 
 
 def test_kind_slugs_round_trip():
@@ -253,7 +258,7 @@ def test_steering_accuracy_paired_delta():
 def test_token_projections_match_captures(tiny_llama):
     lm = tiny_llama
     theta, sigma = _theta_sigma(lm)
-    proj = token_projections(lm, PROMPT, [(1, 2)], theta, sigma, site="head_z")
+    proj = token_projections(lm, PROMPT, Intervention("head_z", [(1, 2)], theta, sigma, 1.0))
     n_tokens = len(lm.tokenizer(PROMPT)["input_ids"])
     assert len(proj) == n_tokens and proj["position"].tolist() == list(range(n_tokens))
     from tomlab.backends.activations import extract_activations
@@ -268,7 +273,7 @@ def test_scripted_generator_is_not_a_steering_backend(tiny_llama):
     theta, sigma = _theta_sigma(tiny_llama)
     scored, counters = evaluate_steered(
         tiny_llama, _items(2), ScriptedLM(["a)", "b)"]), GenerationConfig(max_new_tokens=2, chat_template=False),
-        heads=[(0, 0)], directions=theta, sigma=sigma, alpha=5.0, site="attn_out", modes=["generation"],
+        Intervention(site="attn_out", heads=[(0, 0)], directions=theta, sigma=sigma, alpha=5.0), modes=["generation"],
         progress=False,
     )
     assert scored["parsed"].tolist() == ["a", "b"] and counters == {}

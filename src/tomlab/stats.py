@@ -8,13 +8,15 @@ import numpy as np
 
 
 def bootstrap_ci(
-    values: np.ndarray, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    values: np.ndarray, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+    rng: np.random.Generator | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (resampling items with replacement).
 
-    ``n_boot`` resamples are drawn from ``numpy.random.default_rng(seed)``; the interval is the
-    ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the resampled means.  Empty input gives
-    ``(nan, nan)``.
+    ``n_boot`` resamples are drawn from ``rng`` when given (so that several intervals share one
+    stream, as a table's groups do), else from ``numpy.random.default_rng(seed)``; the interval is
+    the ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the resampled means.  Empty input gives
+    ``(nan, nan)`` and draws nothing.
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     if not 0.0 < alpha < 1.0:
@@ -23,7 +25,7 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     if x.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     means = np.empty(n_boot, dtype=np.float64)
     chunk = max(1, 2_000_000 // x.size)
     for start in range(0, n_boot, chunk):

@@ -2,7 +2,7 @@
 # Each takes every core so that nothing else runs beside it while it is timed.
 rule bench_probing:
     input:
-        acts=f"results/activations/{MAIN_TASK}/{SITES[0]}.npy",
+        acts=activations(MAIN_TASK, SITES[0]),
         samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK),
         split=expand(rules.split.output.split, task=MAIN_TASK),
     output:

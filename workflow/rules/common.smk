@@ -6,8 +6,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
+from tomlab.schema import SCHEMA_PATH
+from tomlab.team.agents import AGENT_TYPES, LLM_TYPES
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+validate(config, schema=str(SCHEMA_PATH), set_default=True)
 
 if config["stories"]["source"] == "bigtom" and not config.get("bigtom_csv"):
     raise ValueError(
@@ -20,7 +24,6 @@ if config.get("bigtom_csv") and not Path(config["bigtom_csv"]).is_file():
 ENV = "../envs/tomlab.yaml"  # relative to the rule files
 SITES = config["activations"]["sites"]
 TASKS = config["probing"]["tasks"]
-MAIN_TASK = "forward_belief"  # the paper's probing task; directions from it are also tried on the others
 STEER = config["steering"]
 if STEER["site"] not in SITES:
     raise ValueError(
@@ -60,9 +63,14 @@ def slugs(kinds):
     return " ".join(slug(k) for k in kinds)
 
 
-def task_args(pattern, site):
-    """TASK=PATH command-line arguments for every task at one site."""
-    return " ".join(f"{t}={pattern.format(task=t, site=site)}" for t in TASKS)
+def task_args(paths):
+    """TASK=PATH command-line arguments, one path per task (in the order of TASKS)."""
+    return " ".join(f"{t}={shlex.quote(str(p))}" for t, p in zip(TASKS, paths, strict=True))
+
+
+def activations(task, site):
+    """One task's activations at one site (extract_activations writes every site of a task at once)."""
+    return expand(rules.extract_activations.output.acts[SITES.index(site)], task=task)[0]
 
 
 # --- the team game -------------------------------------------------------------------------
@@ -72,7 +80,7 @@ TEAM_RULES = ("map", "bomb_phases", "colours", "agents", "max_rounds", "stall_ro
 TEAM_JSON = json.dumps({k: TEAM[k] for k in TEAM_RULES}, sort_keys=True)
 TEAM_LLM = {k: v for k, v in TEAM["llm"].items() if k != "batch_size"}
 TEAM_AGENTS = TEAM["agent_types"]
-LLM_AGENTS = ("llm", "llm_belief")
+LLM_AGENTS = LLM_TYPES
 
 
 def team_play_inputs(wildcards):
@@ -118,3 +126,47 @@ def debate_task_args(wildcards):
     t = DEBATE["translation"]
     out = f"--file {shlex.quote(t['file'])}" if t["file"] else ""
     return out + (f" --max-items {t['max_items']}" if t["max_items"] else "")
+
+
+# --- the report -----------------------------------------------------------------------------------
+DEBATE_ARITHMETIC = "arithmetic" in DEBATE_TASKS
+# Named report inputs whose list holds one path per site, task, agent type or method; the manifest
+# keys them by it.
+REPORT_KEYED = {
+    "heads": SITES,
+    "layers": SITES,
+    "top": SITES,
+    "probing_accuracy_figures": SITES,
+    "probing_selectivity_figures": SITES,
+    "lexical": TASKS,
+    "team_transcripts": [a for a in TEAM_AGENTS if a in LLM_AGENTS],
+    "debate_accuracy": DEBATE_TASKS,
+    "debate_answers": [m for m in ("debate", "debate_forced") if m in DEBATE_METHODS],
+}
+# Named report inputs that are every output of one plot; the manifest keys their PNGs by output name
+# without "_png" (plot_steering's sweep_png becomes "sweep").
+REPORT_FIGURES = {"steering_figures": "plot_steering", "team_figures": "plot_team", "debate_figures": "plot_debate"}
+
+
+def debate_arithmetic(pattern, method=None):
+    """One output of the arithmetic debate (of one method); nothing when that task or method is not run."""
+    if not DEBATE_ARITHMETIC or (method is not None and method not in DEBATE_METHODS):
+        return []
+    return expand(pattern, task="arithmetic", **({} if method is None else {"method": method}))[0]
+
+
+def report_manifest(wildcards, input):
+    """The report's manifest as JSON: each named input (but the report's own sources) by name, the
+    lists of REPORT_KEYED as mappings, the plots of REPORT_FIGURES as mappings from output name to PNG."""
+    manifest = {}
+    for name, value in input.items():
+        if name == "sources" or (not value and not isinstance(value, str)):
+            continue
+        if name in REPORT_KEYED:
+            manifest[name] = dict(zip(REPORT_KEYED[name], value, strict=True))
+        elif name in REPORT_FIGURES:
+            output = getattr(rules, REPORT_FIGURES[name]).output
+            manifest[name] = {k.removesuffix("_png"): v for k, v in output.items() if k.endswith("_png")}
+        else:
+            manifest[name] = value if isinstance(value, str) else list(value)
+    return json.dumps(manifest, sort_keys=True)

@@ -1,7 +1,7 @@
 # Probes per head and per layer (with shuffled-label controls), the lexical baseline, the heatmaps.
 rule probe:
     input:
-        acts="results/activations/{task}/{site}.npy",
+        acts=lambda wildcards: activations(wildcards.task, wildcards.site),
         samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
     output:

@@ -27,19 +27,37 @@ rule report:
         layers=expand(rules.probe.output.layers, task=MAIN_TASK, site=SITES),
         top=expand(rules.probe.output.top, task=MAIN_TASK, site=SITES),
         lexical=expand(rules.lexical_baseline.output.lexical, task=TASKS),
-        figures=expand(rules.plot_probing.output.accuracy_png, task=MAIN_TASK, site=SITES)
-        + expand(rules.plot_probing.output.selectivity_png, task=MAIN_TASK, site=SITES),
+        probing_accuracy_figures=expand(rules.plot_probing.output.accuracy_png, task=MAIN_TASK, site=SITES),
+        probing_selectivity_figures=expand(rules.plot_probing.output.selectivity_png, task=MAIN_TASK, site=SITES),
+        baseline=rules.evaluate_baseline.output.table,
+        baseline_scored=rules.evaluate_baseline.output.scored,
         steering=rules.steering_tables.output.table,
         sweep=rules.alpha_sweep.output.table,
         cross=rules.cross_task.output.correlations,
         letters=rules.mechanism.output.letters,
         free_text=rules.free_text.output.texts,
         steering_figures=rules.plot_steering.output,
+        team_episodes=rules.team_tables.output.episodes,
         team_summary=rules.team_tables.output.summary,
         team_tom=rules.team_tables.output.tom,
+        team_curve=rules.team_train_mappo.output.curve if "mappo" in TEAM_AGENTS else [],
+        team_transcripts=expand(
+            rules.team_play.output.transcripts, agent=[a for a in TEAM_AGENTS if a in LLM_AGENTS]
+        ),
         team_figures=rules.plot_team.output,
-        debate_tables=expand(rules.debate_tables.output.accuracy, task=DEBATE_TASKS),
-        debate_figures=rules.plot_debate.output if "arithmetic" in DEBATE_TASKS else [],
+        debate_accuracy=expand(rules.debate_tables.output.accuracy, task=DEBATE_TASKS),
+        debate_scored=debate_arithmetic(rules.debate_tables.output.scored),
+        debate_disagreement=debate_arithmetic(rules.debate_tables.output.disagreement),
+        debate_judge_preference=debate_arithmetic(rules.debate_tables.output.judge),
+        debate_answers=[
+            debate_arithmetic(rules.debate_run.output.answers, m) for m in REPORT_KEYED["debate_answers"]
+        ]
+        if DEBATE_ARITHMETIC
+        else [],
+        debate_turns=debate_arithmetic(rules.debate_run.output.turns, "debate"),
+        debate_judge=debate_arithmetic(rules.debate_run.output.judge, "debate"),
+        debate_transcripts=debate_arithmetic(rules.debate_run.output.transcripts, "debate"),
+        debate_figures=rules.plot_debate.output if DEBATE_ARITHMETIC else [],
         bench_probing=rules.bench_probing.output.json,
         bench_extract=rules.bench_extract.output.json,
         sources=REPORT_SOURCES,
@@ -49,11 +67,12 @@ rule report:
     params:
         source=lambda wildcards, input: os.path.dirname(input.sources[0]),
         results=lambda wildcards, input: os.path.dirname(input.setup),
+        manifest=report_manifest,
         engine=config["report"]["engine"],
     conda:
         ENV
     log:
         "results/logs/report.log",
     shell:
-        "tomlab report --source {params.source:q} --results {params.results:q} --html {output.html:q}"
-        " --pdf {output.pdf:q} --engine {params.engine} > {log:q} 2>&1"
+        "tomlab report --source {params.source:q} --results {params.results:q} --manifest-json {params.manifest:q}"
+        " --html {output.html:q} --pdf {output.pdf:q} --engine {params.engine} > {log:q} 2>&1"

@@ -2,7 +2,7 @@
 # analogues, the alpha sweep, cross-task correlation, mechanism views and free text.
 rule steering_directions:
     input:
-        acts="results/activations/{task}/{site}.npy",
+        acts=lambda wildcards: activations(wildcards.task, wildcards.site),
         samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
         heads=rules.probe.output.heads,
@@ -36,8 +36,8 @@ rule steer:
     input:
         eval_items=rules.eval_items.output.eval_items,
         model=rules.prepare_model.output.info,
-        directions=expand("results/steering/directions/{task}/{{site}}.npz", task=TASKS),
-        acts=expand("results/activations/{task}/{{site}}.npy", task=TASKS),
+        directions=expand(rules.steering_directions.output.directions, task=TASKS, allow_missing=True),
+        acts=lambda wildcards: [activations(t, wildcards.site) for t in TASKS],
     output:
         scored="results/steering/runs/{site}/{kind}.parquet",
     wildcard_constraints:
@@ -51,8 +51,8 @@ rule steer:
         modes=" ".join(EVAL["modes"]),
         alpha=STEER["alpha"],
         pairs=" ".join(STEER_PAIRS),
-        directions=lambda wildcards: task_args("results/steering/directions/{task}/{site}.npz", wildcards.site),
-        acts=lambda wildcards: task_args("results/activations/{task}/{site}.npy", wildcards.site),
+        directions=lambda wildcards, input: task_args(input.directions),
+        acts=lambda wildcards, input: task_args(input.acts),
         cache=COMPLETION_CACHE,
     threads: workflow.cores
     resources:
@@ -94,7 +94,7 @@ rule alpha_sweep:
         eval_items=rules.eval_items.output.eval_items,
         model=rules.prepare_model.output.info,
         directions=expand(rules.steering_directions.output.directions, task=MAIN_TASK, site=STEER["site"]),
-        acts=f"results/activations/{MAIN_TASK}/{STEER['site']}.npy",
+        acts=activations(MAIN_TASK, STEER["site"]),
     output:
         scored="results/steering/sweep/scored.parquet",
         table="results/steering/sweep/accuracy.parquet",
@@ -134,7 +134,7 @@ rule cross_task:
         wide="results/steering/cross_task/heads.parquet",
         correlations="results/steering/cross_task/correlations.parquet",
     params:
-        heads=task_args("results/probing/{task}/{site}/heads.parquet", STEER["site"]),
+        heads=lambda wildcards, input: task_args(input.heads),
         top_k=STEER["top_k"],
     conda:
         ENV

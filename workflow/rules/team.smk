@@ -25,7 +25,7 @@ rule team_play:
         tom="results/team/{agent}/tom.parquet",
         transcripts=directory("results/team/{agent}/transcripts"),
     wildcard_constraints:
-        agent="random|planner|mappo|llm|llm_belief",
+        agent="|".join(AGENT_TYPES),
     params:
         team=TEAM_JSON,
         seeds=TEAM["seeds"],

@@ -1,5 +1,6 @@
 """The only code that touches a model's attention output projection (o_proj): what each capture site
-means, the capture of per-head activations, and the additive per-head intervention.
+means (:func:`_on_site`, the one place that knows), the capture of per-head activations, and the
+additive per-head intervention.
 
 Two sites per layer and head:
 
@@ -11,7 +12,7 @@ Hooks are registered on entering a context manager and always removed on leaving
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,47 @@ import torch
 from tomlab.backends.models import LoadedModel
 
 SITES: tuple[str, ...] = ("attn_out", "head_z")
+
+SiteFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+def _check_site(site: str) -> None:
+    if site not in SITES:
+        raise ValueError(f"unknown site {site!r}; known: {list(SITES)}")
+
+
+def _on_site(lm: LoadedModel, layer: int, site: str, fn: SiteFn, *, edit: bool = False) -> Any:
+    """Register ``fn`` on ``site`` of ``layer`` and return the hook's handle: the one place that
+    knows where each site is on a model.
+
+    ``fn`` gets the site's tensor (batch, seq, n_heads * head_dim).  With ``edit`` what it returns
+    replaces the site's tensor (the hook is put ahead of the module's other hooks, so they see the
+    edited values); without, it only looks and its result is ignored.  ``head_z`` is the input of
+    layer l's output projection (replaced by a forward pre-hook, read by a forward hook),
+    ``attn_out`` its output (a forward hook; a tuple output keeps its other members).
+    """
+    _check_site(site)
+    module = lm.o_proj_module(layer)
+    if site == "head_z":
+        if edit:
+            def pre_hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (fn(args[0]), *args[1:])
+
+            return module.register_forward_pre_hook(pre_hook, prepend=True)
+
+        def read_input(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            fn(args[0])
+
+        return module.register_forward_hook(read_input)
+
+    def post_hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        out = output[0] if isinstance(output, tuple) else output
+        new = fn(out)
+        if not edit:
+            return None
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return module.register_forward_hook(post_hook, prepend=edit)
 
 
 class HeadCapture:
@@ -42,22 +84,20 @@ class HeadCapture:
         self._handles: list[Any] = []
         self._store: dict[str, list[torch.Tensor | None]] = {s: [None] * lm.n_layers for s in self.sites}
 
-    def _hook(self, layer: int):
-        cut = (lambda t: t[:, -1, :]) if self.positions == "last" else (lambda t: t)
+    def _keep(self, site: str, layer: int) -> SiteFn:
+        def keep(x: torch.Tensor) -> None:
+            self._store[site][layer] = (x[:, -1, :] if self.positions == "last" else x).detach()
 
-        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            out = output[0] if isinstance(output, tuple) else output
-            if "head_z" in self.sites:
-                self._store["head_z"][layer] = cut(args[0]).detach()
-            if "attn_out" in self.sites:
-                self._store["attn_out"][layer] = cut(out).detach()
-
-        return hook
+        return keep
 
     def __enter__(self) -> HeadCapture:
-        for layer in range(self.lm.n_layers):
-            module = self.lm.o_proj_module(layer)
-            self._handles.append(module.register_forward_hook(self._hook(layer)))
+        try:
+            for layer in range(self.lm.n_layers):
+                for site in self.sites:
+                    self._handles.append(_on_site(self.lm, layer, site, self._keep(site, layer)))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -99,8 +139,7 @@ class HeadIntervention:
         alpha: float,
         site: str = "head_z",
     ) -> None:
-        if site not in SITES:
-            raise ValueError(f"unknown site {site!r}; known: {list(SITES)}")
+        _check_site(site)
         n_layers, n_heads, d = lm.n_layers, lm.n_heads, lm.head_dim
         theta = np.asarray(directions, dtype=np.float64)
         sig = np.asarray(sigma, dtype=np.float64)
@@ -181,31 +220,15 @@ class HeadIntervention:
             out[..., head * d : (head + 1) * d] += mask * shift
         return out
 
-    def _pre_hook(self, layer: int):
-        def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            return (self._apply(layer, args[0]), *args[1:])
-
-        return hook
-
-    def _post_hook(self, layer: int):
-        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-            if isinstance(output, tuple):
-                return (self._apply(layer, output[0]), *output[1:])
-            return self._apply(layer, output)
-
-        return hook
+    def _edit(self, layer: int) -> SiteFn:
+        return lambda x: self._apply(layer, x)
 
     def __enter__(self) -> HeadIntervention:
         if self._handles:
             raise RuntimeError("this HeadIntervention is already active")
         try:
             for layer in sorted(self.shifts):
-                module = self.lm.o_proj_module(layer)
-                if self.site == "head_z":
-                    handle = module.register_forward_pre_hook(self._pre_hook(layer), prepend=True)
-                else:
-                    handle = module.register_forward_hook(self._post_hook(layer), prepend=True)
-                self._handles.append(handle)
+                self._handles.append(_on_site(self.lm, layer, self.site, self._edit(layer), edit=True))
         except BaseException:
             self._remove()
             raise

@@ -74,7 +74,7 @@ def continuation_logprobs(
     special tokens; with ``chat_template`` the prompt is rendered as one user turn (generation
     prompt added) and the continuation follows directly.  Sequences run in batches of
     ``batch_size`` (grouped by length), left padded, with positions that skip the padding; one
-    forward pass per batch.  ``intervention``: an *active* :class:`tomlab.steering.HeadIntervention`,
+    forward pass per batch.  ``intervention``: an *active* :class:`tomlab.backends.hooks.HeadIntervention`,
     told for each batch to shift every position from the last prompt token on (the positions
     that predict the continuation), as token-by-token generation would.
     """

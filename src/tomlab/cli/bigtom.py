@@ -10,6 +10,7 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.cli.common import _add_answer_args, _generation, _model_cfg, _print_usage
+from tomlab.schema import default as schema_default
 
 
 def cmd_generate_stories(args: argparse.Namespace) -> None:
@@ -59,7 +60,7 @@ def add_commands(sub: Any) -> None:
     """Register this module's subcommands on the top-level subparsers."""
     p = sub.add_parser("generate-stories", help="write BigToM-format stories from tomlab's own templates")
     p.add_argument("--n", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=schema_default("stories.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_generate_stories)
 
@@ -75,9 +76,9 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("eval-items", help="BigToM multiple-choice items on the evaluation split")
     p.add_argument("--conditions", required=True)
-    p.add_argument("--eval-fraction", type=float, default=0.5)
+    p.add_argument("--eval-fraction", type=float, default=schema_default("split.eval_fraction"))
     p.add_argument("--max-stories", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_eval_items)
 

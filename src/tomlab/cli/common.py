@@ -10,6 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab.bigtom.conditions import MAIN_TASK, TASKS
+from tomlab.bigtom.evaluation import MODES
+from tomlab.schema import default as schema_default
+
 
 def _model_cfg(args: argparse.Namespace) -> dict[str, Any]:
     cfg = json.loads(args.model_json) if args.model_json else {}
@@ -71,24 +75,11 @@ def _kinds(names: Sequence[str]) -> list[str]:
     return [canonical_kind(n) for n in names]
 
 
-def _sigma_for(theta: np.ndarray, acts_path: str) -> np.ndarray:
-    from tomlab.steering.directions import projection_std
-
-    return projection_std(np.asarray(np.load(acts_path, mmap_mode="r"), dtype=np.float32), theta)
-
-
-def _eval_subset(items: pd.DataFrame, task: str, conditions: Sequence[str], what: str) -> pd.DataFrame:
-    sub = items[(items["task"] == task) & items["condition"].isin(list(conditions))]
-    if sub.empty:
-        raise SystemExit(f"tomlab: the items have no {what} rows for task {task!r} and conditions {list(conditions)}")
-    return sub.reset_index(drop=True)
-
-
 def _add_direction_args(p: argparse.ArgumentParser) -> None:
     """Which saved directions to apply: the file, the activations that set sigma, task, site, kinds."""
     p.add_argument("--directions", required=True)
     p.add_argument("--activations", required=True)
-    p.add_argument("--task", default="forward_belief")
+    p.add_argument("--task", default=MAIN_TASK, choices=TASKS)
     p.add_argument("--site", required=True)
     p.add_argument("--kinds", nargs="+", required=True)
 
@@ -97,11 +88,11 @@ def _add_answer_args(p: argparse.ArgumentParser) -> None:
     """Model, items and decoding options shared by the commands that answer evaluation items."""
     _add_model_args(p)
     p.add_argument("--items", required=True)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--modes", nargs="+", default=["generation", "log-likelihood"],
-                   choices=["generation", "log-likelihood"])
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--batch-size", type=int, default=schema_default("evaluation.batch_size"))
+    p.add_argument("--max-new-tokens", type=int, default=schema_default("evaluation.max_new_tokens"))
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
+                   default=schema_default("evaluation.chat_template"))
+    p.add_argument("--modes", nargs="+", default=schema_default("evaluation.modes"), choices=MODES)
+    p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
+    p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"), help="bootstrap seed")
     p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")

@@ -10,6 +10,7 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.debate.protocol import METHODS, SIDES
+from tomlab.schema import default as schema_default
 
 ROLES = (*SIDES, "judge")
 
@@ -109,54 +110,16 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
 
 
 def cmd_debate_tables(args: argparse.Namespace) -> None:
-    from tomlab.debate.tables import (
-        accuracy_table,
-        affirmative_answers,
-        disagreement_by_round,
-        judge_preferences,
-        score_rows,
-    )
-    from tomlab.debate.tasks import final_translation, translation_scores
+    from tomlab.debate.tables import debate_tables
 
-    tasks = pd.read_parquet(args.tasks)
     answers = pd.concat([pd.read_parquet(p) for p in args.answers], ignore_index=True)
     turns = pd.concat([pd.read_parquet(p) for p in args.turns], ignore_index=True)
-    if (answers["method"] == "debate").any():  # the same debates, judge left out
-        own = affirmative_answers(answers, turns)
-        if args.task == "translation":
-            own["translation"] = own["final_answer"].map(final_translation)
-        answers = pd.concat([answers, own], ignore_index=True)
-    models = json.loads(args.models_json)
-    if args.task == "arithmetic":
-        scored = score_rows(answers, tasks)
-        table = accuracy_table(scored, n_boot=args.n_boot, seed=args.seed)
-    else:
-        scored = answers.merge(tasks, left_on="question_id", right_on="id", how="left")
-        rows = []
-        for method, g in scored.groupby("method", sort=False):
-            s = translation_scores(list(g["translation"]), g)
-            rows.append({"method": method, "n": len(g), **s,
-                         "tokens_per_question": float((g["prompt_tokens"] + g["completion_tokens"]).mean())})
-        table = pd.DataFrame(rows)
-    debates = answers[answers["method"] == "debate"]
-    side_models = {side: json.dumps(models.get(side) or models["default"], sort_keys=True)
-                   for side in ("affirmative", "negative")}
-    judge_model = json.dumps(models.get("judge") or models["default"], sort_keys=True)
-    prefs = judge_preferences(debates, side_models, judge_model)
-    prefs["that side's model"] = prefs["that side's model"].map(_model_name)
-    io.write_parquet(args.out_scored, scored)
-    io.write_parquet(args.out_accuracy, table)
-    io.write_parquet(args.out_disagreement, disagreement_by_round(turns[turns["method"] == "debate"])
-                     if args.task == "arithmetic" else pd.DataFrame(columns=["round", "disagreement", "debates"]))
-    io.write_parquet(args.out_judge, prefs)
-
-
-def _model_name(spec_json: str) -> str:
-    try:
-        spec = json.loads(spec_json)
-    except (TypeError, ValueError):
-        return str(spec_json)
-    return str(spec.get("model") or spec.get("name") or spec_json) if isinstance(spec, dict) else str(spec)
+    tables = debate_tables(args.task, pd.read_parquet(args.tasks), answers, turns, json.loads(args.models_json),
+                           n_boot=args.n_boot, seed=args.seed)
+    io.write_parquet(args.out_scored, tables["scored"])
+    io.write_parquet(args.out_accuracy, tables["accuracy"])
+    io.write_parquet(args.out_disagreement, tables["disagreement"])
+    io.write_parquet(args.out_judge, tables["judge"])
 
 
 def add_commands(sub: Any) -> None:
@@ -165,8 +128,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("debate-tasks", help="counter-intuitive arithmetic instances or translation rows")
     p.add_argument("--task", choices=["arithmetic", "translation"], required=True)
     p.add_argument("--file", help="the original arithmetic JSON, or a translation CSV/TSV/JSONL")
-    p.add_argument("--n", type=int, default=100, help="generated arithmetic instances")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=schema_default("debate.arithmetic.n"), help="generated arithmetic instances")
+    p.add_argument("--seed", type=int, default=schema_default("debate.arithmetic.seed"))
     p.add_argument("--families", nargs="+", choices=sorted(FAMILIES))
     p.add_argument("--max-items", type=int)
     p.add_argument("--out", required=True)
@@ -178,7 +141,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--method", choices=METHODS, required=True)
     p.add_argument("--models-json", required=True, help='{"default": model, "affirmative": ..., "negative": ..., "judge": ...}')
     p.add_argument("--debate-json", help="the config's debate section as JSON (rounds, tit_for_tat, ...)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=schema_default("debate.batch_size"))
     p.add_argument("--cache-dir")
     p.add_argument("--completion-cache")
     p.add_argument("--out", required=True)
@@ -193,7 +156,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--answers", nargs="+", required=True)
     p.add_argument("--turns", nargs="+", required=True)
     p.add_argument("--models-json", required=True)
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=int, default=schema_default("debate.n_boot"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-scored", required=True)
     p.add_argument("--out-accuracy", required=True)

@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 
 from tomlab import io
+from tomlab.backends.hooks import SITES
+from tomlab.bigtom.conditions import MAIN_TASK, TASKS
 from tomlab.cli.common import _add_model_args, _by_task, _load_split, _model_cfg
+from tomlab.probing.probes import SPLIT_MODES
+from tomlab.schema import default as schema_default
 
 
 def cmd_probe_samples(args: argparse.Namespace) -> None:
@@ -133,17 +137,17 @@ def add_commands(sub: Any) -> None:
     """Register this module's subcommands on the top-level subparsers."""
     p = sub.add_parser("probe-samples", help="the four probing samples of each story of the probe split")
     p.add_argument("--conditions", required=True)
-    p.add_argument("--task", default="forward_belief", choices=["forward_belief", "forward_action", "backward_belief"])
-    p.add_argument("--eval-fraction", type=float, default=0.5)
+    p.add_argument("--task", default=MAIN_TASK, choices=TASKS)
+    p.add_argument("--eval-fraction", type=float, default=schema_default("split.eval_fraction"))
     p.add_argument("--max-stories", type=int, default=None)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_probe_samples)
 
     p = sub.add_parser("split", help="train/validation split of the probe samples")
     p.add_argument("--samples", required=True)
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--mode", choices=["by_story", "by_sample"], default="by_story")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=schema_default("split.val_fraction"))
+    p.add_argument("--mode", choices=SPLIT_MODES, default=schema_default("split.mode"))
+    p.add_argument("--seed", type=int, default=schema_default("split.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_split)
 
@@ -155,23 +159,23 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("extract", help="per-head activations at the last token")
     _add_model_args(p)
     p.add_argument("--samples", required=True)
-    p.add_argument("--sites", nargs="+", default=["attn_out", "head_z"], choices=["attn_out", "head_z"])
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=SITES)
+    p.add_argument("--batch-size", type=int, default=schema_default("activations.batch_size"))
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_extract)
 
     def add_probe_hparams(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--C-binary", type=float, default=10.0)
-        q.add_argument("--C-joint", type=float, default=1.0)
-        q.add_argument("--max-iter", type=int, default=1000)
+        q.add_argument("--C-binary", type=float, default=schema_default("probing.C_binary"))
+        q.add_argument("--C-joint", type=float, default=schema_default("probing.C_joint"))
+        q.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
 
     p = sub.add_parser("probe", help="probes per head and per layer, with the shuffled-label control")
     p.add_argument("--activations", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
     add_probe_hparams(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=schema_default("probing.seed"))
+    p.add_argument("--top-k", type=int, default=schema_default("probing.top_k"))
     p.add_argument("--out-heads", required=True)
     p.add_argument("--out-layers", required=True)
     p.add_argument("--out-top", required=True)
@@ -193,7 +197,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("cross-task", help="correlation of per-head probe accuracies across tasks")
     p.add_argument("--heads", nargs="+", required=True, help="TASK=heads.parquet")
-    p.add_argument("--top-k", type=int, default=16)
+    p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"))
     p.add_argument("--out-wide", required=True)
     p.add_argument("--out-correlations", required=True)
     p.set_defaults(func=cmd_cross_task)
@@ -206,8 +210,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--target", default="oracle")
-    p.add_argument("--C", type=float, default=10.0)
-    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--C", type=float, default=schema_default("probing.C_binary"))
+    p.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
     p.add_argument("--sklearn-tol", type=float, default=1e-8,
                    help="tolerance of the scikit-learn reference; tight, so both paths reach the optimum")
     p.add_argument("--sklearn-max-iter", type=int, default=10000)
@@ -218,8 +222,8 @@ def add_commands(sub: Any) -> None:
     p = bench.add_parser("extract", help="batched vs one-at-a-time activation extraction")
     _add_model_args(p)
     p.add_argument("--samples", required=True)
-    p.add_argument("--sites", nargs="+", default=["attn_out", "head_z"], choices=["attn_out", "head_z"])
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--n-prompts", type=int, default=64)
+    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=SITES)
+    p.add_argument("--batch-size", type=int, default=schema_default("bench.extract_batch_size"))
+    p.add_argument("--n-prompts", type=int, default=schema_default("bench.extract_prompts"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_extract)

@@ -15,12 +15,10 @@ from tomlab.cli.common import (
     _add_direction_args,
     _add_model_args,
     _by_task,
-    _eval_subset,
     _generation,
     _kinds,
     _load_split,
     _model_cfg,
-    _sigma_for,
     _task_activations,
 )
 
@@ -36,47 +34,39 @@ def cmd_directions(args: argparse.Namespace) -> None:
         C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter,
     )
     save_direction_sets(args.out, sets)
-    print(json.dumps({kind: entry["heads"].tolist() for kind, entry in sets.items()}))
+    print(json.dumps({kind: entry.heads.tolist() for kind, entry in sets.items()}))
+
+
+def _acts(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
     from tomlab.backends.build import load_local
-    from tomlab.backends.lm import TransformersLM
     from tomlab.steering.directions import load_direction_sets
-    from tomlab.steering.run import evaluate_steered
+    from tomlab.steering.run import steer_pairs
 
     direction_paths = _by_task(args.directions, "--directions")
-    activations = _by_task(args.activations, "--activations")
+    activation_paths = _by_task(args.activations, "--activations")
     pairs = []
     for pair in args.pairs:
         source, sep, target = pair.partition(":")
-        if not sep or source not in direction_paths or target not in activations:
+        if not sep or source not in direction_paths or target not in activation_paths:
             raise SystemExit(f"tomlab: --pairs entry {pair!r} needs --directions for {source!r} and "
                              f"--activations for {target!r}")
         pairs.append((source, target))
     kind = _kinds([args.kind])[0]
     directions = {task: load_direction_sets(path) for task, path in direction_paths.items()}
-    for source, _ in pairs:
-        if kind not in directions[source]:
-            raise SystemExit(f"tomlab: {direction_paths[source]} has no direction kind {kind!r}")
+    activations = {target: _acts(activation_paths[target]) for _, target in pairs}
     items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    generator = TransformersLM(loaded, batch_size=args.batch_size)
-    frames, counters = [], {"cache_hits": 0, "cache_misses": 0}
-    for source, target in pairs:
-        entry = directions[source][kind]
-        sigma = _sigma_for(entry["theta"], activations[target])
-        sub = _eval_subset(items, target, args.conditions, "evaluation")
-        scored, count = evaluate_steered(
-            loaded, sub, generator, _generation(args), heads=entry["heads"], directions=entry["theta"], sigma=sigma,
-            alpha=args.alpha, site=args.site, cache_dir=args.completion_cache, modes=args.modes,
-            batch_size=args.batch_size,
-        )
-        frames.append(scored.assign(source_task=source, direction=kind, top_k=len(entry["heads"])))
-        for key in counters:
-            counters[key] += count.get(key, 0)
-    io.write_parquet(args.out, pd.concat(frames, ignore_index=True))
-    print(json.dumps({"usage": generator.usage.as_dict(), **counters}))
+    scored, report = steer_pairs(
+        loaded, items, directions, activations, pairs, kind, _generation(args), site=args.site, alpha=args.alpha,
+        conditions=args.conditions, completion_cache=args.completion_cache, modes=args.modes,
+        batch_size=args.batch_size,
+    )
+    io.write_parquet(args.out, scored)
+    print(json.dumps(report))
 
 
 def cmd_steering_tables(args: argparse.Namespace) -> None:
@@ -90,115 +80,53 @@ def cmd_steering_tables(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from tomlab.backends.build import load_local
-    from tomlab.backends.lm import TransformersLM
-    from tomlab.bigtom.evaluation import mode_tables
     from tomlab.steering.directions import load_direction_sets
-    from tomlab.steering.run import evaluate_steered
+    from tomlab.steering.run import alpha_sweep
 
     sets = load_direction_sets(args.directions)
-    items = _eval_subset(pd.read_parquet(args.items), args.task, args.conditions, "sweep")
+    items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    generator = TransformersLM(loaded, batch_size=args.batch_size)
-    frames = []
-    for kind in _kinds(args.kinds):
-        if kind not in sets:
-            raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
-        sigma = _sigma_for(sets[kind]["theta"], args.activations)
-        for alpha in args.alphas:
-            scored, _ = evaluate_steered(
-                loaded, items, generator, _generation(args), heads=sets[kind]["heads"],
-                directions=sets[kind]["theta"], sigma=sigma, alpha=alpha, site=args.site,
-                cache_dir=args.completion_cache, modes=args.modes, batch_size=args.batch_size,
-            )
-            frames.append(scored.assign(direction=kind))
-    scored = pd.concat(frames, ignore_index=True)
-    table = mode_tables(scored, by=("direction", "alpha", "task", "condition"), n_boot=args.n_boot, seed=args.seed)
+    scored, table, report = alpha_sweep(
+        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args),
+        task=args.task, site=args.site, conditions=args.conditions, completion_cache=args.completion_cache,
+        modes=args.modes, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed,
+    )
     io.write_parquet(args.out, scored)
     io.write_parquet(args.out_table, table)
-    print(json.dumps({"usage": generator.usage.as_dict()}))
+    print(json.dumps(report))
 
 
 def cmd_mechanism(args: argparse.Namespace) -> None:
     from tomlab.backends.build import load_local
-    from tomlab.backends.hooks import HeadIntervention
-    from tomlab.backends.likelihood import letter_probs
     from tomlab.steering.directions import load_direction_sets
-    from tomlab.steering.run import token_projections
+    from tomlab.steering.run import mechanism
 
     sets = load_direction_sets(args.directions)
-    items = _eval_subset(pd.read_parquet(args.items), args.task, args.conditions, "mechanism")
+    items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    plain = letter_probs(loaded, items, batch_size=args.batch_size, chat_template=args.chat_template)
-    letters, projections = [], []
-    for kind in _kinds(args.kinds):
-        if kind not in sets:
-            raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
-        theta, heads = sets[kind]["theta"], sets[kind]["heads"]
-        sigma = _sigma_for(theta, args.activations)
-        pairs = [tuple(int(x) for x in h) for h in heads]
-        with HeadIntervention(loaded, pairs, theta, sigma, args.alpha, site=args.site) as hook:
-            steered = letter_probs(loaded, items, batch_size=args.batch_size, chat_template=args.chat_template,
-                                   intervention=hook)
-        letters.append(plain[["item_id", "story_id", "task", "condition", "answer_letter"]].assign(
-            direction=kind, alpha=args.alpha, site=args.site,
-            p_correct_plain=plain["p_correct"].to_numpy(), p_wrong_plain=plain["p_wrong"].to_numpy(),
-            p_correct_steered=steered["p_correct"].to_numpy(), p_wrong_steered=steered["p_wrong"].to_numpy(),
-            delta_correct=steered["p_correct"].to_numpy() - plain["p_correct"].to_numpy(),
-            delta_wrong=steered["p_wrong"].to_numpy() - plain["p_wrong"].to_numpy(),
-        ))
-        if kind == _kinds([args.projection_kind])[0]:
-            for story_id in sorted(items["story_id"].unique())[: args.n_stories]:
-                for row in items[items["story_id"] == story_id].itertuples():
-                    text = f"Story: {row.story}\nQuestion: {row.question}"
-                    proj = token_projections(loaded, text, pairs, theta, sigma, site=args.site)
-                    projections.append(proj.assign(story_id=int(story_id), condition=row.condition, direction=kind))
-    if not projections:
-        raise SystemExit(f"tomlab: --projection-kind {args.projection_kind!r} is not among --kinds {args.kinds}")
-    io.write_parquet(args.out_letters, pd.concat(letters, ignore_index=True))
-    io.write_parquet(args.out_projections, pd.concat(projections, ignore_index=True))
+    letters, projections = mechanism(
+        loaded, items, sets, _kinds(args.kinds), _acts(args.activations), task=args.task, site=args.site,
+        alpha=args.alpha, conditions=args.conditions, projection_kind=_kinds([args.projection_kind])[0],
+        n_stories=args.n_stories, batch_size=args.batch_size, chat_template=args.chat_template,
+    )
+    io.write_parquet(args.out_letters, letters)
+    io.write_parquet(args.out_projections, projections)
 
 
 def cmd_free_text(args: argparse.Namespace) -> None:
     from tomlab.backends.build import load_local
-    from tomlab.backends.hooks import HeadIntervention
-    from tomlab.backends.lm import GenerationConfig, TransformersLM
-    from tomlab.bigtom.evaluation import free_text_prompt
     from tomlab.steering.directions import load_direction_sets
-    from tomlab.steering.intervention import intervention_fingerprint
-    from tomlab.steering.run import steered_generator
+    from tomlab.steering.run import free_text
 
     sets = load_direction_sets(args.directions)
-    items = _eval_subset(pd.read_parquet(args.items), args.task, args.conditions, "free-text")
-    keep = sorted(items["story_id"].unique())[: args.n_stories]
-    items = items[items["story_id"].isin(keep)].reset_index(drop=True)
-    prompts = [free_text_prompt(s, q) for s, q in zip(items["story"], items["question"])]
+    items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    generator = TransformersLM(loaded, batch_size=args.batch_size)
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
-    rows = []
-    settings = [("none", 0.0)] + [(kind, alpha) for kind in _kinds(args.kinds) for alpha in args.alphas]
-    for kind, alpha in settings:
-        if kind == "none":
-            heads, theta, sigma = np.zeros((0, 2), dtype=np.int64), None, None
-        else:
-            if kind not in sets:
-                raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
-            heads, theta = sets[kind]["heads"], sets[kind]["theta"]
-            sigma = _sigma_for(theta, args.activations)
-        if theta is None:
-            lm = steered_generator(generator, args.completion_cache, "")
-            completions = lm.generate(prompts, config)
-        else:
-            pairs = [tuple(int(x) for x in h) for h in heads]
-            lm = steered_generator(generator, args.completion_cache,
-                                   intervention_fingerprint(pairs, theta, sigma, alpha, args.site))
-            with HeadIntervention(loaded, pairs, theta, sigma, alpha, site=args.site):
-                completions = lm.generate(prompts, config)
-        for row, prompt, completion in zip(items.itertuples(), prompts, completions):
-            rows.append({"story_id": int(row.story_id), "task": row.task, "condition": row.condition,
-                         "direction": kind, "alpha": float(alpha), "site": args.site, "prompt": prompt,
-                         "completion": completion.text, "correct": row.correct, "wrong": row.wrong})
-    io.write_parquet(args.out, pd.DataFrame(rows))
+    texts = free_text(
+        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args),
+        task=args.task, site=args.site, conditions=args.conditions, n_stories=args.n_stories,
+        batch_size=args.batch_size, completion_cache=args.completion_cache,
+    )
+    io.write_parquet(args.out, texts)
 
 
 def cmd_plot_steering(args: argparse.Namespace) -> None:

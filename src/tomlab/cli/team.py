@@ -10,6 +10,7 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.cli.common import _add_model_args, _model_cfg
+from tomlab.schema import default as schema_default
 
 
 def _team_config(args: argparse.Namespace) -> Any:
@@ -117,11 +118,11 @@ def add_commands(sub: Any) -> None:
     _add_model_args(p)
     team_arg(p)
     p.add_argument("--agent-type", required=True, choices=AGENT_TYPES)
-    p.add_argument("--seeds", type=int, default=3, help="number of episodes (seeds offset, offset+1, ...)")
+    p.add_argument("--seeds", type=int, default=schema_default("team.seeds"), help="number of episodes (seeds offset, offset+1, ...)")
     p.add_argument("--seed-offset", type=int, default=0)
     p.add_argument("--policies", help="trained MAPPO policies (agent type mappo)")
     p.add_argument("--llm-json", help="the config's team.llm section as JSON (LLM agent types)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=schema_default("team.llm.batch_size"))
     p.add_argument("--completion-cache", help="directory of cached completions")
     p.add_argument("--out-episodes", required=True)
     p.add_argument("--out-tom", required=True)
@@ -138,7 +139,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("team-tables", help="combine the agent types' episodes; score and ToM tables")
     p.add_argument("--episodes", nargs="+", required=True)
     p.add_argument("--tom", nargs="+", required=True)
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=int, default=schema_default("team.n_boot"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-episodes", required=True)
     p.add_argument("--out-summary", required=True)
@@ -148,7 +149,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("plot-team", help="rounds-to-completion and MAPPO learning-curve figures")
     p.add_argument("--episodes", required=True)
     p.add_argument("--curve", help="MAPPO learning curve (without it the figure says MAPPO was not trained)")
-    p.add_argument("--max-rounds", type=int, default=30)
+    p.add_argument("--max-rounds", type=int, default=schema_default("team.max_rounds"))
     p.add_argument("--out-rounds", required=True, help="figure path without extension")
     p.add_argument("--out-curve", required=True, help="figure path without extension")
     p.set_defaults(func=cmd_plot_team)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from tomlab.debate.tasks import score_answer, stated_answer
+from tomlab.debate.protocol import SIDES
+from tomlab.debate.tasks import (
+    final_translation,
+    score_answer,
+    stated_answer,
+    translation_scores,
+)
+from tomlab.stats import bootstrap_ci
 
 
 def score_rows(answers: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
@@ -29,9 +40,8 @@ def accuracy_table(scored: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> p
     rows = []
     for method, g in scored.groupby("method", sort=False):
         c = g["correct"].astype(float).to_numpy()
-        boots = rng.choice(c, size=(n_boot, len(c)), replace=True).mean(axis=1)
-        rows.append({"method": method, "n": len(g), "accuracy": float(c.mean()),
-                     "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975)),
+        low, high = bootstrap_ci(c, n_boot=n_boot, rng=rng)
+        rows.append({"method": method, "n": len(g), "accuracy": float(c.mean()), "ci_low": low, "ci_high": high,
                      "intuitive_rate": float(g["gave_intuitive"].mean()),
                      "tokens_per_question": float((g["prompt_tokens"] + g["completion_tokens"]).mean())})
     return pd.DataFrame(rows)
@@ -115,3 +125,50 @@ def judge_preferences(results: pd.DataFrame, side_models: dict[str, str], judge_
              "same model as the judge": side_models.get(side) == judge_model if side in side_models else False}
             for side in ("affirmative", "negative", "none")]
     return pd.DataFrame(rows)
+
+
+def _model_name(spec_json: str) -> str:
+    try:
+        spec = json.loads(spec_json)
+    except (TypeError, ValueError):
+        return str(spec_json)
+    return str(spec.get("model") or spec.get("name") or spec_json) if isinstance(spec, dict) else str(spec)
+
+
+def translation_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per method: BLEU, chrF and the contrastive score of the final translations, and tokens per question."""
+    rows = []
+    for method, g in scored.groupby("method", sort=False):
+        s = translation_scores(list(g["translation"]), g)
+        rows.append({"method": method, "n": len(g), **s,
+                     "tokens_per_question": float((g["prompt_tokens"] + g["completion_tokens"]).mean())})
+    return pd.DataFrame(rows)
+
+
+def debate_tables(task: str, tasks: pd.DataFrame, answers: pd.DataFrame, turns: pd.DataFrame,
+                  models: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every table of one debate task from the methods' answers and turns.
+
+    The debates are also scored with the judge left out (the affirmative's last answer). ``models``
+    is ``{"default": spec, role: spec | None}``, used to say whether the judge favours its own model.
+    Returns ``scored``, ``accuracy``, ``disagreement`` (arithmetic only; empty otherwise) and ``judge``.
+    """
+    if (answers["method"] == "debate").any():  # the same debates, judge left out
+        own = affirmative_answers(answers, turns)
+        if task == "translation":
+            own["translation"] = own["final_answer"].map(final_translation)
+        answers = pd.concat([answers, own], ignore_index=True)
+    if task == "arithmetic":
+        scored = score_rows(answers, tasks)
+        table = accuracy_table(scored, n_boot=n_boot, seed=seed)
+    else:
+        scored = answers.merge(tasks, left_on="question_id", right_on="id", how="left")
+        table = translation_table(scored)
+    debates = answers[answers["method"] == "debate"]
+    side_models = {side: json.dumps(models.get(side) or models["default"], sort_keys=True) for side in SIDES}
+    judge_model = json.dumps(models.get("judge") or models["default"], sort_keys=True)
+    prefs = judge_preferences(debates, side_models, judge_model)
+    prefs["that side's model"] = prefs["that side's model"].map(_model_name)
+    disagreement = (disagreement_by_round(turns[turns["method"] == "debate"]) if task == "arithmetic"
+                    else pd.DataFrame(columns=["round", "disagreement", "debates"]))
+    return {"scored": scored, "accuracy": table, "disagreement": disagreement, "judge": prefs}

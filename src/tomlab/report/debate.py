@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tomlab.debate.tables import answer_line_rate, instantiation_spread
+from tomlab.manifest import Manifest
 
 METHOD_NAMES = {
     "direct": "direct answer",
@@ -39,16 +39,13 @@ PAPER_MT = pd.DataFrame([
 ])
 
 
-def _path(results: str | os.PathLike[str], *parts: str) -> Path:
-    return Path(results).joinpath("debate", *parts)
+def available(m: Manifest, task: str = "arithmetic") -> bool:
+    """Whether the debate's table for ``task`` (the manifest's ``debate_accuracy``) exists."""
+    return m.exists("debate_accuracy", task)
 
 
-def available(results: str | os.PathLike[str], task: str = "arithmetic") -> bool:
-    return _path(results, task, "accuracy.parquet").exists()
-
-
-def display_accuracy(results: str | os.PathLike[str]) -> pd.DataFrame:
-    acc = pd.read_parquet(_path(results, "arithmetic", "accuracy.parquet"))
+def display_accuracy(m: Manifest) -> pd.DataFrame:
+    acc = pd.read_parquet(m.path("debate_accuracy", "arithmetic"))
     return pd.DataFrame({
         "method": acc["method"].map(lambda m: METHOD_NAMES.get(m, m)),
         "n": acc["n"],
@@ -59,8 +56,8 @@ def display_accuracy(results: str | os.PathLike[str]) -> pd.DataFrame:
     })
 
 
-def display_translation(results: str | os.PathLike[str]) -> pd.DataFrame:
-    acc = pd.read_parquet(_path(results, "translation", "accuracy.parquet"))
+def display_translation(m: Manifest) -> pd.DataFrame:
+    acc = pd.read_parquet(m.path("debate_accuracy", "translation"))
     return pd.DataFrame({
         "method": acc["method"].map(lambda m: METHOD_NAMES.get(m, m)),
         "n": acc["n"],
@@ -72,8 +69,8 @@ def display_translation(results: str | os.PathLike[str]) -> pd.DataFrame:
     })
 
 
-def display_spread(results: str | os.PathLike[str]) -> pd.DataFrame:
-    spread = instantiation_spread(pd.read_parquet(_path(results, "arithmetic", "scored.parquet")))
+def display_spread(m: Manifest) -> pd.DataFrame:
+    spread = instantiation_spread(pd.read_parquet(m.path("debate_scored")))
     return pd.DataFrame({
         "method": spread["method"].map(lambda m: METHOD_NAMES.get(m, m)),
         "sets x items": [f"{a} x {b}" for a, b in zip(spread["sets"], spread["items_per_set"])],
@@ -83,18 +80,18 @@ def display_spread(results: str | os.PathLike[str]) -> pd.DataFrame:
     })
 
 
-def judge_table(results: str | os.PathLike[str]) -> pd.DataFrame:
-    t = pd.read_parquet(_path(results, "arithmetic", "judge_preference.parquet"))
+def judge_table(m: Manifest) -> pd.DataFrame:
+    t = pd.read_parquet(m.path("debate_judge_preference"))
     return t.assign(share=[f"{x:.0%}" if pd.notna(x) else "-" for x in t["share"]])
 
 
-def first_debate(results: str | os.PathLike[str], max_chars: int = 200, max_total: int = 1400) -> str:
+def first_debate(m: Manifest, max_chars: int = 200, max_total: int = 1400) -> str:
     """The turns and judge decisions of the first arithmetic debate, for the report: each turn cut to
     ``max_chars`` characters and the whole to about ``max_total`` (cuts are marked)."""
     import json
 
-    path = _path(results, "arithmetic", "debate", "transcripts.jsonl")
-    if not path.exists():
+    path = m.get("debate_transcripts")
+    if path is None or not path.exists():
         return ""
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
 
@@ -108,15 +105,26 @@ def first_debate(results: str | os.PathLike[str], max_chars: int = 200, max_tota
     for part in parts:
         if used + len(part) > max_total and out:
             out.append(f"[... {len(parts) - len(out)} more turn(s) left out; all are in "
-                       "results/debate/arithmetic/debate/transcripts.jsonl]")
+                       f"{_shown(path)}]")
             break
         out.append(part)
         used += len(part)
     return f"Question: {first.get('question_id', '')}\n\n" + "\n\n".join(out)
 
 
-def debate_commentary(results: str | os.PathLike[str]) -> str:
-    acc = pd.read_parquet(_path(results, "arithmetic", "accuracy.parquet")).set_index("method")
+def _shown(path: Path) -> str:
+    """A results path as the reader knows it: from the results folder on (``results/debate/...``)."""
+    parts = path.parts
+    return "/".join(parts[parts.index("results"):]) if "results" in parts else str(path)
+
+
+def _existing(m: Manifest, name: str, key: str | None = None) -> Path | None:
+    path = m.get(name, key)
+    return path if path is not None and path.exists() else None
+
+
+def debate_commentary(m: Manifest) -> str:
+    acc = pd.read_parquet(m.path("debate_accuracy", "arithmetic")).set_index("method")
     out: list[str] = []
     if "debate" in acc.index:
         d = acc.loc["debate"]
@@ -134,16 +142,16 @@ def debate_commentary(results: str | os.PathLike[str]) -> str:
             out.append(f"Forcing every debate to the round limit gives {f['accuracy']:.0%} against {d['accuracy']:.0%} "
                        f"with the adaptive break, at {f['tokens_per_question']:,.0f} against "
                        f"{d['tokens_per_question']:,.0f} tokens per question.")
-            adaptive_path = _path(results, "arithmetic", "debate", "answers.parquet")
-            forced_path = _path(results, "arithmetic", "debate_forced", "answers.parquet")
-            if adaptive_path.exists() and forced_path.exists():
+            adaptive_path = _existing(m, "debate_answers", "debate")
+            forced_path = _existing(m, "debate_answers", "debate_forced")
+            if adaptive_path is not None and forced_path is not None:
                 limit = int(pd.read_parquet(forced_path)["rounds_run"].max())
                 early = int((pd.read_parquet(adaptive_path)["rounds_run"] < limit).sum())
                 out[-1] += (f" The judge stopped {early} of {int(d['n'])} debates before round {limit}; every "
                             "round it does not stop costs one more judge call, so a break that rarely fires costs "
                             "more tokens than running every debate to the limit.")
-    dis_path = _path(results, "arithmetic", "disagreement.parquet")
-    if dis_path.exists():
+    dis_path = _existing(m, "debate_disagreement")
+    if dis_path is not None:
         dis = pd.read_parquet(dis_path)
         dis = dis[dis["disagreement"].notna()] if "disagreement" in dis else dis
         if len(dis):
@@ -156,9 +164,9 @@ def debate_commentary(results: str | os.PathLike[str]) -> str:
                        "correct a shared mistake.")
         else:
             out.append("**Disagreement** cannot be measured here: in no round did every debater give a number.")
-    judge_path = _path(results, "arithmetic", "debate", "judge.parquet")
+    judge_path = _existing(m, "debate_judge")
     unreadable = float("nan")
-    if judge_path.exists():
+    if judge_path is not None:
         judge = pd.read_parquet(judge_path)
         if len(judge):
             bad = int((~judge["parsed"].astype(bool)).sum())
@@ -170,8 +178,8 @@ def debate_commentary(results: str | os.PathLike[str]) -> str:
         out.append(f"Scored without the judge (the affirmative side's last answer), the same debates get "
                    f"{a['accuracy']:.0%} [{a['ci_low']:.0%}, {a['ci_high']:.0%}]: the gap to the judged "
                    f"{acc.loc['debate', 'accuracy']:.0%} is what the judge adds or loses.")
-    turns_path = _path(results, "arithmetic", "debate", "turns.parquet")
-    rate = answer_line_rate(pd.read_parquet(turns_path)) if turns_path.exists() else float("nan")
+    turns_path = _existing(m, "debate_turns")
+    rate = answer_line_rate(pd.read_parquet(turns_path)) if turns_path is not None else float("nan")
     if not np.isnan(rate):
         out.append(f"**Protocol.** {rate:.0%} of debater turns state an answer in the form every debater was asked "
                    "for (`Answer: <number>`).")

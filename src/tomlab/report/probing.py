@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tomlab.bigtom.conditions import MAIN_TASK
+from tomlab.manifest import Manifest
 from tomlab.probing.probes import CHANCE, TARGETS
 from tomlab.report.common import (
-    MAIN_TASK,
     NOT_TRANSCRIBED,
     _f,
     _get,
@@ -40,18 +39,22 @@ SITE_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _heads(results: str | os.PathLike[str], site: str) -> pd.DataFrame:
-    return _read_table(Path(results) / "probing" / MAIN_TASK / site / "heads.parquet")
+def _heads(m: Manifest, site: str) -> pd.DataFrame:
+    return _read_table(m.path("heads", site))
 
 
-def _lexical(results: str | os.PathLike[str]) -> pd.DataFrame | None:
-    path = Path(results) / "probing" / MAIN_TASK / "lexical.parquet"
-    return pd.read_parquet(path) if path.is_file() else None
+def _lexical(m: Manifest) -> pd.DataFrame | None:
+    """The main task's lexical baseline, if the run has one."""
+    path = m.get("lexical", MAIN_TASK)
+    return pd.read_parquet(path) if path is not None and path.is_file() else None
 
 
-def _try_setup(results: str | os.PathLike[str]) -> dict[str, Any] | None:
+def _try_setup(m: Manifest) -> dict[str, Any] | None:
+    path = m.get("setup")
+    if path is None:
+        return None
     try:
-        return load_setup(results)
+        return load_setup(path)
     except (FileNotFoundError, ValueError):
         return None
 
@@ -140,18 +143,19 @@ def _target_stats(
     )
 
 
-def _all_stats(results: str | os.PathLike[str], site: str, margin: float = 0.05) -> dict[str, _TargetStats]:
-    heads = _heads(results, site)
-    layers_path = Path(results) / "probing" / MAIN_TASK / site / "layers.parquet"
-    layers = pd.read_parquet(layers_path) if layers_path.is_file() else None
-    lexical = _lexical(results)
+def _all_stats(m: Manifest, site: str, margin: float = 0.05) -> dict[str, _TargetStats]:
+    heads = _heads(m, site)
+    layers_path = m.get("layers", site)
+    layers = pd.read_parquet(layers_path) if layers_path is not None and layers_path.is_file() else None
+    lexical = _lexical(m)
     return {t: _target_stats(heads, layers, lexical, t, margin) for t in _targets_in(heads)}
 
 
-def probing_summary(results: str | os.PathLike[str], site: str) -> pd.DataFrame:
-    """One row per target: best head and its accuracy/selectivity, means, baselines, chance."""
+def probing_summary(m: Manifest, site: str) -> pd.DataFrame:
+    """One row per target at one site (the manifest's ``heads``, ``layers`` and ``lexical``): best head
+    and its accuracy/selectivity, means, baselines, chance."""
     rows = []
-    for t, s in _all_stats(results, site).items():
+    for t, s in _all_stats(m, site).items():
         rows.append(
             {
                 "target": t,
@@ -169,9 +173,10 @@ def probing_summary(results: str | os.PathLike[str], site: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def top_heads_table(results: str | os.PathLike[str], site: str, k: int = 10) -> pd.DataFrame:
-    """Top-``k`` heads per target side by side: rank, then head / val acc / selectivity per target."""
-    top = _read_table(Path(results) / "probing" / MAIN_TASK / site / "top_heads.csv")
+def top_heads_table(m: Manifest, site: str, k: int = 10) -> pd.DataFrame:
+    """Top-``k`` heads per target side by side (the manifest's ``top`` of ``site``): rank, then
+    head / val acc / selectivity per target."""
+    top = _read_table(m.path("top", site))
     top = top[top["rank"] <= k]
     out = pd.DataFrame({"rank": sorted(int(r) for r in top["rank"].unique())})
     for t in _targets_in(top):
@@ -183,10 +188,10 @@ def top_heads_table(results: str | os.PathLike[str], site: str, k: int = 10) -> 
     return out
 
 
-def paper_comparison(results: str | os.PathLike[str], site: str) -> pd.DataFrame:
+def paper_comparison(m: Manifest, site: str) -> pd.DataFrame:
     """Paper (Mistral-7B) vs this run for the best-head accuracy of each target."""
-    stats = _all_stats(results, site)
-    setup = _try_setup(results)
+    stats = _all_stats(m, site)
+    setup = _try_setup(m)
     model = str(_get((setup or {}).get("model"), "name", "this model"))
     rows = []
     for t in TARGETS:
@@ -203,24 +208,19 @@ def paper_comparison(results: str | os.PathLike[str], site: str) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def figure_path(results: str | os.PathLike[str], site: str, kind: str) -> Path:
-    """Path of ``figures/probing_<site>_<kind>.png`` (kind: accuracy or selectivity)."""
-    return Path(results) / "figures" / f"probing_{MAIN_TASK}_{site}_{kind}.png"
-
-
 def _heads_phrase(n: int) -> str:
     return "1 head beats" if n == 1 else f"{n} heads beat"
 
 
-def commentary_probing(results: str | os.PathLike[str], site: str, margin: float = 0.05) -> str:
+def commentary_probing(m: Manifest, site: str, margin: float = 0.05) -> str:
     """Data-driven markdown commentary on one site's probing results.
 
     A target counts as clearly decodable only if its best head beats the lexical baseline, the
     best shuffled-label control head and chance each by more than ``margin``; otherwise the text
     says the evidence is weak and why.
     """
-    stats = _all_stats(results, site, margin)
-    setup = _try_setup(results)
+    stats = _all_stats(m, site, margin)
+    setup = _try_setup(m)
     paras: list[str] = []
 
     for t, s in stats.items():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tomlab.bigtom.conditions import MAIN_TASK, TASK_TITLES
+from tomlab.manifest import Manifest
 from tomlab.report.common import NOT_TRANSCRIBED
 
 CONDITION_NAMES = {"true_belief": "TB", "false_belief": "FB", "true_control": "TB control",
@@ -33,22 +32,14 @@ PAPER_TABLE1: dict[tuple[str, str, str], float | str] = {
 PAPER_SOURCE = "Table 1 (Mistral-7B); values not available to this project"
 
 
-def _path(results: str | os.PathLike[str], *parts: str) -> Path:
-    return Path(results).joinpath(*parts)
+def available(m: Manifest) -> bool:
+    """Whether the steering results (the manifest's ``steering`` table) exist; the report says so
+    plainly when they do not."""
+    return m.exists("steering")
 
 
-def available(results: str | os.PathLike[str]) -> bool:
-    """Whether the steering results exist (the report says so plainly when they do not)."""
-    return _path(results, "steering", "accuracy.parquet").is_file()
-
-
-def figure_path(results: str | os.PathLike[str], name: str) -> Path:
-    """``figures/steering_<name>.png`` (sweep, cross_task, letter_probs, token_projections)."""
-    return _path(results, "figures", f"steering_{name}.png")
-
-
-def _accuracy(results: str | os.PathLike[str]) -> pd.DataFrame:
-    return pd.read_parquet(_path(results, "steering", "accuracy.parquet"))
+def _accuracy(m: Manifest) -> pd.DataFrame:
+    return pd.read_parquet(m.path("steering"))
 
 
 def _interval(acc: float, low: float, high: float) -> str:
@@ -68,9 +59,9 @@ def _direction_rank(direction: str) -> int:
     return DIRECTION_ORDER.index(direction) if direction in DIRECTION_ORDER else len(DIRECTION_ORDER)
 
 
-def baseline_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+def baseline_table(m: Manifest) -> pd.DataFrame:
     """The plain model on every task and condition: accuracy [95% CI] per scoring mode, invalid rate."""
-    table = pd.read_parquet(_path(results, "eval", "baseline", "accuracy.parquet"))
+    table = pd.read_parquet(m.path("baseline"))
     rows = []
     for (task, condition), frame in table.groupby(["task", "condition"], sort=False):
         row: dict[str, Any] = {"task": TASK_TITLES.get(task, task), "condition": CONDITION_NAMES.get(condition, condition),
@@ -86,14 +77,14 @@ def baseline_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def steering_table(results: str | os.PathLike[str], *, cross: bool = False, mode: str = "generation") -> pd.DataFrame:
+def steering_table(m: Manifest, *, cross: bool = False, mode: str = "generation") -> pd.DataFrame:
     """Table 1 (``cross=False``: each task steered with its own directions) or Table 2 (``cross=True``:
     forward-belief directions on the other tasks), one scoring mode.
 
     Rows: task, direction, site; for TB and FB the accuracy [95% CI] and the change from the plain
     model on the same items with its paired 95% interval (``*`` marks an interval that excludes 0).
     """
-    acc = _accuracy(results)
+    acc = _accuracy(m)
     acc = acc[acc["mode"] == mode]
     if cross:
         steered = acc[(acc["source_task"] == MAIN_TASK) & (acc["task"] != MAIN_TASK) & (acc["direction"] != "none")]
@@ -127,9 +118,9 @@ def steering_table(results: str | os.PathLike[str], *, cross: bool = False, mode
     return pd.DataFrame(rows)
 
 
-def sweep_table(results: str | os.PathLike[str], mode: str = "generation") -> pd.DataFrame:
+def sweep_table(m: Manifest, mode: str = "generation") -> pd.DataFrame:
     """Accuracy [95% CI] against alpha for each swept direction, TB and FB (the data of Figure 5)."""
-    table = pd.read_parquet(_path(results, "steering", "sweep", "accuracy.parquet"))
+    table = pd.read_parquet(m.path("sweep"))
     table = table[table["mode"] == mode]
     rows = []
     for (direction, alpha), frame in table.groupby(["direction", "alpha"], sort=False):
@@ -144,9 +135,9 @@ def sweep_table(results: str | os.PathLike[str], mode: str = "generation") -> pd
     return pd.DataFrame(rows)
 
 
-def cross_task_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+def cross_task_table(m: Manifest) -> pd.DataFrame:
     """Correlation of per-head probe accuracies between tasks, per target (the data of Figure 6)."""
-    corr = pd.read_parquet(_path(results, "steering", "cross_task", "correlations.parquet"))
+    corr = pd.read_parquet(m.path("cross"))
     return pd.DataFrame({
         "target": corr["target"],
         "tasks": [f"{TASK_TITLES.get(a, a)} vs {TASK_TITLES.get(b, b)}" for a, b in zip(corr["task_a"], corr["task_b"])],
@@ -156,19 +147,19 @@ def cross_task_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     })
 
 
-def letter_bias(results: str | os.PathLike[str]) -> dict[str, float]:
+def letter_bias(m: Manifest) -> dict[str, float]:
     """Share of the plain model's parsed generations that chose a, chose b, or were invalid."""
-    scored = pd.read_parquet(_path(results, "eval", "baseline", "scored.parquet"))
+    scored = pd.read_parquet(m.path("baseline_scored"))
     if "parsed" not in scored.columns or scored.empty:
         return {}
     counts = scored["parsed"].value_counts(normalize=True)
     return {k: float(counts.get(k, 0.0)) for k in ("a", "b", "invalid")}
 
 
-def paper_comparison(results: str | os.PathLike[str], mode: str = "generation") -> pd.DataFrame:
+def paper_comparison(m: Manifest, mode: str = "generation") -> pd.DataFrame:
     """Paper (Table 1, Mistral-7B) vs this run: one row per task and direction, TB and FB columns,
     this run's value per capture site."""
-    acc = _accuracy(results)
+    acc = _accuracy(m)
     acc = acc[(acc["mode"] == mode) & ((acc["source_task"] == acc["task"]) | (acc["direction"] == "none"))]
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for (task, direction, condition), paper in PAPER_TABLE1.items():
@@ -189,11 +180,11 @@ def _n_items(acc: pd.DataFrame) -> int:
     return int(steered["n"].min()) if not steered.empty else int(acc["n"].min())
 
 
-def steering_commentary(results: str | os.PathLike[str], mode: str = "generation") -> str:
+def steering_commentary(m: Manifest, mode: str = "generation") -> str:
     """What the steering numbers say, generated from them: baseline against chance and position
     bias, which interventions move accuracy beyond item noise (paired interval excluding 0), and
     how the probe directions compare with the random control."""
-    acc = _accuracy(results)
+    acc = _accuracy(m)
     out: list[str] = []
     base = acc[(acc["direction"] == "none") & (acc["mode"] == mode)]
     belief = base[base["condition"].isin(["true_belief", "false_belief"])]
@@ -213,7 +204,7 @@ def steering_commentary(results: str | os.PathLike[str], mode: str = "generation
             f"cell's 95% interval spans roughly ±{half:.2f} around an accuracy near 0.5: differences smaller "
             "than that between cells are not evidence of anything."
         )
-    bias = letter_bias(results)
+    bias = letter_bias(m)
     if bias:
         top = max(("a", "b"), key=lambda k: bias[k])
         text = (f"The plain model's generated answers chose a {bias['a']:.0%} of the time, b {bias['b']:.0%}, "
@@ -282,10 +273,10 @@ def steering_commentary(results: str | os.PathLike[str], mode: str = "generation
     return "\n\n".join(out)
 
 
-def free_text_markdown(results: str | os.PathLike[str], max_stories: int | None = None) -> str:
+def free_text_markdown(m: Manifest, max_stories: int | None = None) -> str:
     """The free-text generations, verbatim: for each story and condition the question, then the
     model's answer without intervention and under each configured intervention."""
-    texts = pd.read_parquet(_path(results, "steering", "free_text.parquet"))
+    texts = pd.read_parquet(m.path("free_text"))
     blocks: list[str] = []
     stories = list(dict.fromkeys(texts["story_id"]))
     if max_stories is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tomlab.manifest import Manifest
 from tomlab.team.tables import summary_table
 
 AGENT_NAMES = {
@@ -40,21 +41,18 @@ PAPER_TOM = pd.DataFrame([
 ])
 
 
-def _path(results: str | os.PathLike[str], *parts: str) -> Path:
-    return Path(results).joinpath("team", *parts)
+def available(m: Manifest) -> bool:
+    """Whether the team game's episodes (the manifest's ``team_episodes``) exist."""
+    return m.exists("team_episodes")
 
 
-def available(results: str | os.PathLike[str]) -> bool:
-    return _path(results, "episodes.parquet").exists()
+def episodes(m: Manifest) -> pd.DataFrame:
+    return pd.read_parquet(m.path("team_episodes"))
 
 
-def episodes(results: str | os.PathLike[str]) -> pd.DataFrame:
-    return pd.read_parquet(_path(results, "episodes.parquet"))
-
-
-def ours_vs_paper(results: str | os.PathLike[str]) -> pd.DataFrame:
+def ours_vs_paper(m: Manifest) -> pd.DataFrame:
     """Our agent types and the paper's rows in one table (a ``source`` column tells them apart)."""
-    ours = summary_table(episodes(results))
+    ours = summary_table(episodes(m))
     ours.insert(0, "agents", ours.pop("agent_type").map(lambda a: AGENT_NAMES.get(a, a)))
     ours.insert(1, "source", "ours")
     paper = PAPER_TEAM.copy()
@@ -63,9 +61,9 @@ def ours_vs_paper(results: str | os.PathLike[str]) -> pd.DataFrame:
     return both.where(both.notna(), "-")
 
 
-def tom_vs_paper(results: str | os.PathLike[str]) -> pd.DataFrame:
+def tom_vs_paper(m: Manifest) -> pd.DataFrame:
     """ToM accuracy per order, ours (with 95% intervals) above the paper's."""
-    tom = pd.read_parquet(_path(results, "tom_accuracy.parquet"))
+    tom = pd.read_parquet(m.path("team_tom"))
     rows = []
     for agent_type, g in tom.groupby("agent_type", sort=False):
         row = {"agents": AGENT_NAMES.get(agent_type, agent_type), "source": "ours"}
@@ -80,8 +78,8 @@ def tom_vs_paper(results: str | os.PathLike[str]) -> pd.DataFrame:
     return out.where(out.notna(), "-")
 
 
-def tom_display(results: str | os.PathLike[str]) -> pd.DataFrame:
-    tom = pd.read_parquet(_path(results, "tom_accuracy.parquet"))
+def tom_display(m: Manifest) -> pd.DataFrame:
+    tom = pd.read_parquet(m.path("team_tom"))
     if tom.empty:
         return tom
     out = pd.DataFrame({
@@ -98,10 +96,13 @@ def tom_display(results: str | os.PathLike[str]) -> pd.DataFrame:
     return out
 
 
-def first_transcript(results: str | os.PathLike[str]) -> tuple[str, Path] | None:
-    """The first transcript of an LLM agent type (belief agents first), if there is one."""
+def first_transcript(m: Manifest) -> tuple[str, Path] | None:
+    """The first transcript of an LLM agent type (belief agents first), if there is one: the
+    manifest's ``team_transcripts`` maps each LLM agent type to its transcript folder."""
     for agent in ("llm_belief", "llm"):
-        folder = _path(results, agent, "transcripts")
+        folder = m.get("team_transcripts", agent)
+        if folder is None:
+            continue
         files = sorted(folder.glob("seed*.jsonl")) if folder.is_dir() else []
         if files:
             return agent, files[0]
@@ -127,9 +128,9 @@ def transcript_excerpt(path: str | os.PathLike[str], max_turns: int = 3, max_cha
     return "\n\n".join(turns)
 
 
-def team_commentary(results: str | os.PathLike[str]) -> str:
+def team_commentary(m: Manifest) -> str:
     """What the team-game numbers say, generated from them."""
-    eps = episodes(results)
+    eps = episodes(m)
     out: list[str] = []
     by = {a: g for a, g in eps.groupby("agent_type")}
     if "planner" in by:
@@ -143,9 +144,9 @@ def team_commentary(results: str | os.PathLike[str]) -> str:
                    "(paper: 38 ± 14.7), the floor every learned or prompted team has to clear.")
     if "mappo" in by:
         m = by["mappo"]
-        curve_path = _path(results, "mappo", "learning_curve.parquet")
+        curve_path = m.get("team_curve")
         trained = ""
-        if curve_path.exists():
+        if curve_path is not None and curve_path.exists():
             curve = pd.read_parquet(curve_path)
             if len(curve):
                 tail = curve.tail(max(1, len(curve) // 10))
@@ -176,8 +177,8 @@ def team_commentary(results: str | os.PathLike[str]) -> str:
         out.append(f"The explicit belief state changes the mean score by {d:+.0f} points over {len(by['llm'])} "
                    "seeds; with this few episodes that difference is only meaningful if it is larger than the "
                    "spread between seeds in the table.")
-    tom_path = _path(results, "tom_accuracy.parquet")
-    if tom_path.exists():
+    tom_path = m.get("team_tom")
+    if tom_path is not None and tom_path.exists():
         tom = pd.read_parquet(tom_path)
         if not tom.empty:
             worse = tom[tom["accuracy"] <= tom["majority_baseline"] + 1e-9]

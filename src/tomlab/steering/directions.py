@@ -3,7 +3,8 @@ the activations' spread along a direction, and direction sets saved per task and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from tomlab.probing.estimator import (
     BatchedLogisticRegression,
 )
 from tomlab.probing.probes import head_groups
+from tomlab.steering.intervention import Intervention
 
 DIRECTION_KINDS: tuple[str, ...] = ("random", "+protagonist", "-oracle", "+tpfo", "mass_mean_protagonist")
 
@@ -222,6 +224,35 @@ def projection_std(acts: np.ndarray, directions: np.ndarray) -> np.ndarray:
     return proj.std(axis=0, ddof=0)
 
 
+@dataclass(frozen=True, eq=False)
+class DirectionSet:
+    """One kind of direction for one task and site: ``theta`` (L, H, D) float64 unit directions and
+    ``heads`` (k, 2) int64, the ``(layer, head)`` pairs to apply them on, best first."""
+
+    theta: np.ndarray
+    heads: np.ndarray
+
+    def __post_init__(self) -> None:
+        theta = np.asarray(self.theta, dtype=np.float64)
+        heads = np.asarray(self.heads, dtype=np.int64)
+        if theta.ndim != 3:
+            raise ValueError(f"theta must have shape (layers, heads, head_dim); got {theta.shape}")
+        if heads.size == 0:
+            heads = heads.reshape(0, 2)
+        if heads.ndim != 2 or heads.shape[1] != 2:
+            raise ValueError(f"heads must have shape (k, 2); got {heads.shape}")
+        object.__setattr__(self, "theta", theta)
+        object.__setattr__(self, "heads", heads)
+
+    def spread(self, acts: np.ndarray) -> np.ndarray:
+        """Sigma (L, H): the spread of ``acts`` (N, L, H, D) along the directions (:func:`projection_std`)."""
+        return projection_std(np.asarray(acts, dtype=np.float32), self.theta)
+
+    def intervention(self, site: str, sigma: np.ndarray, alpha: float) -> Intervention:
+        """The intervention that adds ``alpha * sigma * theta`` on this set's heads at ``site``."""
+        return Intervention(site=site, heads=self.heads, directions=self.theta, sigma=sigma, alpha=alpha)
+
+
 # Which probe ranks the heads for each kind of direction.  A direction is applied on the heads
 # whose probe for the same variable validates best; the random control is applied on the heads
 # of +tpfo so that it differs from +tpfo only in the direction.
@@ -247,8 +278,8 @@ def build_direction_sets(
     C_joint: float = DEFAULT_C_JOINT,
     max_iter: int = DEFAULT_MAX_ITER,
     device: str = "cpu",
-) -> dict[str, dict[str, np.ndarray]]:
-    """For each kind: ``{"theta": (L, H, D) float64, "heads": (k, 2) int64}``.
+) -> dict[str, DirectionSet]:
+    """A :class:`DirectionSet` for each kind.
 
     Directions are fitted on the training samples (``~is_val``; all samples when ``is_val`` is
     None), the heads are the ``k`` best of ``heads_table`` (the probe results of the same task and
@@ -259,36 +290,36 @@ def build_direction_sets(
     if train.shape != (acts.shape[0],):
         raise ValueError(f"is_val must have shape ({acts.shape[0]},); got {np.shape(is_val)}")
     x, m = acts[train], meta.loc[train].reset_index(drop=True)
-    out: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[str, DirectionSet] = {}
     for kind in kinds:
         theta = compute_directions(kind, x, m, seed=seed, C_binary=C_binary, C_joint=C_joint,
                                    max_iter=max_iter, device=device)
         heads = rank_heads(heads_table, k, target=RANKED_BY[kind])
-        out[kind] = {"theta": theta, "heads": np.asarray(heads, dtype=np.int64).reshape(-1, 2)}
+        out[kind] = DirectionSet(theta=theta, heads=np.asarray(heads, dtype=np.int64).reshape(-1, 2))
     return out
 
 
-def save_direction_sets(path: str | Any, sets: dict[str, dict[str, np.ndarray]]) -> None:
+def save_direction_sets(path: str | Any, sets: Mapping[str, DirectionSet]) -> None:
     """Write direction sets to one ``.npz`` (atomically): arrays ``theta/<kind>`` and ``heads/<kind>``."""
     from tomlab.io import atomic_path
 
     arrays: dict[str, np.ndarray] = {}
     for kind, entry in sets.items():
-        arrays[f"theta/{kind}"] = np.asarray(entry["theta"], dtype=np.float64)
-        arrays[f"heads/{kind}"] = np.asarray(entry["heads"], dtype=np.int64)
+        arrays[f"theta/{kind}"] = entry.theta
+        arrays[f"heads/{kind}"] = entry.heads
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
 
-def load_direction_sets(path: str | Any) -> dict[str, dict[str, np.ndarray]]:
+def load_direction_sets(path: str | Any) -> dict[str, DirectionSet]:
     """Read what :func:`save_direction_sets` wrote."""
-    out: dict[str, dict[str, np.ndarray]] = {}
+    parts: dict[str, dict[str, np.ndarray]] = {}
     with np.load(path) as data:
         for name in data.files:
             part, kind = name.split("/", 1)
-            out.setdefault(kind, {})[part] = data[name]
-    for kind, entry in out.items():
+            parts.setdefault(kind, {})[part] = data[name]
+    for kind, entry in parts.items():
         if set(entry) != {"theta", "heads"}:
             raise ValueError(f"{path}: direction kind {kind!r} lacks {sorted({'theta', 'heads'} - set(entry))}")
-    return out
+    return {kind: DirectionSet(theta=entry["theta"], heads=entry["heads"]) for kind, entry in parts.items()}

@@ -1,23 +1,43 @@
-"""Running the model under an intervention: steered evaluation, sweeps, mechanism views, free text."""
+"""Running the model under an intervention: steered evaluation, steering across task pairs, the
+alpha sweep, mechanism views (letter probabilities, per-token projections) and free text.
+
+Each experiment is one function taking the loaded model and its inputs and returning tables; the
+command line only parses flags, loads the inputs and writes what comes back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tomlab.backends.hooks import HeadIntervention
+from tomlab.backends.build import cached, generator
 from tomlab.backends.models import LoadedModel
-from tomlab.steering.intervention import intervention_fingerprint
+from tomlab.steering.directions import DirectionSet
+from tomlab.steering.intervention import Intervention
 
 
-def steered_generator(generator: Any, cache_dir: str | Any | None, fingerprint: str) -> Any:
-    """``generator`` behind a completion cache whose namespace is the intervention's fingerprint."""
-    from tomlab.backends.lm import CachedLM
+def eval_subset(items: pd.DataFrame, task: str, conditions: Sequence[str], what: str) -> pd.DataFrame:
+    """The rows of ``items`` for ``task`` and ``conditions`` (an error naming ``what`` when there are none)."""
+    sub = items[(items["task"] == task) & items["condition"].isin(list(conditions))]
+    if sub.empty:
+        raise ValueError(f"the items have no {what} rows for task {task!r} and conditions {list(conditions)}")
+    return sub.reset_index(drop=True)
 
-    return CachedLM(generator, cache_dir, namespace=fingerprint) if cache_dir else generator
+
+def _pick(sets: Mapping[str, DirectionSet], kind: str, where: str) -> DirectionSet:
+    if kind not in sets:
+        raise ValueError(f"{where} has no direction kind {kind!r} (it has {sorted(sets)})")
+    return sets[kind]
+
+
+def steered_generator(generator: Any, cache_dir: str | Any | None, intervention: Intervention | None) -> Any:
+    """``generator`` behind a completion cache whose namespace is the intervention's fingerprint
+    (the plain namespace for ``None``); ``generator`` itself without ``cache_dir``."""
+    return cached(generator, cache_dir, namespace="" if intervention is None else intervention.fingerprint)
 
 
 def evaluate_steered(
@@ -25,46 +45,34 @@ def evaluate_steered(
     items: pd.DataFrame,
     generator: Any,
     config: Any,
+    intervention: Intervention,
     *,
-    heads: Sequence[tuple[int, int]] | np.ndarray,
-    directions: np.ndarray,
-    sigma: np.ndarray,
-    alpha: float,
-    site: str,
     cache_dir: str | Any | None = None,
     modes: Sequence[str] = ("generation", "log-likelihood"),
     batch_size: int = 8,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Score ``items`` with the intervention active (see :func:`tomlab.evaluation.evaluate_items`).
+    """Score ``items`` with ``intervention`` active (see :func:`tomlab.bigtom.evaluation.evaluate_items`).
 
-    ``generator`` is the plain :class:`tomlab.lm.TransformersLM` over ``lm``; completions are cached
-    under ``cache_dir`` in the namespace :func:`intervention_fingerprint`, so an unchanged rerun
-    generates nothing.  Returns the scored items (with ``alpha`` and ``site`` columns) and the
-    cache counters.
+    ``generator`` is the plain :class:`tomlab.backends.lm.TransformersLM` over ``lm``; completions
+    are cached under ``cache_dir`` in the namespace ``intervention.fingerprint``, so an unchanged
+    rerun generates nothing.  Returns the scored items (with ``alpha`` and ``site`` columns) and
+    the cache counters.
     """
     from tomlab.backends.lm import CachedLM
     from tomlab.bigtom.evaluation import evaluate_items
 
-    pairs = [(int(a), int(b)) for a, b in np.asarray(heads, dtype=np.int64).reshape(-1, 2)]
-    fingerprint = intervention_fingerprint(pairs, directions, sigma, alpha, site)
-    cached = steered_generator(generator, cache_dir, fingerprint)
-    with HeadIntervention(lm, pairs, directions, sigma, alpha, site=site) as hook:
-        scored = evaluate_items(lm, items, cached, config, modes=modes, batch_size=batch_size,
+    lm_cached = steered_generator(generator, cache_dir, intervention)
+    with intervention.hook(lm) as hook:
+        scored = evaluate_items(lm, items, lm_cached, config, modes=modes, batch_size=batch_size,
                                 intervention=hook, progress=progress)
-    counters = {"cache_hits": cached.hits, "cache_misses": cached.misses} if isinstance(cached, CachedLM) else {}
-    return scored.assign(alpha=float(alpha), site=site), counters
+    counters = ({"cache_hits": lm_cached.hits, "cache_misses": lm_cached.misses}
+                if isinstance(lm_cached, CachedLM) else {})
+    return scored.assign(alpha=intervention.alpha, site=intervention.site), counters
 
 
-def token_projections(
-    lm: LoadedModel,
-    prompt: str,
-    heads: Sequence[tuple[int, int]] | np.ndarray,
-    directions: np.ndarray,
-    sigma: np.ndarray,
-    site: str = "head_z",
-) -> pd.DataFrame:
-    """Per token of ``prompt``: each chosen head's activation projected on its direction.
+def token_projections(lm: LoadedModel, prompt: str, intervention: Intervention) -> pd.DataFrame:
+    """Per token of ``prompt``: each head of ``intervention`` projected on its direction, at its site.
 
     One row per (position, head) with ``position``, ``token``, ``layer``, ``head``, ``projection``
     (the dot product with the unit direction) and ``z`` (projection divided by the head's sigma, so
@@ -72,14 +80,195 @@ def token_projections(
     """
     from tomlab.backends.activations import token_activations
 
-    acts, tokens = token_activations(lm, prompt, site=site)
-    theta = np.asarray(directions, dtype=np.float64)
-    sig = np.asarray(sigma, dtype=np.float64)
+    acts, tokens = token_activations(lm, prompt, site=intervention.site)
+    theta, sig = intervention.directions, intervention.sigma
     rows = []
-    for layer, head in np.asarray(heads, dtype=np.int64).reshape(-1, 2):
+    for layer, head in intervention.heads:
         proj = acts[:, layer, head, :].astype(np.float64) @ theta[layer, head]
         scale = sig[layer, head] if sig[layer, head] > 0 else np.nan
         for pos, (tok, value) in enumerate(zip(tokens, proj)):
-            rows.append({"position": pos, "token": tok, "layer": int(layer), "head": int(head),
+            rows.append({"position": pos, "token": tok, "layer": layer, "head": head,
                          "projection": float(value), "z": float(value / scale)})
+    return pd.DataFrame(rows)
+
+
+def steer_pairs(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    directions: Mapping[str, Mapping[str, DirectionSet]],
+    activations: Mapping[str, np.ndarray],
+    pairs: Sequence[tuple[str, str]],
+    kind: str,
+    config: Any,
+    *,
+    site: str,
+    alpha: float,
+    conditions: Sequence[str],
+    completion_cache: str | Any | None = None,
+    modes: Sequence[str] = ("generation", "log-likelihood"),
+    batch_size: int = 8,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Evaluate under one kind of intervention for each ``(source, target)`` task pair.
+
+    The directions and heads are ``directions[source][kind]``, sigma their spread over
+    ``activations[target]`` (the target task's probe activations), the items those of ``target``
+    in ``conditions``.  Returns the scored items of every pair (columns ``source_task``,
+    ``direction``, ``top_k``, ``alpha`` and ``site`` added) and ``{"usage", "cache_hits",
+    "cache_misses"}`` summed over the pairs.
+    """
+    for source, target in pairs:
+        if source not in directions or target not in activations:
+            raise ValueError(f"the pair {source}:{target} needs directions for {source!r} and activations "
+                             f"for {target!r}")
+        _pick(directions[source], kind, f"the direction set of {source!r}")
+    subsets = {target: eval_subset(items, target, conditions, "evaluation") for _, target in pairs}
+    plain = generator(lm, batch_size)
+    frames, counters = [], {"cache_hits": 0, "cache_misses": 0}
+    for source, target in pairs:
+        entry = directions[source][kind]
+        intervention = entry.intervention(site, entry.spread(activations[target]), alpha)
+        scored, count = evaluate_steered(lm, subsets[target], plain, config, intervention,
+                                         cache_dir=completion_cache, modes=modes, batch_size=batch_size)
+        frames.append(scored.assign(source_task=source, direction=kind, top_k=len(entry.heads)))
+        for key in counters:
+            counters[key] += count.get(key, 0)
+    return pd.concat(frames, ignore_index=True), {"usage": plain.usage.as_dict(), **counters}
+
+
+def alpha_sweep(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    sets: Mapping[str, DirectionSet],
+    kinds: Sequence[str],
+    alphas: Sequence[float],
+    acts: np.ndarray,
+    config: Any,
+    *,
+    task: str,
+    site: str,
+    conditions: Sequence[str],
+    completion_cache: str | Any | None = None,
+    modes: Sequence[str] = ("generation", "log-likelihood"),
+    batch_size: int = 8,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Accuracy against intervention strength: every kind at every alpha on ``task``'s items.
+
+    Sigma is each kind's spread over ``acts``.  Returns the scored items (with ``direction``,
+    ``alpha`` and ``site``), the accuracy table by direction, alpha, task, condition and mode
+    (bootstrap ``n_boot``, ``seed``) and ``{"usage"}``.
+    """
+    from tomlab.bigtom.evaluation import mode_tables
+
+    chosen = {kind: _pick(sets, kind, "the direction set") for kind in kinds}
+    sub = eval_subset(items, task, conditions, "sweep")
+    plain = generator(lm, batch_size)
+    frames = []
+    for kind, entry in chosen.items():
+        base = entry.intervention(site, entry.spread(acts), 0.0)
+        for alpha in alphas:
+            scored, _ = evaluate_steered(lm, sub, plain, config, base.with_alpha(alpha), cache_dir=completion_cache,
+                                         modes=modes, batch_size=batch_size)
+            frames.append(scored.assign(direction=kind))
+    scored = pd.concat(frames, ignore_index=True)
+    table = mode_tables(scored, by=("direction", "alpha", "task", "condition"), n_boot=n_boot, seed=seed)
+    return scored, table, {"usage": plain.usage.as_dict()}
+
+
+def mechanism(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    sets: Mapping[str, DirectionSet],
+    kinds: Sequence[str],
+    acts: np.ndarray,
+    *,
+    task: str,
+    site: str,
+    alpha: float,
+    conditions: Sequence[str],
+    projection_kind: str,
+    n_stories: int = 2,
+    batch_size: int = 8,
+    chat_template: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The mechanism views of each kind of intervention on ``task``'s items.
+
+    Returns the letter probabilities (the items' ``p_correct`` / ``p_wrong`` without and with the
+    intervention, and their change) and, for ``projection_kind``, the per-token projections of
+    the first ``n_stories`` stories' texts on the directions (:func:`token_projections`).
+    """
+    from tomlab.backends.likelihood import letter_probs
+
+    chosen = {kind: _pick(sets, kind, "the direction set") for kind in kinds}
+    if projection_kind not in chosen:
+        raise ValueError(f"the projection kind {projection_kind!r} is not among the kinds {list(kinds)}")
+    sub = eval_subset(items, task, conditions, "mechanism")
+    plain = letter_probs(lm, sub, batch_size=batch_size, chat_template=chat_template)
+    letters, projections = [], []
+    for kind, entry in chosen.items():
+        intervention = entry.intervention(site, entry.spread(acts), alpha)
+        with intervention.hook(lm) as hook:
+            steered = letter_probs(lm, sub, batch_size=batch_size, chat_template=chat_template, intervention=hook)
+        letters.append(plain[["item_id", "story_id", "task", "condition", "answer_letter"]].assign(
+            direction=kind, alpha=alpha, site=site,
+            p_correct_plain=plain["p_correct"].to_numpy(), p_wrong_plain=plain["p_wrong"].to_numpy(),
+            p_correct_steered=steered["p_correct"].to_numpy(), p_wrong_steered=steered["p_wrong"].to_numpy(),
+            delta_correct=steered["p_correct"].to_numpy() - plain["p_correct"].to_numpy(),
+            delta_wrong=steered["p_wrong"].to_numpy() - plain["p_wrong"].to_numpy(),
+        ))
+        if kind == projection_kind:
+            for story_id in sorted(sub["story_id"].unique())[:n_stories]:
+                for row in sub[sub["story_id"] == story_id].itertuples():
+                    text = f"Story: {row.story}\nQuestion: {row.question}"
+                    proj = token_projections(lm, text, intervention)
+                    projections.append(proj.assign(story_id=int(story_id), condition=row.condition, direction=kind))
+    if not projections:
+        raise ValueError(f"no story to project on the {projection_kind!r} directions (n_stories={n_stories})")
+    return pd.concat(letters, ignore_index=True), pd.concat(projections, ignore_index=True)
+
+
+def free_text(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    sets: Mapping[str, DirectionSet],
+    kinds: Sequence[str],
+    alphas: Sequence[float],
+    acts: np.ndarray,
+    config: Any,
+    *,
+    task: str,
+    site: str,
+    conditions: Sequence[str],
+    n_stories: int = 3,
+    batch_size: int = 8,
+    completion_cache: str | Any | None = None,
+) -> pd.DataFrame:
+    """Open answers to the first ``n_stories`` stories of ``task``, plain and under every kind at every alpha.
+
+    One row per (setting, item) with ``story_id``, ``task``, ``condition``, ``direction``
+    (``"none"`` for the plain model), ``alpha``, ``site``, ``prompt``, ``completion``, ``correct``
+    and ``wrong``.  ``config`` is the :class:`tomlab.backends.lm.GenerationConfig`.
+    """
+    from tomlab.bigtom.evaluation import free_text_prompt
+
+    chosen = {kind: _pick(sets, kind, "the direction set") for kind in kinds}
+    sub = eval_subset(items, task, conditions, "free-text")
+    keep = sorted(sub["story_id"].unique())[:n_stories]
+    sub = sub[sub["story_id"].isin(keep)].reset_index(drop=True)
+    prompts = [free_text_prompt(s, q) for s, q in zip(sub["story"], sub["question"])]
+    plain = generator(lm, batch_size)
+    settings: list[tuple[str, float, Intervention | None]] = [("none", 0.0, None)]
+    for kind, entry in chosen.items():
+        base = entry.intervention(site, entry.spread(acts), 0.0)
+        settings += [(kind, float(alpha), base.with_alpha(alpha)) for alpha in alphas]
+    rows = []
+    for kind, alpha, intervention in settings:
+        steered = steered_generator(plain, completion_cache, intervention)
+        with contextlib.nullcontext() if intervention is None else intervention.hook(lm):
+            completions = steered.generate(prompts, config)
+        for row, prompt, completion in zip(sub.itertuples(), prompts, completions):
+            rows.append({"story_id": int(row.story_id), "task": row.task, "condition": row.condition,
+                         "direction": kind, "alpha": alpha, "site": site, "prompt": prompt,
+                         "completion": completion.text, "correct": row.correct, "wrong": row.wrong})
     return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tomlab.stats import bootstrap_ci
 from tomlab.team.agents import AGENT_TYPES, TOM_ORDERS
 
 
@@ -36,13 +37,6 @@ def summary_table(episodes: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("agent_type", key=lambda s: s.map(lambda a: order.get(a, 99))).reset_index(drop=True)
 
 
-def _bootstrap(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def tom_table(tom: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Accuracy per agent type and order with a 95% bootstrap interval, the unparseable rate, the
     share of questions whose true answer is yes, and the accuracy of always giving the majority
@@ -51,7 +45,7 @@ def tom_table(tom: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFr
     rows = []
     for (agent_type, order), g in tom.groupby(["agent_type", "order"], sort=False):
         correct = g["correct"].astype(float).to_numpy()
-        low, high = _bootstrap(correct, n_boot, rng)
+        low, high = bootstrap_ci(correct, n_boot=n_boot, rng=rng)
         yes = float(g["truth"].astype(float).mean())
         rows.append({"agent_type": agent_type, "order": order, "n": len(g), "accuracy": float(correct.mean()),
                      "ci_low": low, "ci_high": high, "unparseable": float(g["parsed"].isna().mean()),

@@ -448,8 +448,12 @@ def render_report(
     out_html: str | os.PathLike[str],
     out_pdf: str | os.PathLike[str],
     engine: str = "auto",
+    manifest: str | os.PathLike[str] | None = None,
 ) -> None:
     """Render the Quarto project ``source_dir`` against ``results_dir`` to ``out_html`` and ``out_pdf``.
+
+    ``manifest``: a JSON file naming every result file the report shows, handed to the code cells as
+    ``$TOMLAB_MANIFEST``; without it the cells read the default layout of ``results_dir``.
 
     ``engine``: ``"quarto"`` runs ``quarto render``; ``"builtin"`` runs the built-in pipeline
     (nbclient + pandoc + typst); ``"auto"`` picks quarto when it is on PATH.  The source is copied
@@ -467,6 +471,10 @@ def render_report(
 
     env = dict(os.environ)
     env["TOMLAB_RESULTS"] = str(results)
+    if manifest is not None:
+        env["TOMLAB_MANIFEST"] = str(Path(manifest).expanduser().resolve())
+    else:
+        env.pop("TOMLAB_MANIFEST", None)
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     env["QUARTO_PYTHON"] = sys.executable
