@@ -151,28 +151,28 @@ def _results(tmp_path, parsed: list[bool], turn_texts: list[str]):
 
 
 def test_commentary_reads_the_numbers_and_flags_a_model_that_cannot_play(tmp_path):
-    from tomlab.report.common import default_manifest
+    from tests.layout import layout_manifest
     from tomlab.report.debate import debate_commentary
 
-    good = debate_commentary(default_manifest(_results(tmp_path / "good", [True] * 9 + [False], ["Answer: 4"] * 3 + ["hm"])))
+    good = debate_commentary(layout_manifest(_results(tmp_path / "good", [True] * 9 + [False], ["Answer: 4"] * 3 + ["hm"])))
     assert "answers 90% of 10 questions" in good and "overlaps those of 0 of 1" in good
     assert "stopped 7 of 10 debates before round 3" in good
     assert "in 50% of 8 debates, and round 2 in 25% of 4" in good
     assert "1 of 10 judge replies could not be read" in good and "75% of debater turns" in good
     assert "How much this says" not in good
-    bad = debate_commentary(default_manifest(_results(tmp_path / "bad", [False] * 9 + [True], ["Answer: 4"] * 3 + ["hm"])))
+    bad = debate_commentary(layout_manifest(_results(tmp_path / "bad", [False] * 9 + [True], ["Answer: 4"] * 3 + ["hm"])))
     assert "How much this says" in bad and "9 of 10 judge replies" in bad
 
 
 def test_debate_excerpt_is_cut_and_says_so(tmp_path):
-    from tomlab.report.common import default_manifest
+    from tests.layout import layout_manifest
     from tomlab.report.debate import first_debate
 
     d = tmp_path / "debate" / "arithmetic" / "debate"
     d.mkdir(parents=True)
     turns = [{"round": r, "speaker": s, "text": "x" * 500} for r in (1, 2, 3) for s in ("affirmative", "negative")]
     (d / "transcripts.jsonl").write_text(json.dumps({"question_id": "q-0", "turns": turns, "judge": []}) + "\n")
-    text = first_debate(default_manifest(tmp_path), max_chars=100, max_total=450)
+    text = first_debate(layout_manifest(tmp_path), max_chars=100, max_total=450)
     assert text.startswith("Question: q-0") and "[...]" in text and "x" * 101 not in text
     assert "[... 3 more turn(s) left out" in text and text.count("[round") == 3  # each part ~125 chars
 

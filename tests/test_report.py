@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tomlab import stats as stats
+from tests.layout import layout_manifest, save_layout_manifest
 from tomlab.report import common as report_common
 from tomlab.report import probing as report_probing
 from tomlab.report import setup as report_setup
@@ -136,6 +137,7 @@ def fabricate_results(
         (root / "bench" / "extract.json").write_text(json.dumps(
             {"batched_tokens_per_s": 12345.6, "single_tokens_per_s": 2345.6, "speedup": 5.26, "batch_size": 16,
              "n_prompts": 64}))
+    save_layout_manifest(root)
     return root
 
 
@@ -191,7 +193,7 @@ def test_setup_table_tolerates_missing_fields() -> None:
 
 
 def test_probing_summary(strong: Path) -> None:
-    df = report_probing.probing_summary(report_common.default_manifest(strong), "attn_out")
+    df = report_probing.probing_summary(layout_manifest(strong), "attn_out")
     assert list(df["target"]) == ["oracle", "protagonist", "joint"]
     row = df.set_index("target").loc["protagonist"]
     assert row["best head (L.H)"] == "2.1"
@@ -205,14 +207,14 @@ def test_probing_summary(strong: Path) -> None:
 
 
 def test_top_heads_table(strong: Path) -> None:
-    df = report_probing.top_heads_table(report_common.default_manifest(strong), "attn_out")
+    df = report_probing.top_heads_table(layout_manifest(strong), "attn_out")
     assert list(df["rank"]) == list(range(1, 11))
     assert df.loc[0, "oracle head"] == "2.1"
     assert df.loc[0, "protagonist acc"] == pytest.approx(0.913)
 
 
 def test_paper_comparison_no_invented_numbers(strong: Path) -> None:
-    df = report_probing.paper_comparison(report_common.default_manifest(strong), "attn_out")
+    df = report_probing.paper_comparison(layout_manifest(strong), "attn_out")
     assert list(df.columns) == ["quantity", "paper (Mistral-7B)", "ours", "note"]
     assert len(df) == 3
     assert all(v == report_common.NOT_TRANSCRIBED for v in df["paper (Mistral-7B)"])
@@ -221,10 +223,10 @@ def test_paper_comparison_no_invented_numbers(strong: Path) -> None:
 
 
 def test_bench_table(strong: Path, tmp_path: Path) -> None:
-    df = report_setup.bench_table(report_common.default_manifest(strong))
+    df = report_setup.bench_table(layout_manifest(strong))
     assert set(df["benchmark"]) == {"probing", "extract"}
     assert "41.5" in df["value"].tolist()
-    assert report_setup.bench_table(report_common.default_manifest(tmp_path)).empty
+    assert report_setup.bench_table(layout_manifest(tmp_path)).empty
 
 
 def test_to_markdown_formats_mixed_columns() -> None:
@@ -241,7 +243,7 @@ def test_to_markdown_formats_mixed_columns() -> None:
 
 
 def test_commentary_strong(strong: Path) -> None:
-    text = report_probing.commentary_probing(report_common.default_manifest(strong), "attn_out")
+    text = report_probing.commentary_probing(layout_manifest(strong), "attn_out")
     assert "weak" not in text.lower()
     assert "**Protagonist.** The best head, 2.1, reaches 0.913" in text
     assert "story" in text and "by story" in text
@@ -253,7 +255,7 @@ def test_commentary_strong(strong: Path) -> None:
 
 
 def test_commentary_weak(weak: Path) -> None:
-    text = report_probing.commentary_probing(report_common.default_manifest(weak), "attn_out")
+    text = report_probing.commentary_probing(layout_manifest(weak), "attn_out")
     protagonist = next(p for p in text.split("\n\n") if p.startswith("**Protagonist.**"))
     assert "The evidence is weak" in protagonist
     assert "shuffled-label control" in protagonist
@@ -273,7 +275,7 @@ def test_commentary_small_gap_within_noise_is_weak(strong: Path) -> None:
     heads.loc[joint & (heads["layer"] == 2) & (heads["head"] == 1), "val_acc"] = 0.40
     heads["n_val"] = 8
     heads.to_parquet(path, index=False)
-    text = report_probing.commentary_probing(report_common.default_manifest(strong), "attn_out")
+    text = report_probing.commentary_probing(layout_manifest(strong), "attn_out")
     joint_para = next(p for p in text.split("\n\n") if p.startswith("**Joint.**"))
     assert "under two standard errors" in joint_para and "still weak" in joint_para
     assert "nominally above its chance level of 0.25" in text
@@ -283,7 +285,7 @@ def test_commentary_small_gap_within_noise_is_weak(strong: Path) -> None:
 def test_commentary_unknown_split_and_missing_lexical(strong: Path) -> None:
     (strong / "setup.json").unlink()
     (strong / "probing" / "forward_belief" / "lexical.parquet").unlink()
-    text = report_probing.commentary_probing(report_common.default_manifest(strong), "head_z")
+    text = report_probing.commentary_probing(layout_manifest(strong), "head_z")
     assert "not recorded" in text
     assert "No lexical baseline" in text
 
@@ -446,13 +448,13 @@ def test_render_builtin_failing_chunk_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_commentary_explains_joint_success_without_protagonist(strong: Path) -> None:
-    assert "exclusive-or" not in report_probing.commentary_probing(report_common.default_manifest(strong), "attn_out")
+    assert "exclusive-or" not in report_probing.commentary_probing(layout_manifest(strong), "attn_out")
     path = strong / "probing" / "forward_belief" / "attn_out" / "heads.parquet"
     heads = pd.read_parquet(path)
     protagonist = heads["target"] == "protagonist"
     heads.loc[protagonist, "val_acc"] = 0.5
     heads.loc[protagonist, "selectivity"] = heads.loc[protagonist, "val_acc"] - heads.loc[protagonist, "control_acc"]
     heads.to_parquet(path, index=False)
-    text = report_probing.commentary_probing(report_common.default_manifest(strong), "attn_out")
+    text = report_probing.commentary_probing(layout_manifest(strong), "attn_out")
     assert "exclusive-or" in text
     assert "clearly above its chance level of 0.25" in text

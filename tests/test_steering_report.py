@@ -15,7 +15,8 @@ from tomlab.figures.steering import (
 )
 from tomlab.probing.probes import cross_task_correlation
 from tomlab.report import steering as S
-from tomlab.report.common import NOT_TRANSCRIBED, default_manifest, to_markdown
+from tests.layout import layout_manifest
+from tomlab.report.common import NOT_TRANSCRIBED, to_markdown
 
 
 def _heads(values, target="oracle", layers=2, heads=3):
@@ -103,32 +104,32 @@ def _fake_results(root, *, bias_b=True, effect=0.0):
 
 def test_tables_and_commentary_read_the_numbers(tmp_path):
     _fake_results(tmp_path, bias_b=True, effect=0.3)
-    assert S.available(default_manifest(tmp_path))
-    t1 = S.steering_table(default_manifest(tmp_path))
+    assert S.available(layout_manifest(tmp_path))
+    t1 = S.steering_table(layout_manifest(tmp_path))
     assert set(t1["task"]) == {"Forward belief", "Forward action", "Backward belief"}
     row = t1[(t1["task"] == "Forward belief") & (t1["direction"] == "+tpfo")].iloc[0]
     assert row["Δ FB"].endswith("*") and row["Δ FB"].startswith("+0.30")
     assert not row["Δ TB"].endswith("*")
-    t2 = S.steering_table(default_manifest(tmp_path), cross=True)
+    t2 = S.steering_table(layout_manifest(tmp_path), cross=True)
     assert set(t2["task"]) == {"Forward action", "Backward belief"}
-    text = S.steering_commentary(default_manifest(tmp_path))
+    text = S.steering_commentary(layout_manifest(tmp_path))
     assert "position bias" in text and "picks b" in text
     # +tpfo on FB items: three tasks with their own directions and two with forward-belief ones
     assert "Of 20 steered cells" in text and "5 change accuracy by more than item noise" in text
     assert "move accuracy more than the random direction" in text
     assert "Scored by log-likelihood instead, 5 of 20 steered cells move beyond noise" in text
-    comp = S.paper_comparison(default_manifest(tmp_path))
+    comp = S.paper_comparison(layout_manifest(tmp_path))
     assert set(comp["paper TB"]) | set(comp["paper FB"]) == {NOT_TRANSCRIBED}
     assert len(comp) == 3 * 5 and comp["ours FB"].str.contains("head_z").any()
-    assert "|" in to_markdown(S.baseline_table(default_manifest(tmp_path))) and len(S.sweep_table(default_manifest(tmp_path))) == 2
-    md = S.free_text_markdown(default_manifest(tmp_path))
+    assert "|" in to_markdown(S.baseline_table(layout_manifest(tmp_path))) and len(S.sweep_table(layout_manifest(tmp_path))) == 2
+    md = S.free_text_markdown(layout_manifest(tmp_path))
     assert "She thinks it is full." in md and "````text" in md  # a longer fence around backticks
     assert "Does Ada think the jar is full?" in md
 
 
 def test_commentary_without_effects_says_within_noise(tmp_path):
     _fake_results(tmp_path, bias_b=False, effect=0.0)
-    text = S.steering_commentary(default_manifest(tmp_path))
+    text = S.steering_commentary(layout_manifest(tmp_path))
     assert "0 change accuracy by more than item noise" in text
     assert "position bias" not in text
     assert "about as much as the random direction" in text
@@ -137,14 +138,14 @@ def test_commentary_without_effects_says_within_noise(tmp_path):
 def test_commentary_calls_a_sub_item_difference_a_tie(tmp_path):
     # 30 items a cell: a mean |change| gap below 1/30 is less than one item and must not read as an effect
     _fake_results(tmp_path, bias_b=False, effect=0.05)
-    text = S.steering_commentary(default_manifest(tmp_path))
+    text = S.steering_commentary(layout_manifest(tmp_path))
     assert "about as much as the random direction" in text
     _fake_results(tmp_path / "big", bias_b=False, effect=0.4)
-    assert "more than the random direction on average" in S.steering_commentary(default_manifest(tmp_path / "big"))
+    assert "more than the random direction on average" in S.steering_commentary(layout_manifest(tmp_path / "big"))
 
 
 def test_missing_results_are_reported_not_raised(tmp_path):
-    assert not S.available(default_manifest(tmp_path))
+    assert not S.available(layout_manifest(tmp_path))
 
 
 def test_steering_figures_are_written(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from tomlab.backends.lm import CachedLM, ScriptedLM
 from tomlab.cli.main import main
-from tomlab.report.common import default_manifest
+from tests.layout import layout_manifest
 from tomlab.report.team import team_commentary
 from tomlab.team.agents import (
     LLMAgentConfig,
@@ -135,13 +135,13 @@ def test_tables_and_commentary(tmp_path):
     tom.to_parquet(tmp_path / "team" / "tom_accuracy.parquet")
     from tomlab.report.team import ours_vs_paper, tom_vs_paper
 
-    both = ours_vs_paper(default_manifest(tmp_path))
+    both = ours_vs_paper(layout_manifest(tmp_path))
     assert list(both["source"]).count("Li et al.") == 6 and "centralised planner" in set(both["agents"])
     assert both.loc[both["agents"] == "CBS planner", "rounds"].item() == "6.0 ± 0.0"
-    tvp = tom_vs_paper(default_manifest(tmp_path))
+    tvp = tom_vs_paper(layout_manifest(tmp_path))
     assert tvp.loc[tvp["agents"] == "GPT-4 + belief", "second-order"].item() == "69.4%"
     assert tvp.loc[tvp["agents"] == "LLM", "introspection"].item().endswith("]")
-    text = team_commentary(default_manifest(tmp_path))
+    text = team_commentary(layout_manifest(tmp_path))
     assert "**Planner.**" in text and "LLM** agents score" in text and "majority answer" in text
 
 

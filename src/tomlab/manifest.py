@@ -13,9 +13,9 @@ the report sections then look every path up by name and never build one themselv
 paths in a manifest file are relative to the directory the file is in (``tomlab report`` resolves
 the ones it is given against its working directory first, as it does for every other path).
 
-Rendering by hand without a manifest (``quarto render report`` with only ``TOMLAB_RESULTS`` set)
-falls back to ``tomlab.report.common.default_manifest``, the pipeline's default layout of a results
-directory.  This module is part of the shared layer: it imports nothing else from tomlab.
+The ``report`` rule also saves the manifest beside the report (``tomlab report --save-manifest``), so
+``quarto render report`` by hand finds it there.  This module is part of the shared layer: it
+imports only ``tomlab.io``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from tomlab.io import write_text
 
 #: The environment variable that names the manifest file for the report's code cells.
 ENV_VAR = "TOMLAB_MANIFEST"
@@ -114,10 +116,9 @@ class Manifest:
                 for k, v in self._entries.items()}
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the manifest as JSON (sorted names, indented) and return the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+        """Write the manifest as JSON (sorted names, indented), atomically, and return the path."""
+        write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return Path(path)
 
     # ---------------------------------------------------------------- lookups
 

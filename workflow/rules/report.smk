@@ -64,6 +64,7 @@ rule report:
     output:
         html="results/report/index.html",
         pdf="results/report/index.pdf",
+        manifest="results/report/manifest.json",
     params:
         source=lambda wildcards, input: os.path.dirname(input.sources[0]),
         results=lambda wildcards, input: os.path.dirname(input.setup),
@@ -75,4 +76,5 @@ rule report:
         "results/logs/report.log",
     shell:
         "tomlab report --source {params.source:q} --results {params.results:q} --manifest-json {params.manifest:q}"
-        " --html {output.html:q} --pdf {output.pdf:q} --engine {params.engine} > {log:q} 2>&1"
+        " --save-manifest {output.manifest:q} --html {output.html:q} --pdf {output.pdf:q} --engine {params.engine}"
+        " > {log:q} 2>&1"

@@ -29,7 +29,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     source, results = Path(args.source).resolve(), Path(args.results).resolve()
     if args.manifest is None and args.manifest_json is None:
-        # no manifest: the report reads the default layout of --results
+        # no manifest given: the report reads the one a pipeline run saved in --results
         render_report(source, results, args.html, args.pdf, engine=args.engine)
         return
     # relative paths in the manifest are relative to this working directory, like every other argument
@@ -37,6 +37,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         manifest = Manifest.load(args.manifest, base=Path.cwd())
     else:
         manifest = Manifest.from_json(args.manifest_json, base=Path.cwd())
+    if args.save_manifest:
+        manifest.resolved(Path.cwd()).write(args.save_manifest)
     with tempfile.TemporaryDirectory(prefix="tomlab-manifest-") as tmp:
         resolved = manifest.write(Path(tmp) / "manifest.json")
         render_report(source, results, args.html, args.pdf, engine=args.engine, manifest=resolved)
@@ -63,7 +65,9 @@ def add_commands(sub: Any) -> None:
     given = p.add_mutually_exclusive_group()
     given.add_argument("--manifest", metavar="FILE",
                        help="JSON file naming every result file the report shows (name -> path, list of paths, "
-                            "or key -> path); relative paths are taken from the working directory. Without a "
-                            "manifest the report reads the default layout of --results")
+                            "or key -> path); relative paths are taken from the working directory. Without one, "
+                            "the report reads the manifest a pipeline run saved in --results")
     given.add_argument("--manifest-json", metavar="JSON", help="the same manifest as JSON text (what the pipeline passes)")
+    p.add_argument("--save-manifest", metavar="FILE",
+                   help="also save the given manifest here (absolute paths), for rendering the report again by hand")
     p.set_defaults(func=cmd_report)

@@ -19,62 +19,32 @@ def _team_config(args: argparse.Namespace) -> Any:
     return TeamConfig.from_dict(json.loads(args.team_json) if args.team_json else {})
 
 
-def _llm_config(args: argparse.Namespace, belief: bool) -> Any:
-    from tomlab.team.agents import LLMAgentConfig
-
-    raw = json.loads(args.llm_json) if args.llm_json else {}
-    known = set(LLMAgentConfig.__dataclass_fields__) - {"belief"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"team.llm: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    return LLMAgentConfig(belief=belief, **raw)
-
-
 def cmd_team_play(args: argparse.Namespace) -> None:
+    from tomlab.backends.build import build_backend, usage_report
     from tomlab.team.agents import (
         LLM_TYPES,
         episodes_frame,
-        play_llm_episodes,
-        play_planner,
-        play_policy,
-        random_policy,
+        play_episodes,
         tom_frame,
         write_transcript,
     )
 
     config = _team_config(args)
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    kind = args.agent_type
-    usage: dict[str, Any] = {}
-    if kind == "random":
-        episodes = [play_policy(config, s, random_policy, "random") for s in seeds]
-    elif kind == "planner":
-        episodes = [play_planner(config, s) for s in seeds]
-    elif kind == "mappo":
-        if not args.policies:
-            raise ValueError("--policies is required for agent type mappo")
-        from tomlab.team.mappo import load_policies, mappo_policy
-
-        policy = mappo_policy(load_policies(args.policies, config), config)
-        episodes = [play_policy(config, s, policy, "mappo") for s in seeds]
-    elif kind in LLM_TYPES:
-        from tomlab.backends.build import build_backend, usage_report
-
-        agent_cfg = _llm_config(args, belief=kind == "llm_belief")
+    seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+    lm = None
+    if args.agent_type in LLM_TYPES:
         lm = build_backend(_model_cfg(args), batch_size=args.batch_size, completion_cache=args.completion_cache,
                            cache_dir=args.cache_dir)
-        episodes = play_llm_episodes(lm, config, seeds, agent_cfg)
-        usage = usage_report(lm)
-    else:  # argparse restricts the choices
-        raise ValueError(f"unknown agent type {kind!r}")
+    episodes = play_episodes(args.agent_type, config, seeds, policies=args.policies, lm=lm,
+                             llm=json.loads(args.llm_json) if args.llm_json else {})
     with io.atomic_dir(args.transcripts) as tmp:
         for ep in episodes:
             write_transcript(tmp / f"seed{ep.seed}.jsonl", ep, config.max_rounds)
     io.write_parquet(args.out_tom, tom_frame(episodes))
     frame = episodes_frame(episodes, config.max_rounds)
     io.write_parquet(args.out_episodes, frame)
-    print(json.dumps({"agent_type": kind, "mean_score": float(frame["score"].mean()),
-                      "mean_rounds": float(frame["rounds"].mean()), **usage}))
+    print(json.dumps({"agent_type": args.agent_type, "mean_score": float(frame["score"].mean()),
+                      "mean_rounds": float(frame["rounds"].mean()), **(usage_report(lm) if lm else {})}))
 
 
 def cmd_team_train(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,15 @@ class LLMAgentConfig:
     temperature: float = 0.0
     chat_template: bool = True
     tom: bool = True
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], belief: bool = False) -> LLMAgentConfig:
+        """From the config's ``team.llm`` section (a clear error names unknown keys)."""
+        known = set(cls.__dataclass_fields__) - {"belief"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"team.llm: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(belief=belief, **raw)
 
     def generation(self, purpose: str, seed: int) -> GenerationConfig:
         tokens = {"action": self.max_new_tokens, "belief": self.belief_max_new_tokens,
@@ -314,3 +323,27 @@ def tom_frame(episodes: Sequence[Episode]) -> Any:
             "truth", "correct"]
     rows = [r for e in episodes for r in e.tom]
     return pd.DataFrame(rows, columns=cols)
+
+
+def play_episodes(agent_type: str, config: TeamConfig, seeds: Iterable[int], *, policies: Any = None,
+                  lm: LanguageModel | None = None, llm: Mapping[str, Any] | None = None) -> list[Episode]:
+    """Play one episode per seed with a team of ``agent_type``: ``policies`` (a trained MAPPO file)
+    for ``mappo``, ``lm`` and the ``team.llm`` settings for the LLM teams."""
+    seeds = list(seeds)
+    if agent_type == "random":
+        return [play_policy(config, s, random_policy, "random") for s in seeds]
+    if agent_type == "planner":
+        return [play_planner(config, s) for s in seeds]
+    if agent_type == "mappo":
+        if not policies:
+            raise ValueError("--policies is required for agent type mappo")
+        from tomlab.team.mappo import load_policies, mappo_policy
+
+        policy = mappo_policy(load_policies(policies, config), config)
+        return [play_policy(config, s, policy, "mappo") for s in seeds]
+    if agent_type in LLM_TYPES:
+        if lm is None:
+            raise ValueError(f"agent type {agent_type} needs a language model")
+        agent_cfg = LLMAgentConfig.from_dict(llm or {}, belief=agent_type == "llm_belief")
+        return play_llm_episodes(lm, config, seeds, agent_cfg)
+    raise ValueError(f"unknown agent type {agent_type!r}; known: {list(AGENT_TYPES)}")

@@ -453,7 +453,7 @@ def render_report(
     """Render the Quarto project ``source_dir`` against ``results_dir`` to ``out_html`` and ``out_pdf``.
 
     ``manifest``: a JSON file naming every result file the report shows, handed to the code cells as
-    ``$TOMLAB_MANIFEST``; without it the cells read the default layout of ``results_dir``.
+    ``$TOMLAB_MANIFEST``; without it the cells read the manifest a pipeline run saved in ``results_dir``.
 
     ``engine``: ``"quarto"`` runs ``quarto render``; ``"builtin"`` runs the built-in pipeline
     (nbclient + pandoc + typst); ``"auto"`` picks quarto when it is on PATH.  The source is copied
