@@ -16,7 +16,7 @@ def layout_manifest(results: str | os.PathLike[str]) -> Manifest:
     sites are those recorded in ``setup.json`` (else the folders found under ``probing/<main task>``).
     """
     from tomlab.bigtom.conditions import MAIN_TASK, TASKS
-    from tomlab.team.agents import AGENT_TYPES, LLM_TYPES
+    from tomlab.team import AGENT_TYPES, LLM_TYPES
 
     r = Path(results)
     sites: list[str] = []

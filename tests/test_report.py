@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tomlab import stats as stats
 from tests.layout import layout_manifest, save_layout_manifest
+from tomlab import stats as stats
 from tomlab.report import common as report_common
 from tomlab.report import probing as report_probing
 from tomlab.report import setup as report_setup

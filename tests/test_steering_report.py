@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.layout import layout_manifest
 from tomlab.cli.main import main
 from tomlab.figures.steering import (
     plot_alpha_sweep,
@@ -15,7 +16,6 @@ from tomlab.figures.steering import (
 )
 from tomlab.probing.probes import cross_task_correlation
 from tomlab.report import steering as S
-from tests.layout import layout_manifest
 from tomlab.report.common import NOT_TRANSCRIBED, to_markdown
 
 

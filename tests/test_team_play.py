@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.layout import layout_manifest
 from tomlab.backends.lm import CachedLM, ScriptedLM
 from tomlab.cli.main import main
-from tests.layout import layout_manifest
 from tomlab.report.team import team_commentary
 from tomlab.team.agents import (
     LLMAgentConfig,

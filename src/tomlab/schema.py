@@ -1,6 +1,8 @@
 """The configuration schema, shipped with the package: the one place where every setting and its default
-is written.  Snakemake validates the config against it (filling in defaults), and the command line takes
-its flags' defaults from it, so a default is never said twice.
+is written, and the project's vocabularies (capture sites, tasks, direction kinds, agent types, ...).
+Snakemake validates the config against it (filling in defaults), the command line takes its flags'
+defaults and choices from it, and the library's constants (``SITES``, ``TASKS``, ...) are read from its
+vocabularies, so none of these is said twice.
 """
 
 from __future__ import annotations
@@ -34,3 +36,12 @@ def default(key: str) -> Any:
     if "default" not in node:
         raise KeyError(f"{SCHEMA_PATH}: config key {key!r} has no default")
     return node["default"]
+
+
+def vocabulary(name: str) -> tuple[str, ...]:
+    """The values of one of the schema's vocabularies (``$defs``): ``"site"``, ``"task"``, ``"mode"``,
+    ``"direction_kind"``, ``"agent_type"``, ``"debate_task"``, ``"debate_method"``, ``"split_mode"``."""
+    defs = load_schema().get("$defs", {})
+    if name not in defs or "enum" not in defs[name]:
+        raise KeyError(f"{SCHEMA_PATH}: no vocabulary {name!r} (known: {sorted(defs)})")
+    return tuple(defs[name]["enum"])

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
 from tomlab.schema import SCHEMA_PATH
-from tomlab.team.agents import AGENT_TYPES, LLM_TYPES
+from tomlab.team import AGENT_TYPES, LLM_TYPES
 
 
 validate(config, schema=str(SCHEMA_PATH), set_default=True)

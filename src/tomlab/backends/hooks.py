@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from tomlab.backends.models import LoadedModel
+from tomlab.schema import vocabulary
 
-SITES: tuple[str, ...] = ("attn_out", "head_z")
+SITES: tuple[str, ...] = vocabulary("site")
 
 SiteFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -28,6 +29,28 @@ SiteFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 def _check_site(site: str) -> None:
     if site not in SITES:
         raise ValueError(f"unknown site {site!r}; known: {list(SITES)}")
+
+
+def check_heads(heads: Sequence[tuple[int, int]] | np.ndarray, n_layers: int, n_heads: int,
+                grid: str = "the model's") -> list[tuple[int, int]]:
+    """``heads`` as a list of ``(layer, head)`` int pairs, each inside the ``n_layers x n_heads`` grid and
+    listed once (a clear error otherwise)."""
+    chosen: list[tuple[int, int]] = []
+    for layer, head in np.asarray(heads, dtype=np.int64).reshape(-1, 2).tolist():
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(f"head {(layer, head)} is outside {grid} {n_layers} x {n_heads} heads")
+        if (layer, head) in chosen:
+            raise ValueError(f"head {(layer, head)} is listed twice")
+        chosen.append((layer, head))
+    return chosen
+
+
+def check_alpha(alpha: float) -> float:
+    """The strength of an intervention as a finite float."""
+    alpha = float(alpha)
+    if not np.isfinite(alpha):
+        raise ValueError(f"alpha must be finite; got {alpha}")
+    return alpha
 
 
 def _on_site(lm: LoadedModel, layer: int, site: str, fn: SiteFn, *, edit: bool = False) -> Any:
@@ -147,17 +170,8 @@ class HeadIntervention:
             raise ValueError(f"directions must have shape {(n_layers, n_heads, d)}; got {theta.shape}")
         if sig.shape != (n_layers, n_heads):
             raise ValueError(f"sigma must have shape {(n_layers, n_heads)}; got {sig.shape}")
-        chosen: list[tuple[int, int]] = []
-        for pair in heads:
-            layer, head = (int(x) for x in pair)
-            if not (0 <= layer < n_layers and 0 <= head < n_heads):
-                raise ValueError(f"head {(layer, head)} is outside the model's {n_layers} x {n_heads} heads")
-            if (layer, head) in chosen:
-                raise ValueError(f"head {(layer, head)} is listed twice")
-            chosen.append((layer, head))
-        alpha = float(alpha)
-        if not np.isfinite(alpha):
-            raise ValueError(f"alpha must be finite; got {alpha}")
+        chosen = check_heads(heads, n_layers, n_heads)
+        alpha = check_alpha(alpha)
         self.lm = lm
         self.heads = chosen
         self.site = site

@@ -20,12 +20,13 @@ from tomlab.bigtom.raw import (
     story_parts,
 )
 from tomlab.io import atomic_dir
+from tomlab.schema import vocabulary
 
 INITS: tuple[int, ...] = (0, 1)
 
 
 #: BigToM's three tasks (the "causal variables" asked about), defined here once for the whole library.
-TASKS: tuple[str, ...] = ("forward_belief", "forward_action", "backward_belief")
+TASKS: tuple[str, ...] = vocabulary("task")
 #: The task the paper probes; directions learned on it are also tried on the other tasks.
 MAIN_TASK = "forward_belief"
 #: Display titles of the tasks.

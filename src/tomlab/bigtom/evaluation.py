@@ -16,12 +16,13 @@ import pandas as pd
 from tomlab.backends.likelihood import option_logprobs
 from tomlab.backends.models import LoadedModel
 from tomlab.bigtom.conditions import CONDITIONS, TASKS, read_condition, split_stories
+from tomlab.schema import vocabulary
 from tomlab.stats import bootstrap_ci
 
 EVAL_INIT = 0
 
 
-MODES: tuple[str, ...] = ("generation", "log-likelihood")
+MODES: tuple[str, ...] = vocabulary("mode")
 
 
 INSTRUCTION = (

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from tomlab.bigtom.conditions import MAIN_TASK, TASKS
-from tomlab.bigtom.evaluation import MODES
 from tomlab.schema import default as schema_default
+from tomlab.schema import vocabulary
 
 
 def _model_cfg(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def _add_answer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=schema_default("evaluation.max_new_tokens"))
     p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
                    default=schema_default("evaluation.chat_template"))
-    p.add_argument("--modes", nargs="+", default=schema_default("evaluation.modes"), choices=MODES)
+    p.add_argument("--modes", nargs="+", default=schema_default("evaluation.modes"), choices=vocabulary("mode"))
     p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
     p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"), help="bootstrap seed")
     p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")

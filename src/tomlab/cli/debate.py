@@ -9,9 +9,8 @@ from typing import Any
 import pandas as pd
 
 from tomlab import io
-from tomlab.debate.protocol import METHODS
-from tomlab.debate.run import ROLES, TASKS
 from tomlab.schema import default as schema_default
+from tomlab.schema import vocabulary
 
 
 def cmd_debate_tasks(args: argparse.Namespace) -> None:
@@ -33,7 +32,7 @@ def cmd_debate_tasks(args: argparse.Namespace) -> None:
 
 def cmd_debate_run(args: argparse.Namespace) -> None:
     from tomlab.backends.build import build_backends
-    from tomlab.debate.run import run_method
+    from tomlab.debate.run import ROLES, run_method
 
     rows = pd.read_parquet(args.tasks)
     settings = json.loads(args.debate_json) if args.debate_json else {}
@@ -66,7 +65,7 @@ def add_commands(sub: Any) -> None:
     from tomlab.debate.tasks import FAMILIES
 
     p = sub.add_parser("debate-tasks", help="counter-intuitive arithmetic instances or translation rows")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", choices=vocabulary("debate_task"), required=True)
     p.add_argument("--file", help="the original arithmetic JSON, or a translation CSV/TSV/JSONL")
     p.add_argument("--n", type=int, default=schema_default("debate.arithmetic.n"), help="generated arithmetic instances")
     p.add_argument("--seed", type=int, default=schema_default("debate.arithmetic.seed"))
@@ -76,9 +75,9 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_debate_tasks)
 
     p = sub.add_parser("debate-run", help="answer every task item with one method (a baseline or the debate)")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", choices=vocabulary("debate_task"), required=True)
     p.add_argument("--tasks", required=True)
-    p.add_argument("--method", choices=METHODS, required=True)
+    p.add_argument("--method", choices=vocabulary("debate_method"), required=True)
     p.add_argument("--models-json", required=True, help='{"default": model, "affirmative": ..., "negative": ..., "judge": ...}')
     p.add_argument("--debate-json", help="the config's debate section as JSON (rounds, tit_for_tat, ...)")
     p.add_argument("--batch-size", type=int, default=schema_default("debate.batch_size"))
@@ -91,7 +90,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_debate_run)
 
     p = sub.add_parser("debate-tables", help="accuracy, disagreement by round, judge preference")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", choices=vocabulary("debate_task"), required=True)
     p.add_argument("--tasks", required=True)
     p.add_argument("--answers", nargs="+", required=True)
     p.add_argument("--turns", nargs="+", required=True)

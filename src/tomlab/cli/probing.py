@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from tomlab import io
-from tomlab.backends.hooks import SITES
 from tomlab.bigtom.conditions import MAIN_TASK, TASKS
 from tomlab.cli.common import _add_model_args, _by_task, _load_split, _model_cfg
-from tomlab.probing.probes import SPLIT_MODES
 from tomlab.schema import default as schema_default
+from tomlab.schema import vocabulary
 
 
 def cmd_probe_samples(args: argparse.Namespace) -> None:
@@ -146,7 +145,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("split", help="train/validation split of the probe samples")
     p.add_argument("--samples", required=True)
     p.add_argument("--val-fraction", type=float, default=schema_default("split.val_fraction"))
-    p.add_argument("--mode", choices=SPLIT_MODES, default=schema_default("split.mode"))
+    p.add_argument("--mode", choices=vocabulary("split_mode"), default=schema_default("split.mode"))
     p.add_argument("--seed", type=int, default=schema_default("split.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_split)
@@ -159,7 +158,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("extract", help="per-head activations at the last token")
     _add_model_args(p)
     p.add_argument("--samples", required=True)
-    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=SITES)
+    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=vocabulary("site"))
     p.add_argument("--batch-size", type=int, default=schema_default("activations.batch_size"))
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_extract)
@@ -222,7 +221,7 @@ def add_commands(sub: Any) -> None:
     p = bench.add_parser("extract", help="batched vs one-at-a-time activation extraction")
     _add_model_args(p)
     p.add_argument("--samples", required=True)
-    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=SITES)
+    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=vocabulary("site"))
     p.add_argument("--batch-size", type=int, default=schema_default("bench.extract_batch_size"))
     p.add_argument("--n-prompts", type=int, default=schema_default("bench.extract_prompts"))
     p.add_argument("--out", required=True)

@@ -79,7 +79,7 @@ def cmd_plot_team(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    from tomlab.team.agents import AGENT_TYPES
+    from tomlab.team import AGENT_TYPES
 
     def team_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--team-json", help="the config's team section as JSON (map, bombs, agents, rules)")

@@ -12,11 +12,12 @@ from typing import Any, Literal
 from tomlab.backends.lm import Completion, GenerationConfig
 from tomlab.backends.lockstep import Conversation, Request, ask, usage_of
 from tomlab.debate.tasks import final_number
+from tomlab.schema import vocabulary
 
 TitForTat = Literal["none", "moderate", "always"]
 
 
-METHODS = ("direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced")
+METHODS: tuple[str, ...] = vocabulary("debate_method")
 SIDES = ("affirmative", "negative")
 
 

@@ -22,10 +22,11 @@ from tomlab.debate.protocol import (
 )
 from tomlab.debate.tasks import final_translation
 from tomlab.schema import default as schema_default
+from tomlab.schema import vocabulary
 
 #: The model roles of a debate; the baselines use the ``default`` model.
 ROLES: tuple[str, ...] = (*SIDES, "judge")
-TASKS: tuple[str, ...] = ("arithmetic", "translation")
+TASKS: tuple[str, ...] = vocabulary("debate_task")
 TRANSLATION_FORMAT = "End with a line of the form 'Translation: <your French translation>'."
 TURN_COLUMNS = ["question_id", "method", "round", "debater", "speaker", "text"]
 JUDGE_COLUMNS = ["question_id", "method", "round", "mode", "raw", "parsed", "error", "preference", "answer"]

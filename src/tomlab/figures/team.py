@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from tomlab.figures.common import save_figure
-from tomlab.team.agents import AGENT_TYPES
+from tomlab.team import AGENT_TYPES
 
 
 def plot_team_rounds(episodes: pd.DataFrame, stem: str | os.PathLike[str], max_rounds: int = 30) -> list[Path]:

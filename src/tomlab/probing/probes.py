@@ -32,13 +32,14 @@ from tomlab.probing.solver import (
     _to_tensor,
     default_chunk_size,
 )
+from tomlab.schema import vocabulary
 
 #: Probe targets and their number of classes.
 TARGETS: dict[str, int] = {"oracle": 2, "protagonist": 2, "joint": 4}
 
 
 #: Allowed values of ``split_train_val(mode=...)``.
-SPLIT_MODES: tuple[str, ...] = ("by_story", "by_sample")
+SPLIT_MODES: tuple[str, ...] = vocabulary("split_mode")
 
 
 _DEFAULT_TARGETS: tuple[str, ...] = ("oracle", "protagonist", "joint")

@@ -17,9 +17,10 @@ from tomlab.probing.estimator import (
     BatchedLogisticRegression,
 )
 from tomlab.probing.probes import head_groups
+from tomlab.schema import vocabulary
 from tomlab.steering.intervention import Intervention
 
-DIRECTION_KINDS: tuple[str, ...] = ("random", "+protagonist", "-oracle", "+tpfo", "mass_mean_protagonist")
+DIRECTION_KINDS: tuple[str, ...] = vocabulary("direction_kind")
 
 
 TPFO_CLASS = 1  # joint = 2 * oracle + protagonist: protagonist true, oracle false

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tomlab.backends.hooks import SITES, HeadIntervention
+from tomlab.backends.hooks import SITES, HeadIntervention, check_alpha, check_heads
 from tomlab.backends.models import LoadedModel
 
 
@@ -46,16 +46,8 @@ class Intervention:
         n_layers, n_heads, _ = theta.shape
         if sig.shape != (n_layers, n_heads):
             raise ValueError(f"sigma must have shape {(n_layers, n_heads)}; got {sig.shape}")
-        chosen: list[tuple[int, int]] = []
-        for layer, head in np.asarray(self.heads, dtype=np.int64).reshape(-1, 2).tolist():
-            if not (0 <= layer < n_layers and 0 <= head < n_heads):
-                raise ValueError(f"head {(layer, head)} is outside the directions' {n_layers} x {n_heads} heads")
-            if (layer, head) in chosen:
-                raise ValueError(f"head {(layer, head)} is listed twice")
-            chosen.append((layer, head))
-        alpha = float(self.alpha)
-        if not np.isfinite(alpha):
-            raise ValueError(f"alpha must be finite; got {alpha}")
+        chosen = check_heads(self.heads, n_layers, n_heads, grid="the directions'")
+        alpha = check_alpha(self.alpha)
         object.__setattr__(self, "heads", tuple(chosen))
         object.__setattr__(self, "directions", theta)
         object.__setattr__(self, "sigma", sig)

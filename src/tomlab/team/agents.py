@@ -13,6 +13,7 @@ import numpy as np
 
 from tomlab.backends.lm import Completion, GenerationConfig, LanguageModel
 from tomlab.backends.lockstep import Request, run_lockstep
+from tomlab.team import AGENT_TYPES, LLM_TYPES
 from tomlab.team.env import observation_text, parse_reply
 from tomlab.team.game import (
     Action,
@@ -24,12 +25,6 @@ from tomlab.team.game import (
     knows_that_knows,
 )
 from tomlab.team.planner import plan_game
-
-AGENT_TYPES = ("random", "planner", "mappo", "llm", "llm_belief")
-
-
-LLM_TYPES = ("llm", "llm_belief")
-
 
 TOM_ORDERS = ("introspection", "first_order", "second_order")
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from tomlab.stats import bootstrap_ci
-from tomlab.team.agents import AGENT_TYPES, TOM_ORDERS
+from tomlab.team import AGENT_TYPES
+from tomlab.team.agents import TOM_ORDERS
 
 
 def _mean_sd(x: pd.Series, digits: int = 1) -> str:
