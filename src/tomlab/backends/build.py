@@ -27,10 +27,11 @@ def offline_unless_allowed(spec: Mapping[str, Any]) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-def load_local(spec: Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
+def load_local(spec: Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None,
+               where: str = "model") -> LoadedModel:
     """Load the local model a config's model section names (offline unless it allows downloads)."""
     if "name" not in spec:
-        raise ValueError("model: give a local model 'name' or a server 'base_url'")
+        raise ValueError(f"{where}: give a local model 'name' or a server 'base_url'")
     offline_unless_allowed(spec)
     return load_model_from_config(dict(spec), cache_dir=cache_dir)
 
@@ -62,9 +63,7 @@ def build_backend(spec: Mapping[str, Any], *, batch_size: int = 8, completion_ca
     """The backend one spec describes: served when it has a ``base_url``, else local."""
     if "base_url" in spec:
         return cached(served_model(spec, where), completion_cache)
-    if "name" not in spec:
-        raise ValueError(f"{where}: give a local model 'name' or a server 'base_url'")
-    return generator(load_local(spec, cache_dir), batch_size, completion_cache)
+    return generator(load_local(spec, cache_dir, where), batch_size, completion_cache)
 
 
 def build_backends(models: Mapping[str, Any], roles: tuple[str, ...], *, batch_size: int = 8,

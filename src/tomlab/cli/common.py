@@ -75,6 +75,13 @@ def _kinds(names: Sequence[str]) -> list[str]:
     return [canonical_kind(n) for n in names]
 
 
+def _add_probe_hparams(p: argparse.ArgumentParser) -> None:
+    """The probes' regularisation and iteration cap (probe, lexical baseline, steering directions)."""
+    p.add_argument("--C-binary", type=float, default=schema_default("probing.C_binary"))
+    p.add_argument("--C-joint", type=float, default=schema_default("probing.C_joint"))
+    p.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
+
+
 def _add_direction_args(p: argparse.ArgumentParser) -> None:
     """Which saved directions to apply: the file, the activations that set sigma, task, site, kinds."""
     p.add_argument("--directions", required=True)

@@ -12,7 +12,14 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK, TASKS
-from tomlab.cli.common import _add_model_args, _by_task, _load_split, _model_cfg
+from tomlab.cli.common import (
+    _add_model_args,
+    _add_probe_hparams,
+    _by_task,
+    _load_split,
+    _model_cfg,
+    _task_activations,
+)
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
 
@@ -60,10 +67,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 def cmd_probe(args: argparse.Namespace) -> None:
     from tomlab.probing.probes import probe_heads, probe_layers, top_heads
 
-    samples = pd.read_parquet(args.samples)
-    acts = np.load(args.activations, mmap_mode="r")
-    if acts.shape[0] != len(samples):
-        raise SystemExit(f"tomlab: {args.activations} has {acts.shape[0]} samples, {args.samples} has {len(samples)}")
+    samples, acts = _task_activations(args.samples, args.activations)
     is_val = _load_split(samples, args.split)
     kw = dict(C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter, seed=args.seed)
     heads = probe_heads(acts, samples, is_val, **kw)
@@ -163,16 +167,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_extract)
 
-    def add_probe_hparams(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--C-binary", type=float, default=schema_default("probing.C_binary"))
-        q.add_argument("--C-joint", type=float, default=schema_default("probing.C_joint"))
-        q.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
-
     p = sub.add_parser("probe", help="probes per head and per layer, with the shuffled-label control")
     p.add_argument("--activations", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
-    add_probe_hparams(p)
+    _add_probe_hparams(p)
     p.add_argument("--seed", type=int, default=schema_default("probing.seed"))
     p.add_argument("--top-k", type=int, default=schema_default("probing.top_k"))
     p.add_argument("--out-heads", required=True)
@@ -183,7 +182,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("lexical", help="bag-of-words baseline on the prompt text alone")
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
-    add_probe_hparams(p)
+    _add_probe_hparams(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_lexical)
 
@@ -208,7 +207,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--activations", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
-    p.add_argument("--target", default="oracle")
+    p.add_argument("--target", default=schema_default("bench.probing_target"))
     p.add_argument("--C", type=float, default=schema_default("probing.C_binary"))
     p.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
     p.add_argument("--sklearn-tol", type=float, default=1e-8,

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from tomlab import io
+from tomlab.schema import default as schema_default
 
 
 def cmd_setup_summary(args: argparse.Namespace) -> None:
@@ -61,7 +62,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--results", required=True)
     p.add_argument("--html", required=True)
     p.add_argument("--pdf", required=True)
-    p.add_argument("--engine", choices=["auto", "quarto", "builtin"], default="auto")
+    p.add_argument("--engine", choices=["auto", "quarto", "builtin"], default=schema_default("report.engine"))
     given = p.add_mutually_exclusive_group()
     given.add_argument("--manifest", metavar="FILE",
                        help="JSON file naming every result file the report shows (name -> path, list of paths, "

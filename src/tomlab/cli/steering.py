@@ -14,6 +14,7 @@ from tomlab.cli.common import (
     _add_answer_args,
     _add_direction_args,
     _add_model_args,
+    _add_probe_hparams,
     _by_task,
     _generation,
     _kinds,
@@ -21,6 +22,7 @@ from tomlab.cli.common import (
     _model_cfg,
     _task_activations,
 )
+from tomlab.schema import default as schema_default
 
 
 def cmd_directions(args: argparse.Namespace) -> None:
@@ -152,11 +154,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--split", required=True)
     p.add_argument("--heads", required=True, help="the probe results (heads.parquet) of the same task and site")
     p.add_argument("--kinds", nargs="+", required=True)
-    p.add_argument("--top-k", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--C-binary", type=float, default=10.0)
-    p.add_argument("--C-joint", type=float, default=1.0)
-    p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"))
+    p.add_argument("--seed", type=int, default=schema_default("steering.seed"))
+    _add_probe_hparams(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_directions)
 
@@ -164,7 +164,7 @@ def add_commands(sub: Any) -> None:
     _add_answer_args(p)
     p.add_argument("--site", required=True)
     p.add_argument("--kind", required=True)
-    p.add_argument("--alpha", type=float, default=20.0)
+    p.add_argument("--alpha", type=float, default=float(schema_default("steering.alpha")))
     p.add_argument("--pairs", nargs="+", required=True, help="SOURCE:TARGET task pairs")
     p.add_argument("--directions", nargs="+", required=True, help="TASK=directions.npz")
     p.add_argument("--activations", nargs="+", required=True, help="TASK=activations.npy (the probe split)")
@@ -175,8 +175,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("steering-tables", help="accuracy with intervals, and the change from the baseline")
     p.add_argument("--baseline", required=True)
     p.add_argument("--steered", nargs="+", required=True)
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
+    p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_steering_tables)
 
@@ -193,12 +193,13 @@ def add_commands(sub: Any) -> None:
     _add_model_args(p)
     p.add_argument("--items", required=True)
     _add_direction_args(p)
-    p.add_argument("--alpha", type=float, default=20.0)
-    p.add_argument("--projection-kind", default="+tpfo")
-    p.add_argument("--n-stories", type=int, default=2)
+    p.add_argument("--alpha", type=float, default=float(schema_default("steering.alpha")))
+    p.add_argument("--projection-kind", default=schema_default("steering.mechanism.projection_direction"))
+    p.add_argument("--n-stories", type=int, default=schema_default("steering.mechanism.n_stories"))
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--batch-size", type=int, default=schema_default("evaluation.batch_size"))
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
+                   default=schema_default("evaluation.chat_template"))
     p.add_argument("--out-letters", required=True)
     p.add_argument("--out-projections", required=True)
     p.set_defaults(func=cmd_mechanism)
@@ -207,12 +208,13 @@ def add_commands(sub: Any) -> None:
     _add_model_args(p)
     p.add_argument("--items", required=True)
     _add_direction_args(p)
-    p.add_argument("--alphas", nargs="+", type=float, default=[20.0])
-    p.add_argument("--n-stories", type=int, default=3)
+    p.add_argument("--alphas", nargs="+", type=float, default=[float(a) for a in schema_default("steering.free_text.alphas")])
+    p.add_argument("--n-stories", type=int, default=schema_default("steering.free_text.n_stories"))
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--max-new-tokens", type=int, default=schema_default("steering.free_text.max_new_tokens"))
+    p.add_argument("--batch-size", type=int, default=schema_default("evaluation.batch_size"))
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
+                   default=schema_default("evaluation.chat_template"))
     p.add_argument("--completion-cache", default=None)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_free_text)
