@@ -25,3 +25,22 @@ def bigtom_csv() -> Path:
     if not SHARED_BIGTOM.is_file():
         pytest.skip(f"real BigToM file not found at {SHARED_BIGTOM} (../shared/data/bigtom is absent)")
     return SHARED_BIGTOM
+
+
+@pytest.fixture(scope="session")
+def generated_conditions(tmp_path_factory):
+    """``make(n, seed)``: the 25 condition folders of ``n`` generated stories (built once per (n, seed))."""
+    from tomlab.bigtom.conditions import conditions_from_csv
+    from tomlab.bigtom.stories import write_generated
+
+    built: dict[tuple[int, int], Path] = {}
+
+    def make(n: int, seed: int) -> Path:
+        if (n, seed) not in built:
+            root = tmp_path_factory.mktemp(f"stories_{n}_{seed}")
+            write_generated(root / "stories.csv", n=n, seed=seed)
+            conditions_from_csv(root / "stories.csv", root / "conditions")
+            built[n, seed] = root / "conditions"
+        return built[n, seed]
+
+    return make

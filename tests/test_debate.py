@@ -144,3 +144,43 @@ def test_lockstep_batches_questions_together():
     assert lm.usage.calls == 1 and lm.usage.completions == 6
     with pytest.raises(KeyError, match="judge"):
         run_lockstep([debate("q", "Q?", DebateConfig())], {"affirmative": lm, "negative": lm})
+
+
+def _translation_rows(source_language: str = "Chinese", target_language: str = "English"):
+    import pandas as pd
+
+    return pd.DataFrame([{"id": "mt-0", "source": "我们打车去机场吧。", "reference": "Let's take a taxi to the airport.",
+                          "wrong_reference": "Let's hit a car to the airport.", "source_language": source_language,
+                          "target_language": target_language}])
+
+
+@pytest.mark.parametrize("method", ["direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced"])
+def test_a_translation_items_language_pair_reaches_every_prompt(method):
+    from tomlab.debate.run import conversations
+
+    lm = ScriptedLM(lambda p: '{"preference": "affirmative", "answer": "Translation: Let\'s take a taxi."}'
+                    if "You are the judge" in p else "Translation: Let's take a taxi to the airport.")
+    settings = {"rounds": 2, "sc_samples": 2}
+    run_lockstep(conversations("translation", method, _translation_rows(), settings),
+                 {"default": lm, "affirmative": lm, "negative": lm, "judge": lm} if method.startswith("debate") else lm)
+    assert lm.prompts_seen
+    for prompt in lm.prompts_seen:
+        assert "Chinese" in prompt and "English" in prompt and "French" not in prompt, prompt
+    speakers = [p for p in lm.prompts_seen if "You are the judge" not in p]
+    assert speakers and all("Translate this Chinese sentence into English" in p for p in lm.prompts_seen)
+    assert all("your English translation" in p for p in speakers[:1] + speakers[-1:])
+
+
+def test_each_item_keeps_its_own_pair_and_an_item_without_one_is_an_error():
+    import pandas as pd
+
+    from tomlab.debate.run import conversations
+
+    rows = pd.concat([_translation_rows(), _translation_rows("German", "Italian").assign(id="mt-1")], ignore_index=True)
+    lm = ScriptedLM(lambda p: "Translation: x")
+    run_lockstep(conversations("translation", "cot", rows, {}), lm)
+    assert "Translate this Chinese sentence into English" in lm.prompts_seen[0]
+    assert "Translate this German sentence into Italian" in lm.prompts_seen[1]
+    assert "your Italian translation" in lm.prompts_seen[1]
+    with pytest.raises(ValueError, match="'mt-0' has no source_language/target_language"):
+        conversations("translation", "cot", rows.drop(columns=["source_language", "target_language"]).head(1), {})

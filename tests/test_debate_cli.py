@@ -29,7 +29,7 @@ TINY = {"default": {"name": "random:llama", "dtype": "float32", "device": "cpu",
 def test_scoring_joins_answers_and_flags_the_trap():
     tasks = generate_arithmetic(3, seed=0, families=["race"])
     answers = pd.DataFrame({"question_id": tasks["id"], "method": "cot", "prompt_tokens": 1, "completion_tokens": 1,
-                            "final_answer": [f"Answer: {tasks['answer'][0]}", f"Answer: {tasks['intuitive'][1]}",
+                            "final_answer": [f"Answer: {tasks['answer'][0]}", f"Answer: {tasks['intuitive'][1][0]}",
                                              "no idea"]})
     scored = score_rows(answers, tasks)
     assert list(scored["correct"]) == [True, False, False]
@@ -61,7 +61,7 @@ def test_disagreement_and_judge_preference():
 
 def test_affirmative_answers_score_the_debate_without_its_judge():
     tasks = generate_arithmetic(2, seed=1, families=["cuts"])
-    right, wrong = tasks["answer"][0], tasks["intuitive"][1]
+    right, wrong = tasks["answer"][0], tasks["intuitive"][1][0]
     answers = pd.DataFrame({"question_id": tasks["id"], "method": "debate", "final_answer": "", "prompt_tokens": 10,
                             "completion_tokens": 5, "preference": None})
     turns = pd.DataFrame([
@@ -117,7 +117,10 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("source,reference\nhello,bonjour\n")
     assert main(["debate-tasks", "--task", "translation", "--file", str(bad), "--out", str(tmp_path / "x.parquet")]) == 1
-    assert "missing column(s) ['wrong_reference']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.csv: missing field 'wrong_reference'" in err and "'incorrect reference'" in err
+    rc = main(["debate-tasks", "--task", "translation", "--target-language", "French", "--out", str(tmp_path / "x.parquet")])
+    assert rc == 1 and "built-in examples are Chinese -> English, not Chinese -> French" in capsys.readouterr().err
     items = tmp_path / "i.parquet"
     main(["debate-tasks", "--task", "arithmetic", "--n", "1", "--out", str(items)])
     rc = main(["debate-run", "--task", "arithmetic", "--tasks", str(items), "--method", "cot",
@@ -126,6 +129,48 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
                "--transcripts", str(tmp_path / "tr.jsonl")])
     assert rc == 1 and "'default' model is required" in capsys.readouterr().err
     assert not (tmp_path / "a.parquet").exists()
+
+
+def test_cli_runs_a_chinese_to_english_json_file_end_to_end(tmp_path, monkeypatch):
+    source = tmp_path / "mt.json"  # the original's field names; sentences of our own
+    source.write_text(json.dumps([
+        {"source": "他昨晚开夜车复习。", "correct reference": "He stayed up late last night to revise.",
+         "incorrect reference": "He drove a night car last night to revise."},
+        {"source": "这道菜很地道。", "correct reference": "This dish is very authentic.",
+         "incorrect reference": "This dish is very underground tunnel."},
+    ], ensure_ascii=False), encoding="utf-8")
+    items = tmp_path / "items.parquet"
+    assert main(["debate-tasks", "--task", "translation", "--file", str(source), "--source-language", "Chinese",
+                 "--target-language", "English", "--out", str(items)]) == 0
+    rows = pd.read_parquet(items)
+    assert set(rows["source_language"]) == {"Chinese"} and set(rows["target_language"]) == {"English"}
+    assert rows["reference"].iloc[0] == "He stayed up late last night to revise."
+    d = tmp_path / "debate"
+    settings = json.dumps({"max_new_tokens": 4, "judge_max_new_tokens": 4, "rounds": 1})
+
+    def run(method):
+        return main(["debate-run", "--task", "translation", "--tasks", str(items), "--method", method,
+                     "--models-json", json.dumps(TINY), "--debate-json", settings, "--out", str(d / f"{method}.parquet"),
+                     "--out-turns", str(d / f"{method}-t.parquet"), "--out-judge", str(d / f"{method}-j.parquet"),
+                     "--transcripts", str(d / f"{method}.jsonl")])
+
+    assert run("debate") == 0  # a tiny random model: the pipeline runs, the translations are noise
+    assert len((d / "debate.jsonl").read_text().splitlines()) == 2
+    assert main(["debate-tables", "--task", "translation", "--tasks", str(items), "--answers", str(d / "debate.parquet"),
+                 "--turns", str(d / "debate-t.parquet"), "--models-json", json.dumps(TINY), "--n-boot", "100",
+                 "--out-scored", str(tmp_path / "s.parquet"), "--out-accuracy", str(tmp_path / "acc.parquet"),
+                 "--out-disagreement", str(tmp_path / "dis.parquet"), "--out-judge", str(tmp_path / "jp.parquet")]) == 0
+    assert set(pd.read_parquet(tmp_path / "acc.parquet")["method"]) == {"debate", "debate_affirmative"}
+    # the same run with a scripted model that records its prompts: every one names the item's pair
+    from tomlab.backends.lm import ScriptedLM
+
+    lm = ScriptedLM(lambda p: "Translation: He revised late.")  # four words: within max_new_tokens
+    monkeypatch.setattr("tomlab.backends.build.build_backends", lambda *a, **k: dict.fromkeys(
+        ("default", "affirmative", "negative", "judge"), lm))
+    assert run("cot") == 0
+    assert len(lm.prompts_seen) == 2 and all(
+        "Translate this Chinese sentence into English" in p and "French" not in p for p in lm.prompts_seen)
+    assert list(pd.read_parquet(d / "cot.parquet")["translation"]) == ["He revised late."] * 2
 
 
 def _results(tmp_path, parsed: list[bool], turn_texts: list[str]):

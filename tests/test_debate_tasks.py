@@ -1,5 +1,6 @@
 """Counter-intuitive arithmetic: the template generator checked by independent arithmetic, the
-original-format loader, and answer normalisation."""
+original-format loader, and the answer parser and its scoring rules (every case class of the
+counter-intuitive set's gold answers); translation files and their language pair."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ import json
 import math
 import re
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tomlab.debate.tasks import (
-    FAMILIES,
-    extract_numbers,
+from tomlab.debate.answers import (
+    extract_values,
     final_number,
-    generate_arithmetic,
-    load_arithmetic_json,
+    parse_answer,
+    reply_values,
     score_answer,
     stated_answer,
     words_to_number,
+)
+from tomlab.debate.tables import score_rows
+from tomlab.debate.tasks import (
+    EXAMPLE_PAIR,
+    FAMILIES,
+    example_translations,
+    generate_arithmetic,
+    load_arithmetic_json,
+    load_translation,
 )
 
 
@@ -93,9 +105,20 @@ def test_generated_answers_match_an_independent_solution(family):
     for r in rows.itertuples():
         truth = _solve(family, r.question)
         assert math.isclose(float(r.answer), truth, abs_tol=1e-9), (r.question, r.answer, truth)
-        assert not math.isclose(float(r.intuitive), truth, abs_tol=1e-9)  # the trap is a different number
+        assert isinstance(r.intuitive, list) and r.intuitive
+        assert not math.isclose(float(r.intuitive[0]), truth, abs_tol=1e-9)  # the trap is a different number
         assert score_answer(f"The answer is {r.answer}.", r.answers)
-        assert not score_answer(f"The answer is {r.intuitive}.", r.answers)
+        assert not score_answer(f"The answer is {r.intuitive[0]}.", r.answers)
+        assert score_answer(f"The answer is {r.intuitive[0]}.", r.intuitive)
+
+
+def test_a_percentage_question_takes_the_number_with_or_without_its_sign():
+    row = generate_arithmetic(1, seed=0, families=["percent"]).iloc[0]
+    change = row["answer"]
+    assert list(row["answers"]) == [change, f"{change}%"] and list(row["intuitive"]) == ["0", "0%"]
+    assert score_answer(f"Answer: {change}%", row["answers"]) and score_answer(f"Answer: {change}", row["answers"])
+    assert score_answer(f"Answer: {float(change) / 100:g}", row["answers"])  # -0.04 is -4%
+    assert not score_answer(f"Answer: {float(change) / 10:g}", row["answers"])
 
 
 def test_instances_are_fresh_per_seed_and_reproducible():
@@ -108,18 +131,26 @@ def test_instances_are_fresh_per_seed_and_reproducible():
 
 def test_loader_reads_the_original_format(tmp_path):
     path = tmp_path / "ci.json"
-    path.write_text(json.dumps([
-        {"question": "A bat and a ball cost $1.10 ...", "answer": ["0.05", "5 cents"], "explanation": "x",
-         "incorrect answer": "0.1", "incorrect explanation": "y"},
-        {"question": "Q2", "answer": "7"},
+    path.write_text(json.dumps([  # the original's field names; this fixture's content is made up
+        {"question": "A pen and a cap cost $1.20 ...", "answer": ["0.1", "10 cents"], "explanation": "x",
+         "incorrect answer": ["0.2", "20 cents"], "incorrect explanation": "y"},
+        {"question": "Q2", "answer": "7", "incorrect answer": "8"},
+        {"question": "Q3", "answers": ["1:1"], "intuitive": ["2:1"], "id": "mine"},
+        {"question": "Q4", "answer": ["6 or 12"]},
     ]))
     rows = load_arithmetic_json(path)
-    assert list(rows["answers"].iloc[0]) == ["0.05", "5 cents"] and rows["intuitive"].iloc[0] == "0.1"
-    assert rows["answers"].iloc[1] == ["7"]
-    bad = tmp_path / "bad.json"
-    bad.write_text('[{"question": "no answer"}]')
-    with pytest.raises(ValueError, match="bad.json: entry 0"):
-        load_arithmetic_json(bad)
+    assert list(rows["answers"].iloc[0]) == ["0.1", "10 cents"] and list(rows["intuitive"].iloc[0]) == ["0.2", "20 cents"]
+    assert rows["answers"].iloc[1] == ["7"] and rows["intuitive"].iloc[1] == ["8"]  # one string: a list of one
+    assert rows["id"].iloc[2] == "mine" and rows["intuitive"].iloc[2] == ["2:1"] and rows["intuitive"].iloc[3] == []
+    for entry, field in (({"question": "no answer"}, "answers"), ({"answer": ["3"]}, "question")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps([{"question": "fine", "answer": "1"}, entry]))
+        with pytest.raises(ValueError, match=rf"bad.json: entry 1 is missing field '{field}'"):
+            load_arithmetic_json(bad)
+    empty = tmp_path / "empty.json"
+    empty.write_text('[{"question": "Q", "answer": []}]')
+    with pytest.raises(ValueError, match="empty.json: entry 0 has an empty answer"):
+        load_arithmetic_json(empty)
     broken = tmp_path / "broken.json"
     broken.write_text("[{")
     with pytest.raises(ValueError, match="broken.json: not valid JSON"):
@@ -129,14 +160,122 @@ def test_loader_reads_the_original_format(tmp_path):
 def test_number_normalisation():
     assert words_to_number("twenty-one") == 21 and words_to_number("one hundred and five") == 105
     assert words_to_number("two thousand three hundred") == 2300 and words_to_number("banana") is None
-    assert extract_numbers("It costs $1,250.50, i.e. 5% more, or three more") == [1250.5, 5.0, 3.0]
+    assert [v.number for v in extract_values("It costs $1,250.50, i.e. 5% more, or 1/4 of it")] == [1250.5, 0.05, 0.25]
+    assert [v.number for v in extract_values("three more")] == [3.0]  # words where there are no digits
     assert final_number("First I thought 10, but the answer is 5 cents.") == 5
     assert final_number("x = 47 days") == 47 and final_number("no idea") is None
     assert final_number("So: forty-seven") == 47
     assert score_answer("The final answer is **1,000** widgets", ["1000"])
-    assert score_answer("It changes by -4%", ["-4"]) and not score_answer("It changes by 4%", ["-4"])
+    assert score_answer("It changes by -4%", ["-4%"]) and not score_answer("It changes by 4%", ["-4%"])
     assert score_answer("about five minutes", ["5"]) and not score_answer("", ["5"])
     assert score_answer("It is the second place", ["second"])  # a word answer matches as text
+    assert not score_answer("It is the secondary place", ["second"])
+
+
+# (reply, acceptable answers, right?): every kind of gold answer the counter-intuitive set uses
+SCORING_CASES = [
+    # symbolic constants
+    ("Answer: 1/e", ["1/e"], True), ("Answer: e^-1", ["1/e"], True), ("Answer: exp(-1)", ["1/e"], True),
+    ("Answer: 0.3679", ["1/e"], True), ("Answer: 36.8%", ["1/e"], True), ("Answer: 0.37", ["1/e"], True),
+    ("Answer: 37%", ["1/e"], False), ("Answer: 0.4", ["1/e"], False), ("Answer: 1/3", ["1/e"], False),
+    ("Answer: pi", ["pi"], True), ("Answer: π", ["pi"], True), ("Answer: 3.14", ["pi"], True),
+    ("Answer: 3.1416", ["pi"], True), ("Answer: 3", ["pi"], False), ("Answer: 3.15", ["pi"], False),
+    ("Answer: 2pi", ["2π"], True), ("Answer: pi/2", ["1.5708"], True), ("Answer: e", ["e"], True),
+    # fractions
+    ("Answer: 3/4", ["3/4"], True), ("Answer: 0.75", ["3/4"], True), ("Answer: 75%", ["3/4"], True),
+    ("Answer: 6/8", ["3/4"], True), ("Answer: 0.7", ["3/4"], False), ("Answer: 4/3", ["3/4"], False),
+    ("Answer: 3", ["3/4"], False),
+    # percentages: 48% is 0.48; 0.48% is not
+    ("Answer: 48%", ["48%"], True), ("Answer: 0.48", ["48%"], True), ("Answer: 48 percent", ["48%"], True),
+    ("Answer: 12/25", ["48%"], True), ("Answer: 0.48%", ["48%"], False), ("Answer: 48", ["48%"], False),
+    ("Answer: 49%", ["48%"], False), ("Answer: 48.2%", ["48%"], False),
+    # ratios: 1:1 equals 50:50; 2:1 differs; a ratio is not a number
+    ("Answer: 1:1", ["1:1"], True), ("Answer: 50:50", ["1:1"], True), ("Answer: 3 : 3", ["1:1"], True),
+    ("Answer: 2:1", ["1:1"], False), ("Answer: 1", ["1:1"], False), ("Answer: 1:2", ["2:1"], False),
+    ("Answer: 4:2", ["2:1"], True), ("Answer: 1:2:3", ["2:4:6"], True), ("Answer: 1:2:3", ["1:2"], False),
+    # several values: every one, in any order, and no others
+    ("Answer: 6 or 12", ["6 or 12"], True), ("Answer: 12 or 6", ["6 or 12"], True),
+    ("Answer: 6, 12", ["6 or 12"], True), ("Answer: 6 people or 12 people", ["6 or 12"], True),
+    ("Answer: 6", ["6 or 12"], False), ("Answer: 12", ["6 or 12"], False),
+    ("Answer: 6, 12 or 18", ["6 or 12"], False), ("Answer: 6 or 12", ["6"], False),
+    # rounding: a reply at its own precision equals the exact value
+    ("Answer: 33.33%", ["1/3"], True), ("Answer: 33.3%", ["1/3"], True), ("Answer: 0.3333", ["1/3"], True),
+    ("Answer: 9.1%", ["1/11"], True), ("Answer: 9.09%", ["1/11"], True), ("Answer: 0.0909", ["1/11"], True),
+    ("Answer: 33.4%", ["1/3"], False), ("Answer: 33%", ["1/3"], False), ("Answer: 0.3", ["1/3"], False),
+    ("Answer: 9%", ["1/11"], False), ("Answer: 9.2%", ["1/11"], False), ("Answer: 0.09", ["1/11"], False),
+    # a rounded gold accepts replies within its own precision
+    ("Answer: 0.3679", ["0.37"], True), ("Answer: 1/e", ["0.37"], True), ("Answer: 0.365", ["0.37"], True),
+    ("Answer: 0.36", ["0.37"], False), ("Answer: 0.38", ["0.37"], False), ("Answer: 9.0909%", ["9.09%"], True),
+    ("Answer: 1/11", ["9.09%"], True), ("Answer: 9.1%", ["9.09%"], True), ("Answer: 9.2%", ["9.09%"], False),
+    ("Answer: 68.8%", ["0.6875"], True), ("Answer: 2/3", ["0.67"], True), ("Answer: 0.7", ["0.67"], False),
+    # ... but an integer or a one-digit value is no rounding of a different number
+    ("Answer: 2", ["1.5"], False), ("Answer: 2.0", ["1.5"], False), ("Answer: 1.5", ["2"], False),
+    ("Answer: 0.5", ["0.48"], False), ("Answer: 0.48", ["0.5"], False), ("Answer: 15", ["14.6"], False),
+    # plain numbers with units and currency
+    ("Answer: $10", ["10"], True), ("Answer: 10 dollars", ["$10"], True), ("Answer: $10.00", ["$10"], True),
+    ("Answer: 5 cents", ["5 cents"], True), ("Answer: 5", ["5 cents"], True), ("Answer: $0.05", ["0.05", "5 cents"], True),
+    ("Answer: 2 hours", ["2 hours"], True), ("Answer: 3 hours", ["2 hours"], False), ("Answer: 0.5", ["0.5"], True),
+    ("Answer: 1/2", ["0.5"], True), ("Answer: 50%", ["0.5"], True), ("Answer: -4%", ["-4%"], True),
+    ("Answer: 4%", ["-4%"], False), ("Answer: twelve", ["12"], True), ("Answer: 1,000", ["1000"], True),
+    # any acceptable form will do
+    ("Answer: 90%", ["0.75", "75%", "3/4"], False), ("Answer: 75%", ["0.9", "0.75"], True),
+]
+
+
+@pytest.mark.parametrize(("reply", "answers", "right"), SCORING_CASES)
+def test_scoring_case(reply, answers, right):
+    assert score_answer(reply, answers) is right
+
+
+def test_the_answer_is_the_value_after_the_last_answer_marker():
+    assert score_answer("Answer: 2\nOn reflection, Answer: 1.5", ["1.5"])
+    assert not score_answer("Answer: 1.5\nNo wait. Answer: 2", ["1.5"])
+    assert score_answer("**Answer:** 36.8%", ["1/e"]) and score_answer("The final answer is 1/e.", ["1/e"])
+    assert score_answer("Answer:\n$1,250", ["1250"])  # the value may sit on the next line
+    # a marker with no value after it does not hide the value of an earlier one
+    assert reply_values("Answer: 7\nEnd with a line of the form 'Answer: <number>'.")[0].number == 7
+
+
+def test_without_a_marker_the_last_expression_is_read_whole():
+    # traps: the last number-like expression is a ratio, a fraction, a percentage, a constant
+    assert score_answer("The ratio is 2:1", ["2:1"]) and not score_answer("The ratio is 2:1", ["1"])
+    assert not score_answer("The ratio is 2:1", ["1:1"])
+    assert score_answer("So the probability is 1/3.", ["1/3"]) and not score_answer("So the probability is 1/3.", ["3"])
+    assert score_answer("The chance is 48%.", ["0.48"]) and not score_answer("The chance is 48%.", ["48"])
+    assert score_answer("It tends to 1/e.", ["0.3679"])
+    assert score_answer("First 6 people, then 12 people; so 6 or 12.", ["6 or 12"])
+    assert [v.text for v in reply_values("Step 2: 15 minutes")] == ["15"]  # "2: 15" is a label, not a ratio
+    # number words count only where a reply has no digits ("the right one" is not 1)
+    assert final_number("It takes 5 minutes, which is the right one.") == 5
+    assert final_number("I think it is twelve.") == 12
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789.,:/%$-+ e^()piπorandAnswer:\n*x")), max_size=80))
+def test_reading_a_reply_never_raises(text):
+    assert isinstance(reply_values(text), tuple)
+    assert isinstance(score_answer(text, ["1/e", "6 or 12", "1:1", "48%", "second"]), bool)
+    assert isinstance(score_answer(text + " Answer: e^999 or 9" + "9" * 400 + ":1", ["1"]), bool)
+
+
+def test_parse_answer_keeps_kind_and_precision():
+    (v,) = parse_answer("33.33%")
+    assert v.kind == "number" and v.unit == 100 and v.decimals == 2 and abs(v.number - 0.3333) < 1e-12 and v.rounded
+    (r,) = parse_answer("50:50")
+    assert r.kind == "ratio" and r.parts == (0.5, 0.5) and r.number == 1.0
+    assert [x.number for x in parse_answer("6 or 12")] == [6, 12] and parse_answer("second") == ()
+    (fraction,) = parse_answer("1/3")
+    assert fraction.decimals is None and not fraction.rounded
+
+
+def test_intuitive_answers_are_a_list_and_any_match_counts():
+    tasks = pd.DataFrame({"id": ["a", "b", "c"], "family": "original", "answers": [["0.75", "75%", "3/4"], ["2"], ["5"]],
+                          "intuitive": [["0.9", "90%", "9/10"], "1", None]})  # a list, an old single string, none
+    answers = pd.DataFrame({"question_id": ["a", "a", "a", "b", "c"], "method": "cot",
+                            "final_answer": ["Answer: 9/10", "Answer: 3/4", "Answer: 0.5", "Answer: 1", "Answer: 4"]})
+    scored = score_rows(answers, tasks)
+    assert list(scored["correct"]) == [False, True, False, False, False]
+    assert list(scored["gave_intuitive"]) == [True, False, False, True, False]
 
 
 def test_stated_answer_needs_an_answer_line():
@@ -147,3 +286,72 @@ def test_stated_answer_needs_an_answer_line():
     echo = "End with a line of the form 'Answer: <number>'.\n\nRound 3: your turn, negative."
     assert stated_answer(echo) is None and final_number(echo) == 3
     assert stated_answer("no idea") is None
+    assert stated_answer("The ratio is 2:1") is None and stated_answer("Answer: 2:1") == 2.0
+
+
+# --- translation files and their language pair ----------------------------------------------------
+ITEMS = [("我们打车去机场吧。", "Let's take a taxi to the airport.", "Let's hit a car to the airport."),
+         ("她把钥匙落在办公室了。", "She left her keys at the office.", "She fell her keys in the office.")]
+
+
+def _write(path, rows, fmt):
+    if fmt == "json":
+        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    else:
+        pd.DataFrame(rows).to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "tsv"])
+@pytest.mark.parametrize("names", [("source", "reference", "wrong_reference"),
+                                   ("source", "correct reference", "incorrect reference")])
+def test_translation_files_in_every_format_and_with_the_originals_names(tmp_path, fmt, names):
+    path = tmp_path / f"mt.{fmt}"
+    _write(path, [dict(zip(names, item)) for item in ITEMS], fmt)
+    rows = load_translation(path, "Chinese", "English")
+    assert list(rows["source"]) == [s for s, _, _ in ITEMS] and list(rows["reference"]) == [r for _, r, _ in ITEMS]
+    assert list(rows["wrong_reference"]) == [w for _, _, w in ITEMS] and list(rows["id"]) == ["mt-0", "mt-1"]
+    assert set(rows["source_language"]) == {"Chinese"} and set(rows["target_language"]) == {"English"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "tsv"])
+def test_translation_errors_name_the_file_and_the_missing_field(tmp_path, fmt):
+    path = tmp_path / f"broken.{fmt}"
+    _write(path, [{"source": s, "correct reference": r} for s, r, _ in ITEMS], fmt)
+    with pytest.raises(ValueError, match=rf"broken\.{fmt}.*missing field 'wrong_reference'.*'incorrect reference'"):
+        load_translation(path, "Chinese", "English")
+
+
+def test_translation_errors_on_empty_fields_duplicates_and_unknown_types(tmp_path):
+    empty = tmp_path / "empty.json"
+    _write(empty, [{"source": "你好", "reference": "Hello", "wrong_reference": ""}], "json")
+    with pytest.raises(ValueError, match="empty.json: entry 1 has an empty 'wrong_reference'"):
+        load_translation(empty, "Chinese", "English")
+    twice = tmp_path / "twice.jsonl"
+    _write(twice, [{"source": "你好", "reference": "Hello", "correct reference": "Hi", "wrong_reference": "You good"}],
+           "jsonl")
+    with pytest.raises(ValueError, match="twice.jsonl: line 1 has field 'reference' twice"):
+        load_translation(twice, "Chinese", "English")
+    with pytest.raises(ValueError, match=r"odd.txt: unknown translation file type '.txt'"):
+        load_translation(tmp_path / "odd.txt", "Chinese", "English")
+    not_a_list = tmp_path / "scalar.json"
+    not_a_list.write_text("3")
+    with pytest.raises(ValueError, match="scalar.json: expected a JSON array of objects"):
+        load_translation(not_a_list, "Chinese", "English")
+
+
+def test_a_files_own_language_columns_win_and_one_object_is_one_item(tmp_path):
+    path = tmp_path / "one.json"
+    _write(path, {"source": "Bonjour", "correct reference": "Hello", "incorrect reference": "Good day",
+                  "source_language": "French", "base translation": "ignored"}, "json")
+    (row,) = load_translation(path, "Chinese", "English").itertuples()
+    assert (row.source_language, row.target_language) == ("French", "English")
+
+
+def test_the_built_in_examples_are_chinese_to_english():
+    rows = example_translations()
+    assert EXAMPLE_PAIR == ("Chinese", "English") and len(rows) >= 5
+    assert set(rows["source_language"]) == {"Chinese"} and set(rows["target_language"]) == {"English"}
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in s) for s in rows["source"])
+    assert (rows["reference"] != rows["wrong_reference"]).all()

@@ -16,30 +16,27 @@ from tomlab.bigtom.conditions import (
     read_condition,
 )
 from tomlab.bigtom.evaluation import (
-    INSTRUCTION,
     ITEM_COLUMNS,
     accuracy_table,
     build_items,
     parse_answer,
     score_generation,
 )
-from tomlab.bigtom.stories import write_generated
+from tomlab.bigtom.protocol import TOMLAB_INSTRUCTION as INSTRUCTION
 from tomlab.stats import bootstrap_ci
 
 N_STORIES = 20
 
 
 @pytest.fixture(scope="module")
-def conditions_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("eval")
-    write_generated(root / "stories.csv", n=N_STORIES, seed=3)
-    conditions_from_csv(root / "stories.csv", root / "conditions")
-    return root / "conditions"
+def conditions_dir(generated_conditions) -> Path:
+    return generated_conditions(N_STORIES, 3)
 
 
 @pytest.fixture(scope="module")
 def items(conditions_dir) -> pd.DataFrame:
-    return build_items(conditions_dir)
+    """Items of tomlab's protocol (hashed option order, its instruction, the lenient parser)."""
+    return build_items(conditions_dir, protocol="tomlab")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,13 +78,13 @@ def test_answer_letter_points_at_the_correct_option(items):
 
 
 def test_shuffle_is_deterministic_and_depends_on_seed(conditions_dir, items):
-    again = build_items(conditions_dir)
+    again = build_items(conditions_dir, protocol="tomlab")
     pd.testing.assert_frame_equal(items, again)
-    other = build_items(conditions_dir, seed=1)
+    other = build_items(conditions_dir, seed=1, protocol="tomlab")
     assert (other["answer_letter"] != items["answer_letter"]).any()
     # independent of which other items are built (row order / subset)
     subset = build_items(conditions_dir, tasks=("backward_belief",), conditions=("false_control", "true_belief"),
-                         max_stories=3)
+                         max_stories=3, protocol="tomlab")
     merged = subset.merge(items, on="item_id", suffixes=("", "_full"))
     assert len(merged) == 6
     assert (merged["answer_letter"] == merged["answer_letter_full"]).all()
@@ -116,7 +113,8 @@ def test_eval_fraction_and_max_stories(conditions_dir):
 def test_real_bigtom_has_1200_items(bigtom_csv, tmp_path):
     conditions_from_csv(bigtom_csv, tmp_path / "conditions")
     real = build_items(tmp_path / "conditions")
-    assert len(real) == 1200
+    assert len(real) == 1200 and (real["protocol"] == "original").all()
+    assert real["in_original"].sum() == 600
     assert real["story_id"].nunique() == 100 and real["story_id"].max() == 99
     assert 0.4 < (real["answer_letter"] == "a").mean() < 0.6
 
@@ -215,7 +213,7 @@ def test_score_generation_counts_correct_and_invalid(items):
         calls.append(list(prompts))
         return replies
 
-    scored = score_generation(sub, fake_generate)
+    scored = score_generation(sub, fake_generate, parser="lenient")
     assert len(calls) == 1 and calls[0] == list(sub["prompt"])
     assert list(scored["completion"]) == replies
     assert list(scored["valid"]) == [True, True, True, False, False, True, True, True]

@@ -11,7 +11,12 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from tomlab.probing.bench import bench_probing, sklearn_grid, synthetic_activations
+from tomlab.probing.bench import (
+    bench_joint_cap,
+    bench_probing,
+    sklearn_grid,
+    synthetic_activations,
+)
 from tomlab.probing.estimator import BatchedLogisticRegression
 from tomlab.probing.probes import (
     TARGETS,
@@ -471,6 +476,29 @@ def test_bench_probing_counts_reference_fits_stopped_early() -> None:
     is_val = split_train_val(meta, 0.25, "by_story", seed=0)
     out = bench_probing(acts, meta, is_val, target="oracle", C=10.0, sklearn_max_iter=1, sklearn_tol=1e-12)
     assert out["sklearn_not_converged"] == 2 and out["sklearn_max_iter"] == 1
+
+
+def test_bench_joint_cap_fields() -> None:
+    acts, meta = synthetic_activations(n_stories=30, n_layers=2, n_heads=3, dim=6, seed=2)
+    is_val = split_train_val(meta, 0.2, "by_sample", seed=0)
+    out = bench_joint_cap(acts, meta, is_val, capped_max_iter=100, top_k=4, C=1.0)
+    assert set(out) == {
+        "joint_C", "joint_capped_max_iter", "joint_capped_not_converged", "joint_converged_not_converged",
+        "joint_top_k", "joint_top_k_overlap", "joint_tpfo_cosine_mean", "joint_tpfo_cosine_median",
+        "joint_tpfo_cosine_min", "joint_tpfo_cosine_top_k_mean", "joint_max_val_acc_gap",
+        "joint_mean_val_acc_gap", "joint_capped_seconds", "joint_converged_seconds",
+    }
+    assert out["joint_capped_max_iter"] == 100 and out["joint_top_k"] == 4
+    assert 0 <= out["joint_capped_not_converged"] <= 6 and out["joint_converged_not_converged"] == 0
+    assert 0 <= out["joint_top_k_overlap"] <= 4
+    # 100 lbfgs steps on 6 well-scaled features reach the optimum: the same probe
+    assert out["joint_tpfo_cosine_min"] > 0.999 and out["joint_top_k_overlap"] == 4
+    assert -1 <= out["joint_tpfo_cosine_min"] <= out["joint_tpfo_cosine_median"] <= 1
+    assert out["joint_max_val_acc_gap"] <= 1 / int(is_val.sum()) + 1e-12
+    # one lbfgs step is far from the optimum: every fit is reported as stopped at the cap
+    early = bench_joint_cap(acts, meta, is_val, capped_max_iter=1, top_k=99, C=1.0)
+    assert early["joint_capped_not_converged"] == 6 and early["joint_top_k"] == 6
+    assert early["joint_top_k_overlap"] == 6 and early["joint_tpfo_cosine_mean"] < out["joint_tpfo_cosine_mean"]
 
 
 def test_head_groups_puts_layer_times_heads_plus_head_first() -> None:

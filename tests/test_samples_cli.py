@@ -7,7 +7,7 @@ import pytest
 
 from tomlab.bigtom.raw import read_raw
 from tomlab.cli.main import main
-from tomlab.probing.samples import build_probe_samples
+from tomlab.probing.samples import action_statement, build_probe_samples
 
 
 @pytest.fixture()
@@ -51,10 +51,15 @@ def test_cli_split_by_story_never_shares_a_story(conditions, tmp_path):
     samples = tmp_path / "samples.parquet"
     split = tmp_path / "split.parquet"
     assert main(["probe-samples", "--conditions", str(cond), "--out", str(samples)]) == 0
-    assert main(["split", "--samples", str(samples), "--val-fraction", "0.3", "--out", str(split)]) == 0
+    assert main(["split", "--samples", str(samples), "--val-fraction", "0.3", "--mode", "by_story",
+                 "--out", str(split)]) == 0
     df = pd.read_parquet(split)
     assert df.groupby("story_id")["is_val"].nunique().max() == 1
     assert 0 < df["is_val"].mean() < 1
+    # the default is the released code's split by sample, which does put a story on both sides
+    leaky = tmp_path / "leaky.parquet"
+    assert main(["split", "--samples", str(samples), "--val-fraction", "0.3", "--out", str(leaky)]) == 0
+    assert pd.read_parquet(leaky).groupby("story_id")["is_val"].nunique().max() == 2
 
 
 def test_cli_malformed_raw_file_names_file_and_line_and_writes_nothing(tmp_path, capsys):
@@ -134,12 +139,39 @@ def test_probe_samples_of_the_other_tasks(conditions, task):
         assert s["oracle"] == int(text == aware) and s["protagonist"] == int(text == believed)
         assert f"\n{label}: " in s["prompt"]
         if task == "forward_action":
-            assert s["statement"] == text.strip()  # the action itself
+            assert s["statement"] == action_statement(text)  # the original's imperative
+            assert s["prompt"].endswith(f"\nAction: {action_statement(text)}")
         else:
             # backward belief: the story ends with the protagonist's action, not the percept
             action = row["action_aware"] if s["condition"] == "true_belief" else row["action_not_aware"]
             assert s["story"].endswith(action)
     assert (samples.groupby("story_id")["joint"].apply(sorted).map(tuple) == (0, 1, 2, 3)).all()
+
+
+def test_verbatim_statements_keep_the_answers_words(conditions):
+    _, cond = conditions
+    action = build_probe_samples(cond, task="forward_action", statements="verbatim")
+    default = build_probe_samples(cond, task="forward_action")
+    assert action["statement"].str.contains(" will ").all()  # "<Name> will ..." kept whole
+    assert not default["statement"].str.contains(" will ").any()
+    pd.testing.assert_frame_equal(action.drop(columns=["statement", "prompt"]),
+                                  default.drop(columns=["statement", "prompt"]))
+    with pytest.raises(ValueError, match="original, verbatim"):
+        build_probe_samples(cond, statements="paraphrased")
+
+
+def test_cli_probe_samples_statements_flag(conditions, tmp_path):
+    _, cond = conditions
+    out = {}
+    for style in ("original", "verbatim"):
+        path = tmp_path / f"{style}.parquet"
+        args = ["probe-samples", "--conditions", str(cond), "--task", "forward_action", "--out", str(path)]
+        assert main([*args, "--statements", style]) == 0
+        out[style] = pd.read_parquet(path)
+    default = tmp_path / "default.parquet"
+    assert main(["probe-samples", "--conditions", str(cond), "--task", "forward_action", "--out", str(default)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(default), out["original"])
+    assert (out["original"]["prompt"] != out["verbatim"]["prompt"]).all()
 
 
 def test_probe_samples_unknown_task(conditions):

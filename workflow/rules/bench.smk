@@ -1,4 +1,5 @@
-# Benchmarks (not tests): batched vs reference probing, batched vs one-at-a-time extraction.
+# Benchmarks (not tests): batched vs reference probing (and the original's 100-iteration joint probe vs
+# the converged one), batched vs one-at-a-time extraction.
 # Each takes every core so that nothing else runs beside it while it is timed.
 rule bench_probing:
     input:
@@ -10,7 +11,11 @@ rule bench_probing:
     params:
         target=config["bench"]["probing_target"],
         C=config["probing"]["C_binary"],
+        C_joint=config["probing"]["C_joint"],
         max_iter=config["probing"]["max_iter"],
+        joint_capped_max_iter=config["bench"]["joint_capped_max_iter"],
+        top_k=config["steering"]["top_k"],
+        seed=config["probing"]["seed"],
     threads: workflow.cores
     conda:
         ENV
@@ -19,7 +24,8 @@ rule bench_probing:
     shell:
         "tomlab --threads {threads} bench probing --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --target {params.target} --C {params.C} --max-iter {params.max_iter}"
-        " --out {output.json:q} > {log:q} 2>&1"
+        " --C-joint {params.C_joint} --joint-capped-max-iter {params.joint_capped_max_iter}"
+        " --top-k {params.top_k} --seed {params.seed} --out {output.json:q} > {log:q} 2>&1"
 
 
 rule bench_extract:

@@ -42,7 +42,8 @@ DIRECTION_KINDS = list(
 # forward-belief directions on the other tasks (Table 2)
 STEER_PAIRS = [f"{t}:{t}" for t in TASKS] + [f"{MAIN_TASK}:{t}" for t in TASKS if t != MAIN_TASK]
 EVAL = config["evaluation"]
-CHAT = "--chat-template" if EVAL["chat_template"] else "--no-chat-template"
+# None: the evaluation protocol's choice, which the command reads from the items
+CHAT = {True: "--chat-template", False: "--no-chat-template", None: ""}[EVAL["chat_template"]]
 COMPLETION_CACHE = "results/cache/completions"  # content-addressed; shared by the model rules
 REPORT_DIR = Path(workflow.basedir) / "report"
 REPORT_SOURCES = sorted(

@@ -52,6 +52,7 @@ rule probe_samples:
         task="|".join(TASKS),
     params:
         eval_fraction=config["split"]["eval_fraction"],
+        statements=config["probing"]["statements"],
         max_stories=(
             f"--max-stories {config['activations']['max_stories']}"
             if config["activations"]["max_stories"]
@@ -63,7 +64,7 @@ rule probe_samples:
         "results/logs/probe_samples_{task}.log",
     shell:
         "tomlab probe-samples --conditions {input.conditions:q} --task {wildcards.task}"
-        " --eval-fraction {params.eval_fraction}"
+        " --eval-fraction {params.eval_fraction} --statements {params.statements}"
         " {params.max_stories} --out {output.samples:q} > {log:q} 2>&1"
 
 

@@ -1,5 +1,14 @@
 # Multi-agent debate (Liang et al.) and its single-agent baselines on counter-intuitive arithmetic
 # and ambiguous translation: items, one run per task and method, the tables, the figures.
+
+# The translation items' language pair as debate-tasks flags; arithmetic gets none, so a change of pair
+# does not rebuild its items.
+DEBATE_LANGUAGES = (
+    f"--source-language {shlex.quote(DEBATE['translation']['source_language'])}"
+    f" --target-language {shlex.quote(DEBATE['translation']['target_language'])}"
+)
+
+
 rule debate_tasks:
     output:
         task_items="results/debate/{task}/items.parquet",
@@ -7,12 +16,14 @@ rule debate_tasks:
         task="arithmetic|translation",
     params:
         args=debate_task_args,
+        languages=lambda wildcards: DEBATE_LANGUAGES if wildcards.task == "translation" else "",
     conda:
         ENV
     log:
         "results/logs/debate_tasks/{task}.log",
     shell:
-        "tomlab debate-tasks --task {wildcards.task} {params.args} --out {output.task_items:q} > {log:q} 2>&1"
+        "tomlab debate-tasks --task {wildcards.task} {params.args} {params.languages}"
+        " --out {output.task_items:q} > {log:q} 2>&1"
 
 
 rule debate_run:

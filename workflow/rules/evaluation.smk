@@ -7,6 +7,8 @@ rule eval_items:
     params:
         eval_fraction=config["split"]["eval_fraction"],
         seed=EVAL["seed"],
+        protocol=EVAL["protocol"],
+        parser=f"--parser {EVAL['parser']}" if EVAL["parser"] else "",
         max_stories=f"--max-stories {EVAL['max_stories']}" if EVAL["max_stories"] else "",
     conda:
         ENV
@@ -14,7 +16,7 @@ rule eval_items:
         "results/logs/eval_items.log",
     shell:
         "tomlab eval-items --conditions {input.conditions:q} --eval-fraction {params.eval_fraction}"
-        " --seed {params.seed} {params.max_stories} --out {output.eval_items:q} > {log:q} 2>&1"
+        " --seed {params.seed} --protocol {params.protocol} {params.parser} {params.max_stories} --out {output.eval_items:q} > {log:q} 2>&1"
 
 
 rule evaluate_baseline:

@@ -327,7 +327,7 @@ class TransformersLM(LanguageModel):
         for ids, gen in zip(batch, new_tokens):
             end = next((k for k, t in enumerate(gen) if t in eos), None)
             kept = gen if end is None else gen[:end]
-            text = tok.decode(kept, skip_special_tokens=True)
+            text = decode_after(tok, ids, kept)
             text, cut = truncate_at_stop(text, config.stop)
             if cut:
                 n_completion = len(tok(text, add_special_tokens=False)["input_ids"]) if text else 0
@@ -338,6 +338,24 @@ class TransformersLM(LanguageModel):
             completions.append(Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_completion,
                                           finish_reason=reason))
         return completions
+
+
+def decode_after(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
+    """The text of ``new_ids`` as it reads after ``prompt_ids``, special tokens skipped.
+
+    Decoding new tokens on their own loses a leading space with SentencePiece tokenizers (Llama,
+    Mistral: ``"▁a"`` alone decodes to ``"a"``), so ``"Answer:"`` + ``" a)"`` would read
+    ``"Answer:a)"``.  The prompt and the completion are decoded together, as the released BigToM
+    evaluation does, and the prompt's own text is cut off; if the joint text does not start with the
+    prompt's (a character split across the boundary), the new tokens are decoded alone.
+    """
+    if not new_ids:
+        return ""
+    head = tokenizer.decode(list(prompt_ids), skip_special_tokens=True)
+    full = tokenizer.decode([*prompt_ids, *new_ids], skip_special_tokens=True)
+    if full.startswith(head):
+        return full[len(head):]
+    return tokenizer.decode(list(new_ids), skip_special_tokens=True)
 
 
 class CachedLM(LanguageModel):

@@ -3,7 +3,6 @@ scoring by generation and by log-likelihood."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -16,6 +15,16 @@ import pandas as pd
 from tomlab.backends.likelihood import option_logprobs
 from tomlab.backends.models import LoadedModel
 from tomlab.bigtom.conditions import CONDITIONS, TASKS, read_condition, split_stories
+from tomlab.bigtom.protocol import (
+    INVALID,
+    ORIGINAL_CONDITIONS,
+    PARSERS,
+    check_protocol,
+    correct_in_b,
+    make_prompt,
+    parse_original,
+    protocol_parser,
+)
 from tomlab.schema import vocabulary
 from tomlab.stats import bootstrap_ci
 
@@ -25,40 +34,18 @@ EVAL_INIT = 0
 MODES: tuple[str, ...] = vocabulary("mode")
 
 
-INSTRUCTION = (
-    "Read the story below and answer the question about it by picking one of the two options, "
-    "replying with the letter a or b."
-)
-"""The one-line instruction that opens every evaluation prompt."""
-
-
 ITEM_COLUMNS: tuple[str, ...] = (
     "item_id", "story_id", "task", "condition", "story", "question", "correct", "wrong",
-    "option_a", "option_b", "answer_letter", "prompt",
+    "option_a", "option_b", "answer_letter", "prompt", "protocol", "parser", "in_original",
 )
 
 
-_INVALID = "invalid"
-
-
-def make_prompt(story: str, question: str, option_a: str, option_b: str) -> str:
-    """The evaluation prompt: :data:`INSTRUCTION`, then story, question and the two options."""
-    return (
-        f"{INSTRUCTION}\n"
-        f"Story: {story}\nQuestion: {question}\nChoose one of the following:\n"
-        f"a) {option_a}\nb) {option_b}\nAnswer:"
-    )
+_INVALID = INVALID
 
 
 def free_text_prompt(story: str, question: str) -> str:
     """An open prompt with no options to choose from: the free-text view of steering."""
     return f"Story: {story}\nQuestion: {question}\nAnswer:"
-
-
-def _correct_is_b(seed: int, story_id: int, task: str, condition: str) -> bool:
-    """Whether the correct answer goes in slot b: one bit of a hash of (seed, story, task, condition)."""
-    key = f"tomlab-eval|{int(seed)}|{int(story_id)}|{task}|{condition}".encode()
-    return bool(hashlib.sha256(key).digest()[0] & 1)
 
 
 def build_items(
@@ -70,6 +57,8 @@ def build_items(
     init: int = EVAL_INIT,
     seed: int = 0,
     max_stories: int | None = None,
+    protocol: str = "original",
+    parser: str | None = None,
 ) -> pd.DataFrame:
     """The two-option evaluation items of the stories in the evaluation split.
 
@@ -78,11 +67,17 @@ def build_items(
     ``int(n * eval_fraction)`` (``max_stories`` keeps only the first of those).  One row per
     (task, condition, story), in that nesting order, with the columns of :data:`ITEM_COLUMNS`:
     ``item_id`` is ``"{story_id}/{task}/{condition}"``; ``answer_letter`` names the slot (``"a"``
-    or ``"b"``) holding the correct answer.  Which slot that is depends only on
-    (seed, story_id, task, condition) through a hash, so it does not depend on row order or on
-    which other items are built.
+    or ``"b"``) holding the correct answer; ``prompt`` is the ``protocol``'s prompt
+    (:func:`tomlab.bigtom.protocol.make_prompt`) and the option order is the protocol's
+    (:func:`tomlab.bigtom.protocol.correct_in_b`); ``in_original`` is false for the conditions
+    the released evaluation does not run (the controls, tomlab's addition); ``parser`` names the
+    headline parser of generated answers (None: the protocol's, see
+    :func:`tomlab.bigtom.protocol.protocol_parser`).
     """
     root = Path(conditions_dir)
+    parser = parser or protocol_parser(protocol)
+    if parser not in PARSERS:
+        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
     tasks, conditions = tuple(tasks), tuple(conditions)
     if not tasks or not conditions:
         raise ValueError("build_items needs at least one task and one condition")
@@ -101,14 +96,12 @@ def build_items(
     for task in tasks:
         for condition in conditions:
             frame = frames[task, condition]
-            for story_id in eval_ids:
+            slots = correct_in_b(protocol, seed, eval_ids, task, condition)
+            for story_id, in_b in zip(eval_ids, slots):
                 sid = int(story_id)
                 rec = frame.iloc[sid]
                 correct, wrong = str(rec["correct"]), str(rec["wrong"])
-                if _correct_is_b(seed, sid, task, condition):
-                    option_a, option_b, letter = wrong, correct, "b"
-                else:
-                    option_a, option_b, letter = correct, wrong, "a"
+                option_a, option_b, letter = (wrong, correct, "b") if in_b else (correct, wrong, "a")
                 rows.append({
                     "item_id": f"{sid}/{task}/{condition}",
                     "story_id": sid,
@@ -121,11 +114,34 @@ def build_items(
                     "option_a": option_a,
                     "option_b": option_b,
                     "answer_letter": letter,
-                    "prompt": make_prompt(str(rec["story"]), str(rec["question"]), option_a, option_b),
+                    "prompt": make_prompt(protocol, str(rec["story"]), str(rec["question"]), option_a, option_b),
+                    "protocol": protocol,
+                    "parser": parser,
+                    "in_original": condition in ORIGINAL_CONDITIONS,
                 })
     items = pd.DataFrame(rows, columns=list(ITEM_COLUMNS))
     items["story_id"] = items["story_id"].astype(np.int64)
+    items["in_original"] = items["in_original"].astype(bool)
     return items
+
+
+def _one_value(items: pd.DataFrame, column: str) -> str | None:
+    if column not in items.columns or items.empty:
+        return None
+    found = set(items[column].astype(str))
+    if len(found) != 1:
+        raise ValueError(f"the items mix values of {column!r}: {sorted(found)}")
+    return found.pop()
+
+
+def items_protocol(items: pd.DataFrame) -> str:
+    """The protocol an item table was built with (tables without the column: ``tomlab``)."""
+    return check_protocol(_one_value(items, "protocol") or "tomlab")
+
+
+def items_parser(items: pd.DataFrame) -> str:
+    """The headline parser an item table names (without the column: its protocol's)."""
+    return _one_value(items, "parser") or protocol_parser(items_protocol(items))
 
 
 # The model went on to write a new item: nothing after this is part of its answer.
@@ -272,25 +288,60 @@ def parse_answer(text: str, option_a: str, option_b: str) -> str:
     return _match_by_text(body, option_a, option_b)
 
 
-def score_generation(items: pd.DataFrame, generate: Callable[[list[str]], list[str]]) -> pd.DataFrame:
+def score_generation(
+    items: pd.DataFrame, generate: Callable[[list[str]], list[str]], *, parser: str = "original"
+) -> pd.DataFrame:
     """Score free generation: ``generate`` is called once with every prompt, in row order.
 
-    Returns a copy of ``items`` with ``completion``, ``parsed`` (``"a"``, ``"b"`` or
-    ``"invalid"``, see :func:`parse_answer`), ``valid`` (parsed is a letter) and ``correct_pred``
-    (parsed == answer_letter; an invalid answer counts as wrong).
+    Every completion is read by both parsers: ``parsed_original`` (the released code's,
+    :func:`tomlab.bigtom.protocol.parse_original`, on prompt + completion) and ``parsed_lenient``
+    (:func:`parse_answer`), each ``"a"``, ``"b"`` or ``"invalid"``.  ``parser`` picks the headline:
+    ``parsed``, ``valid`` (parsed is a letter) and ``correct_pred`` (parsed == answer_letter; an
+    invalid answer counts as wrong) come from it.  Returns a copy of ``items`` with those columns
+    and ``completion``.
     """
+    if parser not in PARSERS:
+        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
     prompts = [str(p) for p in items["prompt"]]
     completions = list(generate(prompts))
     if len(completions) != len(prompts):
         raise ValueError(f"generate returned {len(completions)} completions for {len(prompts)} prompts")
     out = items.copy()
     out["completion"] = ["" if c is None else str(c) for c in completions]
-    out["parsed"] = [
+    out["parsed_original"] = [
+        parse_original(p, c, a, b, k)
+        for p, c, a, b, k in zip(prompts, out["completion"], out["option_a"], out["option_b"], out["answer_letter"])
+    ]
+    out["parsed_lenient"] = [
         parse_answer(c, a, b) for c, a, b in zip(out["completion"], out["option_a"], out["option_b"])
     ]
+    out["parsed"] = out[f"parsed_{parser}"]
     out["valid"] = out["parsed"] != _INVALID
     out["correct_pred"] = out["parsed"] == out["answer_letter"]
     return out
+
+
+def parser_table(scored: pd.DataFrame, *, by: Sequence[str] = ("task", "condition")) -> pd.DataFrame:
+    """Generation accuracy and invalid rate under each parser, side by side, per group of ``by``.
+
+    Columns ``*by, n`` and, for each parser of :data:`PARSERS`, ``accuracy_<parser>`` and
+    ``invalid_<parser>``: how much of a number is the parser.
+    """
+    missing = [f"parsed_{p}" for p in PARSERS if f"parsed_{p}" not in scored.columns]
+    if missing:
+        raise KeyError(f"the scored frame has no {', '.join(missing)} column (score generation first)")
+    by = list(by)
+    groups = scored.groupby(by, sort=False, dropna=False) if by else [((), scored)]
+    rows: list[dict[str, Any]] = []
+    for key, frame in groups:
+        row: dict[str, Any] = {**dict(zip(by, key if isinstance(key, tuple) else (key,))), "n": int(len(frame))}
+        for p in PARSERS:
+            parsed = frame[f"parsed_{p}"]
+            row[f"accuracy_{p}"] = float((parsed == frame["answer_letter"]).mean())
+            row[f"invalid_{p}"] = float((parsed == _INVALID).mean())
+        rows.append(row)
+    columns = [*by, "n", *[f"{m}_{p}" for p in PARSERS for m in ("accuracy", "invalid")]]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def evaluate_items(
@@ -303,8 +354,12 @@ def evaluate_items(
     batch_size: int = 8,
     intervention: Any = None,
     progress: bool = True,
+    parser: str | None = None,
 ) -> pd.DataFrame:
     """Answer every item in the chosen ``modes`` and score it.
+
+    ``parser`` is the headline parser of generation (see :func:`score_generation`); None takes the
+    one the items name (:func:`items_parser`).
 
     ``generator`` is a :class:`tomlab.lm.LanguageModel` (usually a cached
     :class:`tomlab.lm.TransformersLM` over ``lm``) asked with ``config`` (a
@@ -317,7 +372,8 @@ def evaluate_items(
         raise ValueError(f"modes must be a non-empty subset of {list(MODES)}; got {list(modes)}")
     scored = items.copy()
     if "generation" in modes:
-        scored = score_generation(scored, lambda prompts: [c.text for c in generator.generate(prompts, config)])
+        scored = score_generation(scored, lambda prompts: [c.text for c in generator.generate(prompts, config)],
+                                  parser=parser or items_parser(items))
     if "log-likelihood" in modes:
         scored = option_logprobs(lm, scored, batch_size=batch_size, chat_template=bool(config.chat_template),
                                  progress=progress, intervention=intervention)

@@ -11,6 +11,7 @@ import pandas as pd
 from tomlab import io
 from tomlab.cli.common import _add_answer_args, _generation, _model_cfg, _print_usage
 from tomlab.schema import default as schema_default
+from tomlab.schema import vocabulary
 
 
 def cmd_generate_stories(args: argparse.Namespace) -> None:
@@ -38,7 +39,7 @@ def cmd_eval_items(args: argparse.Namespace) -> None:
     from tomlab.bigtom.evaluation import build_items
 
     items = build_items(args.conditions, eval_fraction=args.eval_fraction, seed=args.seed,
-                        max_stories=args.max_stories)
+                        max_stories=args.max_stories, protocol=args.protocol, parser=args.parser)
     io.write_parquet(args.out, items)
 
 
@@ -49,7 +50,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     lm = generator(loaded, args.batch_size, args.completion_cache)
-    scored = evaluate_items(loaded, items, lm, _generation(args), modes=args.modes, batch_size=args.batch_size)
+    scored = evaluate_items(loaded, items, lm, _generation(args, items), modes=args.modes, batch_size=args.batch_size)
     table = mode_tables(scored, n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out, scored)
     io.write_parquet(args.out_table, table)
@@ -78,6 +79,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--conditions", required=True)
     p.add_argument("--eval-fraction", type=float, default=schema_default("split.eval_fraction"))
     p.add_argument("--max-stories", type=int, default=None)
+    p.add_argument("--protocol", default=schema_default("evaluation.protocol"), choices=vocabulary("eval_protocol"),
+                   help="original: the released prompt, option order and parser; tomlab: this project's")
+    p.add_argument("--parser", default=schema_default("evaluation.parser"), choices=vocabulary("answer_parser"),
+                   help="headline parser of generated answers (default: the protocol's)")
     p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_eval_items)

@@ -38,10 +38,18 @@ def _load_split(samples: pd.DataFrame, split_path: str) -> np.ndarray:
     return merged["is_val"].to_numpy(dtype=bool)
 
 
-def _generation(args: argparse.Namespace) -> Any:
+def _chat_template(args: argparse.Namespace, items: pd.DataFrame) -> bool:
+    """``--chat-template`` / ``--no-chat-template`` when given, else the items' protocol's choice."""
+    from tomlab.bigtom.evaluation import items_protocol
+    from tomlab.bigtom.protocol import uses_chat_template
+
+    return uses_chat_template(items_protocol(items), args.chat_template)
+
+
+def _generation(args: argparse.Namespace, items: pd.DataFrame) -> Any:
     from tomlab.backends.lm import GenerationConfig
 
-    return GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=args.chat_template)
+    return GenerationConfig(max_new_tokens=args.max_new_tokens, chat_template=_chat_template(args, items))
 
 
 def _print_usage(lm: Any) -> None:
@@ -98,7 +106,8 @@ def _add_answer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=schema_default("evaluation.batch_size"))
     p.add_argument("--max-new-tokens", type=int, default=schema_default("evaluation.max_new_tokens"))
     p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
-                   default=schema_default("evaluation.chat_template"))
+                   default=schema_default("evaluation.chat_template"),
+                   help="render prompts with the chat template (default: the items' protocol's choice)")
     p.add_argument("--modes", nargs="+", default=schema_default("evaluation.modes"), choices=vocabulary("mode"))
     p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
     p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"), help="bootstrap seed")

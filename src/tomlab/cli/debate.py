@@ -15,6 +15,7 @@ from tomlab.schema import vocabulary
 
 def cmd_debate_tasks(args: argparse.Namespace) -> None:
     from tomlab.debate.tasks import (
+        EXAMPLE_PAIR,
         example_translations,
         generate_arithmetic,
         load_arithmetic_json,
@@ -23,8 +24,13 @@ def cmd_debate_tasks(args: argparse.Namespace) -> None:
 
     if args.task == "arithmetic":
         rows = load_arithmetic_json(args.file) if args.file else generate_arithmetic(args.n, args.seed, args.families)
+    elif args.file:
+        rows = load_translation(args.file, args.source_language, args.target_language)
+    elif (args.source_language, args.target_language) != EXAMPLE_PAIR:
+        raise ValueError(f"debate.translation: the built-in examples are {EXAMPLE_PAIR[0]} -> {EXAMPLE_PAIR[1]}, not "
+                         f"{args.source_language} -> {args.target_language}; give a file of that pair (--file)")
     else:
-        rows = load_translation(args.file) if args.file else example_translations()
+        rows = example_translations()
     if args.max_items:
         rows = rows.head(args.max_items)
     io.write_parquet(args.out, rows)
@@ -40,8 +46,7 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
                             completion_cache=args.completion_cache, cache_dir=args.cache_dir)
     run = run_method(args.task, args.method, rows, models, settings)
     with io.atomic_path(args.transcripts) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for res in run.results:
-            fh.write(json.dumps({"method": args.method, **vars(res)}, default=str) + "\n")
+        fh.writelines(json.dumps({"method": args.method, **vars(res)}, default=str) + "\n" for res in run.results)
     io.write_parquet(args.out_turns, run.turns)
     io.write_parquet(args.out_judge, run.judge)
     io.write_parquet(args.out, run.answers)
@@ -66,10 +71,14 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("debate-tasks", help="counter-intuitive arithmetic instances or translation rows")
     p.add_argument("--task", choices=vocabulary("debate_task"), required=True)
-    p.add_argument("--file", help="the original arithmetic JSON, or a translation CSV/TSV/JSONL")
+    p.add_argument("--file", help="the original arithmetic JSON, or a translation JSON/JSONL/CSV/TSV")
     p.add_argument("--n", type=int, default=schema_default("debate.arithmetic.n"), help="generated arithmetic instances")
     p.add_argument("--seed", type=int, default=schema_default("debate.arithmetic.seed"))
     p.add_argument("--families", nargs="+", choices=sorted(FAMILIES))
+    p.add_argument("--source-language", default=schema_default("debate.translation.source_language"),
+                   help="translation: the language of the source sentences (stored with each item)")
+    p.add_argument("--target-language", default=schema_default("debate.translation.target_language"),
+                   help="translation: the language to translate into (stored with each item)")
     p.add_argument("--max-items", type=int)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_debate_tasks)

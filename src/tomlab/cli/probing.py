@@ -28,7 +28,7 @@ def cmd_probe_samples(args: argparse.Namespace) -> None:
     from tomlab.probing.samples import build_probe_samples
 
     samples = build_probe_samples(args.conditions, task=args.task, eval_fraction=args.eval_fraction,
-                                  max_stories=args.max_stories)
+                                  max_stories=args.max_stories, statements=args.statements)
     io.write_parquet(args.out, samples)
 
 
@@ -69,7 +69,8 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
     samples, acts = _task_activations(args.samples, args.activations)
     is_val = _load_split(samples, args.split)
-    kw = dict(C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter, seed=args.seed)
+    kw: dict[str, Any] = {"C_binary": args.C_binary, "C_joint": args.C_joint, "max_iter": args.max_iter,
+                          "seed": args.seed}
     heads = probe_heads(acts, samples, is_val, **kw)
     layers = probe_layers(acts, samples, is_val, **kw)
     top = pd.concat([top_heads(heads, t, k=args.top_k) for t in heads["target"].unique()], ignore_index=True)
@@ -108,7 +109,7 @@ def cmd_cross_task(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_probing(args: argparse.Namespace) -> None:
-    from tomlab.probing.bench import bench_probing
+    from tomlab.probing.bench import bench_joint_cap, bench_probing
 
     samples = pd.read_parquet(args.samples)
     acts = np.load(args.activations, mmap_mode="r")
@@ -117,6 +118,10 @@ def cmd_bench_probing(args: argparse.Namespace) -> None:
         acts, samples, is_val, target=args.target, C=args.C, max_iter=args.max_iter,
         sklearn_tol=args.sklearn_tol, sklearn_max_iter=args.sklearn_max_iter, device=args.device,
     )
+    result.update(bench_joint_cap(
+        acts, samples, is_val, capped_max_iter=args.joint_capped_max_iter, top_k=args.top_k, C=args.C_joint,
+        max_iter=args.max_iter, seed=args.seed, device=args.device,
+    ))
     result.update({"activations": str(args.activations), "target_speedup": 20.0, "target_max_acc_gap": 0.01})
     result["target_met"] = bool(result["speedup"] >= 20.0 and result["max_acc_gap"] <= 0.01)
     io.write_json(args.out, result)
@@ -143,6 +148,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--task", default=MAIN_TASK, choices=TASKS)
     p.add_argument("--eval-fraction", type=float, default=schema_default("split.eval_fraction"))
     p.add_argument("--max-stories", type=int, default=None)
+    p.add_argument("--statements", choices=vocabulary("statement_style"), default=schema_default("probing.statements"),
+                   help="original: the original's rewritten statements; verbatim: the answers' own words")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_probe_samples)
 
@@ -213,6 +220,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--sklearn-tol", type=float, default=1e-8,
                    help="tolerance of the scikit-learn reference; tight, so both paths reach the optimum")
     p.add_argument("--sklearn-max-iter", type=int, default=10000)
+    p.add_argument("--C-joint", type=float, default=schema_default("probing.C_joint"))
+    p.add_argument("--joint-capped-max-iter", type=int, default=schema_default("bench.joint_capped_max_iter"),
+                   help="lbfgs iterations of the capped joint probe (the original's: 100)")
+    p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"),
+                   help="heads compared between the capped and the converged joint probe")
+    p.add_argument("--seed", type=int, default=schema_default("probing.seed"))
     p.add_argument("--device", default="cpu", help="where the batched probes run (cpu, cuda)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_probing)

@@ -16,6 +16,7 @@ from tomlab.cli.common import (
     _add_model_args,
     _add_probe_hparams,
     _by_task,
+    _chat_template,
     _generation,
     _kinds,
     _load_split,
@@ -63,7 +64,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
     items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, report = steer_pairs(
-        loaded, items, directions, activations, pairs, kind, _generation(args), site=args.site, alpha=args.alpha,
+        loaded, items, directions, activations, pairs, kind, _generation(args, items), site=args.site, alpha=args.alpha,
         conditions=args.conditions, completion_cache=args.completion_cache, modes=args.modes,
         batch_size=args.batch_size,
     )
@@ -89,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, table, report = alpha_sweep(
-        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args),
+        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args, items),
         task=args.task, site=args.site, conditions=args.conditions, completion_cache=args.completion_cache,
         modes=args.modes, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed,
     )
@@ -109,7 +110,7 @@ def cmd_mechanism(args: argparse.Namespace) -> None:
     letters, projections = mechanism(
         loaded, items, sets, _kinds(args.kinds), _acts(args.activations), task=args.task, site=args.site,
         alpha=args.alpha, conditions=args.conditions, projection_kind=_kinds([args.projection_kind])[0],
-        n_stories=args.n_stories, batch_size=args.batch_size, chat_template=args.chat_template,
+        n_stories=args.n_stories, batch_size=args.batch_size, chat_template=_chat_template(args, items),
     )
     io.write_parquet(args.out_letters, letters)
     io.write_parquet(args.out_projections, projections)
@@ -124,7 +125,7 @@ def cmd_free_text(args: argparse.Namespace) -> None:
     items = pd.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     texts = free_text(
-        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args),
+        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args, items),
         task=args.task, site=args.site, conditions=args.conditions, n_stories=args.n_stories,
         batch_size=args.batch_size, completion_cache=args.completion_cache,
     )

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from tomlab.backends.lm import Completion, GenerationConfig
 from tomlab.backends.lockstep import Conversation, Request, ask, usage_of
-from tomlab.debate.tasks import final_number
+from tomlab.debate.answers import answer_key, final_number, reply_values
 from tomlab.schema import vocabulary
 
 TitForTat = Literal["none", "moderate", "always"]
@@ -31,6 +31,16 @@ TIT_FOR_TAT: dict[str, str] = {
 
 
 ANSWER_FORMAT = "End with a line of the form 'Answer: <number>'."
+
+
+def translation_question(source: str, source_language: str, target_language: str) -> str:
+    """The question a translation item asks, in the item's own language pair."""
+    return f"Translate this {source_language} sentence into {target_language}: {source}"
+
+
+def translation_format(target_language: str) -> str:
+    """How every speaker on a translation item must end (the ``answer_format`` of its debate)."""
+    return f"End with a line of the form 'Translation: <your {target_language} translation>'."
 
 
 @dataclass(frozen=True)
@@ -199,17 +209,17 @@ def debate(question_id: str, question: str, cfg: DebateConfig) -> Conversation[D
     return result
 
 
-DISCRIMINATIVE = ("You are the judge of a debate. Decide whether one side has already given a correct answer to "
-                  "the question.",
-                  "Reply with only a JSON object with the keys \"preference\" (\"affirmative\", \"negative\" or "
-                  "\"none\" if neither side is convincingly right yet), \"answer\" (the answer you accept, or \"\") "
-                  "and \"reason\" (one sentence).")
+DISCRIMINATIVE = (("You are the judge of a debate. Decide whether one side has already given a correct answer to "
+                   "the question."),
+                  ("Reply with only a JSON object with the keys \"preference\" (\"affirmative\", \"negative\" or "
+                   "\"none\" if neither side is convincingly right yet), \"answer\" (the answer you accept, or \"\") "
+                   "and \"reason\" (one sentence)."))
 
 
-EXTRACTIVE = ("You are the judge of a debate that has reached its round limit. Read it and give the final answer "
-              "to the question.",
-              "Reply with only a JSON object with the keys \"answer\" (the final answer), \"preference\" (the side "
-              "closer to it: \"affirmative\" or \"negative\") and \"reason\" (one sentence).")
+EXTRACTIVE = (("You are the judge of a debate that has reached its round limit. Read it and give the final answer "
+               "to the question."),
+              ("Reply with only a JSON object with the keys \"answer\" (the final answer), \"preference\" (the side "
+               "closer to it: \"affirmative\" or \"negative\") and \"reason\" (one sentence)."))
 
 
 def _judge(question: str, result: DebateResult, cfg: DebateConfig, rnd: int, mode: str) -> Any:
@@ -278,15 +288,16 @@ def chain_of_thought(question_id: str, question: str, gen: GenerationConfig,
 
 
 def majority(answers: Sequence[str]) -> str:
-    """The most common final number among ``answers`` (ties: the earliest); the first answer's
-    text when none has a number."""
-    numbers = [final_number(a) for a in answers]
-    counted = Counter(n for n in numbers if n is not None)
+    """The most common answer among ``answers`` (read as :func:`tomlab.debate.answers.reply_values`;
+    equal values in different forms, "0.5" and "50%", count as one; ties: the earliest), as
+    ``"Answer: <its first wording>"``; the first answer's text when none has a value."""
+    read = [reply_values(a) for a in answers]
+    counted = Counter(answer_key(v) for v in read if v)
     if not counted:
         return answers[0] if answers else ""
     best = max(counted.values())
-    winner = next(n for n in numbers if n is not None and counted[n] == best)
-    return f"Answer: {winner:g}"
+    winner = next(v for v in read if v and counted[answer_key(v)] == best)
+    return "Answer: " + " or ".join(v.text for v in winner)
 
 
 def self_consistency(question_id: str, question: str, gen: GenerationConfig, k: int = 5,

@@ -4,7 +4,7 @@ conversations, into the tables the debate rules write."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -19,6 +19,8 @@ from tomlab.debate.protocol import (
     direct,
     self_consistency,
     self_reflection,
+    translation_format,
+    translation_question,
 )
 from tomlab.debate.tasks import final_translation
 from tomlab.schema import default as schema_default
@@ -27,16 +29,30 @@ from tomlab.schema import vocabulary
 #: The model roles of a debate; the baselines use the ``default`` model.
 ROLES: tuple[str, ...] = (*SIDES, "judge")
 TASKS: tuple[str, ...] = vocabulary("debate_task")
-TRANSLATION_FORMAT = "End with a line of the form 'Translation: <your French translation>'."
 TURN_COLUMNS = ["question_id", "method", "round", "debater", "speaker", "text"]
 JUDGE_COLUMNS = ["question_id", "method", "round", "mode", "raw", "parsed", "error", "preference", "answer"]
 
 
+def _pair(row: Any) -> tuple[str, str]:
+    """A translation item's (source, target) language; an error naming the item when it has none."""
+    source, target = getattr(row, "source_language", None), getattr(row, "target_language", None)
+    if not source or not target:
+        raise ValueError(f"translation item {getattr(row, 'id', '?')!r} has no source_language/target_language: "
+                         "build the items again with `tomlab debate-tasks --task translation`")
+    return str(source), str(target)
+
+
 def question(task: str, row: Any) -> str:
-    """The question a task's item asks."""
+    """The question a task's item asks (a translation item in its own language pair)."""
     if task == "translation":
-        return f"Translate this English sentence into French: {row.source}"
+        return translation_question(row.source, *_pair(row))
     return str(row.question)
+
+
+def answer_format(task: str, row: Any) -> dict[str, str]:
+    """The ``answer_format`` keyword for an item's conversation: the translation format in the item's
+    target language; none (the numeric default) for arithmetic."""
+    return {"answer_format": translation_format(_pair(row)[1])} if task == "translation" else {}
 
 
 @dataclass
@@ -57,25 +73,25 @@ def _setting(settings: Mapping[str, Any], key: str) -> Any:
 def conversations(task: str, method: str, rows: pd.DataFrame, settings: Mapping[str, Any]) -> list[Any]:
     """One conversation per item for ``method``, with the config's debate ``settings`` (missing keys
     take the schema's defaults)."""
-    fmt = {"answer_format": TRANSLATION_FORMAT} if task == "translation" else {}
     gen = GenerationConfig(max_new_tokens=_setting(settings, "max_new_tokens"),
                            chat_template=_setting(settings, "chat_template"))
-    items = [(r.id, question(task, r)) for r in rows.itertuples()]
+    items = [(r.id, question(task, r), answer_format(task, r)) for r in rows.itertuples()]
     if method in ("debate", "debate_forced"):
         known = set(DebateConfig.__dataclass_fields__) - {"adaptive_break", "answer_format"}
-        cfg = DebateConfig(adaptive_break=method == "debate", **{k: v for k, v in settings.items() if k in known}, **fmt)
-        return [debate(qid, q, cfg) for qid, q in items]
+        cfg = DebateConfig(adaptive_break=method == "debate", **{k: v for k, v in settings.items() if k in known})
+        return [debate(qid, q, replace(cfg, **fmt)) for qid, q, fmt in items]
     if method == "direct":
-        return [direct(qid, q, gen, **fmt) for qid, q in items]
+        return [direct(qid, q, gen, **fmt) for qid, q, fmt in items]
     if method == "cot":
-        return [chain_of_thought(qid, q, gen, **fmt) for qid, q in items]
+        return [chain_of_thought(qid, q, gen, **fmt) for qid, q, fmt in items]
     if method == "self_consistency":
         vote = (lambda texts: texts[0]) if task == "translation" else None  # no vote over free text
         return [self_consistency(qid, q, gen, k=_setting(settings, "sc_samples"),
-                                 temperature=_setting(settings, "sc_temperature"), vote=vote, **fmt) for qid, q in items]
+                                 temperature=_setting(settings, "sc_temperature"), vote=vote, **fmt)
+                for qid, q, fmt in items]
     if method == "self_reflection":
         return [self_reflection(qid, q, gen, iterations=_setting(settings, "reflection_iterations"), **fmt)
-                for qid, q in items]
+                for qid, q, fmt in items]
     raise ValueError(f"unknown debate method {method!r}")
 
 

@@ -9,26 +9,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab.debate.answers import answer_key, reply_values, score_answer
 from tomlab.debate.protocol import SIDES
-from tomlab.debate.tasks import (
-    final_translation,
-    score_answer,
-    stated_answer,
-    translation_scores,
-)
+from tomlab.debate.tasks import final_translation, translation_scores
 from tomlab.stats import bootstrap_ci
+
+
+def _forms(value: Any) -> list[str]:
+    """A task column of answer forms as a list of strings: a list (or array, as parquet returns it)
+    as is, one string (items written before ``intuitive`` became a list) as a list of one."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    return [str(v) for v in value if str(v).strip()]
 
 
 def score_rows(answers: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     """``answers`` (question_id, method, final_answer, tokens...) joined with the tasks' acceptable
-    answers; adds ``correct`` and ``intuitive`` (the reply gave the tempting wrong answer)."""
+    answers; adds ``correct`` (the reply's answer is one of ``answers``, see
+    :func:`tomlab.debate.answers.score_answer`) and ``gave_intuitive`` (it is one of the
+    ``intuitive`` wrong answers: matching any of them counts)."""
     merged = answers.merge(tasks[["id", "family", "answers", "intuitive"]], left_on="question_id", right_on="id",
                            how="left", validate="many_to_one")
     if merged["answers"].isna().any():
         missing = merged.loc[merged["answers"].isna(), "question_id"].iloc[0]
         raise ValueError(f"answer for question {missing!r}, which is not in the task file")
-    merged["correct"] = [score_answer(str(a), list(acc)) for a, acc in zip(merged["final_answer"], merged["answers"])]
-    merged["gave_intuitive"] = [bool(str(i)) and score_answer(str(a), [str(i)])
+    merged["correct"] = [score_answer(str(a), _forms(acc)) for a, acc in zip(merged["final_answer"], merged["answers"])]
+    merged["gave_intuitive"] = [score_answer(str(a), _forms(i))
                                 for a, i in zip(merged["final_answer"], merged["intuitive"])]
     return merged.drop(columns=["id"])
 
@@ -71,17 +79,18 @@ def instantiation_spread(scored: pd.DataFrame) -> pd.DataFrame:
 
 def disagreement_by_round(debates: pd.DataFrame) -> pd.DataFrame:
     """From a table of debate turns (question_id, round, debater, text): per round, how many debates
-    reached it (``debates``), in how many every debater stated a numeric answer (``answered``, see
-    :func:`tomlab.debate_tasks.stated_answer`),
-    and among those the share whose debaters ended on different numbers (``disagreement``; NaN when
-    no debate of that round was answered). Turns without a number are left out of the share rather
-    than counted as disagreeing: two replies that both fail to answer say nothing about divergence."""
+    reached it (``debates``), in how many every debater stated an answer (``answered``: a value after
+    an answer marker, see :func:`tomlab.debate.answers.reply_values`), and among those the share whose
+    debaters ended on different answers (``disagreement``; NaN when no debate of that round was
+    answered; "0.5" and "50%" agree, "6 or 12" and "6" differ). Turns without an answer are left out
+    of the share rather than counted as disagreeing: two replies that both fail to answer say nothing
+    about divergence."""
     rows = []
     for (qid, rnd), g in debates.groupby(["question_id", "round"]):
-        values = [stated_answer(t) for t in g.sort_values("debater")["text"]]
-        answered = all(v is not None for v in values)
+        stated = [reply_values(t, stated_only=True) for t in g.sort_values("debater")["text"]]
+        answered = all(stated)
         rows.append({"question_id": qid, "round": rnd, "answered": answered,
-                     "disagree": answered and len({round(v, 9) for v in values}) > 1})
+                     "disagree": answered and len({answer_key(v) for v in stated}) > 1})
     per = pd.DataFrame(rows, columns=["question_id", "round", "answered", "disagree"])
     out = per.groupby("round").agg(debates=("answered", "size"), answered=("answered", "sum")).reset_index()
     shares = per[per["answered"]].groupby("round")["disagree"].mean()
@@ -108,10 +117,10 @@ def affirmative_answers(answers: pd.DataFrame, turns: pd.DataFrame, method: str 
 
 def answer_line_rate(turns: pd.DataFrame) -> float:
     """Share of debater turns that state an answer ("Answer: <number>", the format they were asked
-    for; see :func:`tomlab.debate_tasks.stated_answer`)."""
+    for; see :func:`tomlab.debate.answers.reply_values`)."""
     if not len(turns):
         return float("nan")
-    return float(np.mean([stated_answer(t) is not None for t in turns["text"]]))
+    return float(np.mean([bool(reply_values(t, stated_only=True)) for t in turns["text"]]))
 
 
 def judge_preferences(results: pd.DataFrame, side_models: dict[str, str], judge_model: str) -> pd.DataFrame:

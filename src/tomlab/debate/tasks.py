@@ -1,5 +1,6 @@
-"""Debate tasks: counter-intuitive arithmetic (generated families, the original's JSON format), number
-normalisation and scoring, and ambiguous translation with its scores."""
+"""Debate tasks: counter-intuitive arithmetic (generated families, the original's JSON format) and
+ambiguous translation (built-in examples, files in the original's or this project's format) with its
+scores. Reading and scoring arithmetic answers is :mod:`tomlab.debate.answers`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class Instance:
     answer: float
     intuitive: float
     explanation: str
+    percent: bool = False  # the question asks for a percentage: "-4" and "-4%" both answer it
 
 
 def _fmt(x: float) -> str:
@@ -138,7 +139,8 @@ def _percent(rng: np.random.Generator) -> Instance:
                     f"A price rises by {p}% and then the new price falls by {p}%. By what percentage has the price "
                     "changed overall? (Give a negative number for a fall.)",
                     change, 0,
-                    f"(1 + {p / 100:g}) * (1 - {p / 100:g}) = {1 - p * p / 10000:g}, a change of {_fmt(change)}%.")
+                    f"(1 + {p / 100:g}) * (1 - {p / 100:g}) = {1 - p * p / 10000:g}, a change of {_fmt(change)}%.",
+                    percent=True)
 
 
 def _socks(rng: np.random.Generator) -> Instance:
@@ -170,10 +172,15 @@ FAMILIES: dict[str, Callable[[np.random.Generator], Instance]] = {
 }
 
 
+def _forms(x: float, percent: bool) -> list[str]:
+    """The acceptable written forms of a generated number (with its percent form when asked for one)."""
+    return [_fmt(x), f"{_fmt(x)}%"] if percent else [_fmt(x)]
+
+
 def generate_arithmetic(n: int, seed: int = 0, families: Sequence[str] | None = None) -> pd.DataFrame:
     """``n`` fresh instances, cycling through ``families`` (default all) with numbers drawn from
-    ``seed``. Columns: id, family, question, answer (the number as text), answers (acceptable
-    strings), intuitive (the tempting wrong answer), explanation."""
+    ``seed``. Columns: id, family, question, answer (the number as text), answers (its acceptable
+    forms), intuitive (the tempting wrong answer's forms, a list), explanation."""
     names = list(families) if families else list(FAMILIES)
     unknown = set(names) - set(FAMILIES)
     if unknown:
@@ -187,195 +194,169 @@ def generate_arithmetic(n: int, seed: int = 0, families: Sequence[str] | None = 
             if not math.isclose(inst.answer, inst.intuitive):
                 break
         rows.append({"id": f"{family}-{i}", "family": family, "question": inst.question, "answer": _fmt(inst.answer),
-                     "answers": [_fmt(inst.answer)], "intuitive": _fmt(inst.intuitive),
+                     "answers": _forms(inst.answer, inst.percent), "intuitive": _forms(inst.intuitive, inst.percent),
                      "explanation": inst.explanation})
     return pd.DataFrame(rows, columns=ARITHMETIC_COLUMNS)
 
 
+# Field names of an arithmetic entry, this project's first, then the original's (CIAR.json).
+ARITHMETIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "question": ("question",),
+    "answers": ("answers", "answer"),
+    "intuitive": ("intuitive", "incorrect answer"),
+    "explanation": ("explanation",),
+}
+
+
+def _strings(value: Any) -> list[str]:
+    """A field that holds one answer or a list of them, as a list of non-empty strings."""
+    items = value if isinstance(value, list) else [value]
+    return [str(v).strip() for v in items if v is not None and str(v).strip()]
+
+
+def _field(entry: dict[str, Any], field: str, names: tuple[str, ...], where: str) -> Any:
+    """The value of ``field`` under the first of its ``names`` that ``entry`` has; an error naming
+    ``where``, the field and its accepted names when it has none."""
+    for name in names:
+        if name in entry:
+            return entry[name]
+    raise ValueError(f"{where} is missing field {field!r} (named one of {list(names)})")
+
+
 def load_arithmetic_json(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The original counter-intuitive arithmetic format: a JSON list of objects with ``question``,
-    ``answer`` (a list of acceptable strings), ``explanation``, ``incorrect answer`` and
-    ``incorrect explanation``. Errors name the file and the entry."""
+    """Counter-intuitive arithmetic from a JSON list of objects, in the original's format
+    (``question``, ``answer`` (a list of acceptable forms, or one), ``explanation``, ``incorrect
+    answer`` (the intuitive wrong answer's forms, a list or one), ``incorrect explanation``) or with
+    this project's names (``answers``, ``intuitive``). ``question`` and the answer are required; errors
+    name the file, the entry and the field."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from err
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of questions")
+        raise ValueError(f"{path}: expected a JSON list of questions")  # noqa: TRY004 (bad file content: the CLI reports ValueError)
     rows = []
     for i, entry in enumerate(data):
-        if not isinstance(entry, dict) or "question" not in entry or "answer" not in entry:
-            raise ValueError(f"{path}: entry {i} needs 'question' and 'answer'")
-        answers = entry["answer"] if isinstance(entry["answer"], list) else [entry["answer"]]
-        if not answers:
-            raise ValueError(f"{path}: entry {i} has no acceptable answer")
-        rows.append({"id": f"original-{i}", "family": "original", "question": str(entry["question"]),
-                     "answer": str(answers[0]), "answers": [str(a) for a in answers],
-                     "intuitive": str(entry.get("incorrect answer", "")),
-                     "explanation": str(entry.get("explanation", ""))})
+        where = f"{path}: entry {i}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is not an object")  # noqa: TRY004 (bad file content: the CLI reports ValueError)
+        question = str(_field(entry, "question", ARITHMETIC_FIELDS["question"], where)).strip()
+        answers = _strings(_field(entry, "answers", ARITHMETIC_FIELDS["answers"], where))
+        if not question or not answers:
+            raise ValueError(f"{where} has an empty {'question' if not question else 'answer'}")
+        intuitive = next((entry[k] for k in ARITHMETIC_FIELDS["intuitive"] if k in entry), [])
+        explanation = next((entry[k] for k in ARITHMETIC_FIELDS["explanation"] if k in entry), "")
+        rows.append({"id": str(entry.get("id", f"original-{i}")), "family": "original", "question": question,
+                     "answer": answers[0], "answers": answers, "intuitive": _strings(intuitive),
+                     "explanation": str(explanation)})
     return pd.DataFrame(rows, columns=ARITHMETIC_COLUMNS)
 
 
-_UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-          "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-          "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
+TRANSLATION_COLUMNS = ["id", "source", "reference", "wrong_reference", "source_language", "target_language"]
 
+# Field names of a translation item, this project's first, then the original's (Common MT records:
+# ``source``, ``correct reference``, ``incorrect reference``).
+TRANSLATION_FIELDS: dict[str, tuple[str, ...]] = {
+    "source": ("source",),
+    "reference": ("reference", "correct reference", "correct_reference"),
+    "wrong_reference": ("wrong_reference", "incorrect reference", "incorrect_reference"),
+}
 
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-         "ninety": 90}
+#: The language pair of the built-in examples.
+EXAMPLE_PAIR: tuple[str, str] = ("Chinese", "English")
 
-
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
-
-
-_NUMBER_WORD = "|".join(sorted({*_UNITS, *_TENS, *_SCALES}, key=len, reverse=True))
-
-
-_WORDS_RE = re.compile(rf"\b(?:{_NUMBER_WORD})(?:[\s-]+(?:and[\s-]+)?(?:{_NUMBER_WORD}))*\b")
-
-
-_NUMBER_RE = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d|,\d)|(?<![\w.])-?\d+(?:\.\d+)?(?:/\d+)?")
-
-
-def words_to_number(text: str) -> int | None:
-    """``"twenty-one"`` -> 21, ``"one hundred and five"`` -> 105; ``None`` if it is not a number."""
-    total = current = 0
-    seen = False
-    for word in re.split(r"[\s-]+", text.lower().strip()):
-        if word == "and" or not word:
-            continue
-        if word in _UNITS:
-            current += _UNITS[word]
-        elif word in _TENS:
-            current += _TENS[word]
-        elif word == "hundred":
-            current = (current or 1) * 100
-        elif word in _SCALES:
-            total += (current or 1) * _SCALES[word]
-            current = 0
-        else:
-            return None
-        seen = True
-    return total + current if seen else None
-
-
-def extract_numbers(text: str) -> list[float]:
-    """Every number in ``text``, in order: digits (with thousands commas, decimals, simple
-    fractions) and numbers written in words. Currency signs, percent signs and units around them
-    are ignored; "5 cents" is 5."""
-    found: list[tuple[int, float]] = []
-    lowered = str(text).lower()
-    for m in _NUMBER_RE.finditer(lowered):
-        token = m.group(0).replace(",", "")
-        try:
-            value = float(Fraction(token)) if "/" in token else float(token)
-        except (ValueError, ZeroDivisionError):
-            continue
-        found.append((m.start(), value))
-    for m in _WORDS_RE.finditer(lowered):
-        value = words_to_number(m.group(0))
-        if value is not None:
-            found.append((m.start(), float(value)))
-    return [v for _, v in sorted(found)]
-
-
-def final_number(text: str) -> float | None:
-    """The answer a reply commits to: the number after the last "answer" marker if there is one,
-    else the last number in the reply."""
-    lowered = str(text).lower()
-    marks = [m.end() for m in re.finditer(r"answer\s*(?:is|:)?|=\s*", lowered)]
-    if marks:
-        after = extract_numbers(lowered[marks[-1]:])
-        if after:
-            return after[0]
-    numbers = extract_numbers(lowered)
-    return numbers[-1] if numbers else None
-
-
-def stated_answer(text: str) -> float | None:
-    """The number a reply explicitly commits to after its last "answer" marker ("Answer: 12", "the
-    answer is twelve"), or None when it has no such marker followed by a number. Stricter than
-    :func:`final_number`, which falls back to the last number anywhere (an echoed "Round 3" counts
-    there, not here)."""
-    lowered = str(text).lower()
-    marks = [m.end() for m in re.finditer(r"answer\s*(?:is|:)?", lowered)]
-    for end in reversed(marks):
-        rest = lowered[end:].lstrip(" \t\n:*=")
-        after = extract_numbers(rest.split("\n", 1)[0][:40])  # on the marker's own line only
-        if after:
-            return after[0]
-    return None
-
-
-def score_answer(reply: str, acceptable: Sequence[str], tol: float = 1e-6) -> bool:
-    """Exact match after normalisation: the reply's final number equals one of the acceptable
-    answers' numbers (an acceptable answer with no number is matched as text, case-insensitive)."""
-    value = final_number(reply)
-    for answer in acceptable:
-        nums = extract_numbers(str(answer))
-        if nums:
-            if value is not None and math.isclose(value, nums[0], rel_tol=tol, abs_tol=tol):
-                return True
-        elif str(answer).strip().lower() and str(answer).strip().lower() in str(reply).lower():
-            return True
-    return False
-
-
-TRANSLATION_COLUMNS = ["id", "source", "reference", "wrong_reference"]
-
-
-# A handful of English sentences with a lexically ambiguous word, written for this project, with a
-# correct French translation and one that takes the wrong sense. Enough to run the pipeline end to
-# end on the embedded model; real experiments load their own file (load_translation).
+# A few Chinese sentences written for this project, each with an idiom or a word whose literal sense
+# is the wrong one, with a correct English translation and a literal, wrong one. Enough to run the
+# pipeline end to end; real experiments load their own file (load_translation).
 EXAMPLE_TRANSLATIONS: tuple[tuple[str, str, str], ...] = (
-    ("He sat on the bank and watched the river.", "Il s'est assis sur la rive et a regardé la rivière.",
-     "Il s'est assis sur la banque et a regardé la rivière."),
-    ("She put the letter in the mail this morning.", "Elle a posté la lettre ce matin.",
-     "Elle a mis la lettre dans le courriel ce matin."),
-    ("The pitcher was full of cold water.", "La cruche était pleine d'eau froide.",
-     "Le lanceur était plein d'eau froide."),
-    ("They walked along the coast until the light faded.", "Ils ont marché le long de la côte jusqu'à la tombée du jour.",
-     "Ils ont marché le long de la côte jusqu'à ce que la lampe s'éteigne."),
-    ("The bat flew out of the cave at dusk.", "La chauve-souris est sortie de la grotte au crépuscule.",
-     "La batte est sortie de la grotte au crépuscule."),
-    ("He left his coat on the chair.", "Il a laissé son manteau sur la chaise.",
-     "Il a quitté son manteau sur la chaise."),
-    ("The plant closed after the strike.", "L'usine a fermé après la grève.",
-     "La plante s'est fermée après la grève."),
-    ("Turn right at the second light.", "Tournez à droite au deuxième feu.",
-     "Tournez à droite à la deuxième lumière."),
-    ("She has a date with the dentist on Monday.", "Elle a rendez-vous chez le dentiste lundi.",
-     "Elle a une datte avec le dentiste lundi."),
-    ("The match was cancelled because of the rain.", "Le match a été annulé à cause de la pluie.",
-     "L'allumette a été annulée à cause de la pluie."),
+    ("我们打车去机场吧。", "Let's take a taxi to the airport.", "Let's hit a car to the airport."),
+    ("老师说他做作业太马虎了。", "The teacher said he was too careless with his homework.",
+     "The teacher said he was too horse tiger with his homework."),
+    ("别给我戴高帽子，我知道自己的水平。", "Don't flatter me, I know my own level.",
+     "Don't put a tall hat on me, I know my own water level."),
+    ("这家小店的北京烤鸭很地道。", "The Peking duck at this little shop is very authentic.",
+     "The Peking duck at this little shop is very underground tunnel."),
+    ("我去找他帮忙，结果吃了闭门羹。", "I went to ask him for help, but he turned me away.",
+     "I went to ask him for help, but ate closed-door soup."),
+    ("她把钥匙落在办公室了。", "She left her keys at the office.", "She fell her keys in the office."),
+    ("为了明天的考试，他昨晚开夜车了。", "He stayed up late last night studying for tomorrow's exam.",
+     "He drove a night car last night for tomorrow's exam."),
+    ("这个问题很棘手，我们得慢慢来。", "This problem is very tricky; we have to take it slowly.",
+     "This problem is very thorny hand; we have to come slowly."),
 )
 
 
 def example_translations() -> pd.DataFrame:
-    return pd.DataFrame([{"id": f"mt-{i}", "source": s, "reference": r, "wrong_reference": w}
+    """The built-in examples, Chinese -> English (:data:`EXAMPLE_PAIR`)."""
+    source_language, target_language = EXAMPLE_PAIR
+    return pd.DataFrame([{"id": f"mt-{i}", "source": s, "reference": r, "wrong_reference": w,
+                          "source_language": source_language, "target_language": target_language}
                          for i, (s, r, w) in enumerate(EXAMPLE_TRANSLATIONS)], columns=TRANSLATION_COLUMNS)
 
 
-def load_translation(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Rows of (source, correct reference, wrong reference) from a CSV, TSV or JSONL file with the
-    columns ``source``, ``reference`` and ``wrong_reference`` (an ``id`` column is optional)."""
+def _translation_records(p: Path) -> tuple[list[dict[str, Any]], str]:
+    """The items of a translation file as dicts, and what one is called in errors ("entry", "row")."""
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p}: not valid JSON (line {err.lineno}): {err.msg}") from err
+        data = [data] if isinstance(data, dict) else data  # one record, as the original stores per item
+        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+            raise ValueError(f"{p}: expected a JSON array of objects")
+        return data, "entry"
+    if suffix == ".jsonl":
+        records = []
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{p}: line {n} is not valid JSON: {err.msg}") from err
+            if not isinstance(record, dict):
+                raise ValueError(f"{p}: line {n} is not a JSON object")  # noqa: TRY004 (bad file content: the CLI reports ValueError)
+            records.append(record)
+        return records, "line"
+    if suffix in (".csv", ".tsv"):
+        try:
+            frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as err:
+            raise ValueError(f"{p}: cannot read as {suffix[1:].upper()}: {err}") from err
+        for field, names in TRANSLATION_FIELDS.items():
+            if not set(names) & set(frame.columns):
+                raise ValueError(f"{p}: missing field {field!r} (a column named one of {list(names)})")
+        return frame.to_dict("records"), "row"
+    raise ValueError(f"{p}: unknown translation file type {p.suffix!r}; expected .json, .jsonl, .csv or .tsv")
+
+
+def load_translation(path: str | os.PathLike[str], source_language: str, target_language: str) -> pd.DataFrame:
+    """Translation items from a JSON array (or one JSON object), JSONL, CSV or TSV file with the
+    fields ``source``, ``reference`` and ``wrong_reference``, or the original's ``correct
+    reference`` and ``incorrect reference``; ``id`` is optional. Each item's language pair is its own
+    ``source_language``/``target_language`` fields where the file has them, else the given pair.
+    Errors name the file, the item and the missing or empty field."""
     p = Path(path)
-    try:
-        if p.suffix == ".jsonl":
-            frame = pd.read_json(p, lines=True)
-        else:
-            frame = pd.read_csv(p, sep="\t" if p.suffix == ".tsv" else ",")
-    except (ValueError, pd.errors.ParserError) as err:
-        raise ValueError(f"{path}: cannot read as {p.suffix or 'csv'}: {err}") from err
-    missing = {"source", "reference", "wrong_reference"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-    empty = frame[["source", "reference", "wrong_reference"]].isna().any(axis=1)
-    if empty.any():
-        raise ValueError(f"{path}: row {int(empty.idxmax()) + 1} has an empty source or reference")
-    if "id" not in frame.columns:
-        frame["id"] = [f"mt-{i}" for i in range(len(frame))]
-    return frame[TRANSLATION_COLUMNS].astype(str).reset_index(drop=True)
+    records, item = _translation_records(p)
+    rows = []
+    for i, record in enumerate(records):
+        where = f"{p}: {item} {i + 1}"
+        row: dict[str, Any] = {"id": str(record.get("id") or f"mt-{i}")}
+        for field, names in TRANSLATION_FIELDS.items():
+            present = [n for n in names if n in record]
+            if len(present) > 1:
+                raise ValueError(f"{where} has field {field!r} twice, as {present}")
+            value = _field(record, field, names, where)
+            if value is None or not str(value).strip():
+                raise ValueError(f"{where} has an empty {field!r}")
+            row[field] = str(value).strip()
+        row["source_language"] = str(record.get("source_language") or source_language)
+        row["target_language"] = str(record.get("target_language") or target_language)
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{p}: no translation items")
+    return pd.DataFrame(rows, columns=TRANSLATION_COLUMNS)
 
 
 def final_translation(text: str) -> str:
@@ -387,16 +368,24 @@ def final_translation(text: str) -> str:
     return (lines[0] if marks else lines[-1]) if lines else ""
 
 
+def bleu_tokenizer(target_language: str) -> str:
+    """sacrebleu's tokenizer for a target language: ``zh`` for Chinese, ``13a`` otherwise."""
+    return "zh" if str(target_language).strip().lower() in ("chinese", "zh", "mandarin") else "13a"
+
+
 def translation_scores(hypotheses: Sequence[str], rows: pd.DataFrame) -> dict[str, Any]:
-    """Corpus BLEU and chrF against the correct references, and the contrastive accuracy: the share
-    of outputs whose sentence chrF is higher against the correct reference than against the wrong
-    one. COMET is reported only when the package and a local model are available."""
+    """Corpus BLEU (tokenised for the items' target language) and chrF against the correct
+    references, and the contrastive accuracy: the share of outputs whose sentence chrF is higher
+    against the correct reference than against the wrong one. COMET is reported only when the
+    package and a local model are available."""
     import sacrebleu
 
     refs = list(rows["reference"])
     wrong = list(rows["wrong_reference"])
     hyps = [str(h) for h in hypotheses]
-    bleu = sacrebleu.corpus_bleu(hyps, [refs]).score
+    targets = set(rows["target_language"]) if "target_language" in rows else set()
+    tokenize = bleu_tokenizer(next(iter(targets))) if len(targets) == 1 else "13a"
+    bleu = sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score
     chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
     closer = [sacrebleu.sentence_chrf(h, [r]).score > sacrebleu.sentence_chrf(h, [w]).score
               for h, r, w in zip(hyps, refs, wrong)]

@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tomlab.probing.estimator import (
     DEFAULT_C_BINARY,
+    DEFAULT_C_JOINT,
     DEFAULT_MAX_ITER,
     BatchedLogisticRegression,
 )
@@ -149,7 +150,7 @@ def bench_probing(
     over heads), target and torch_threads.
     """
     is_val = _check_split(acts, meta, is_val)
-    n, n_layers, n_heads, d = acts.shape
+    d = acts.shape[3]
     groups = head_groups(acts)
     x_train = groups[:, ~is_val].astype(np.float64)
     x_val = groups[:, is_val].astype(np.float64)
@@ -193,4 +194,116 @@ def bench_probing(
         "sklearn_max_iter": int(sklearn_max_iter or max_iter),
         "sklearn_not_converged": int(not_converged),
         "device": device,
+    }
+
+
+#: The joint probe's class whose weight row is the +tpfo steering direction (protagonist true, oracle false).
+_TPFO_CLASS = 1
+
+
+def _capped_joint_fits(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, C: float, max_iter: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The original's joint probe per group: scikit-learn's lbfgs softmax with its default ``tol``.
+
+    Returns the TpFo weight rows (G, D), train and validation accuracies (G,), and how many fits
+    stopped at ``max_iter``.
+    """
+    g, _, d = x_train.shape
+    rows, train_acc, val_acc = np.empty((g, d)), np.empty(g), np.empty(g)
+    n_capped = 0
+    for i in range(g):
+        model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(x_train[i], y_train)
+        n_capped += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        rows[i] = model.coef_[int(np.flatnonzero(model.classes_ == _TPFO_CLASS)[0])]
+        train_acc[i] = model.score(x_train[i], y_train)
+        val_acc[i] = model.score(x_val[i], y_val)
+    return rows, train_acc, val_acc, n_capped
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (G, D) arrays (0 where a row is zero)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("gd,gd->g", a, b)
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def _best(acc: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest accuracies; ties to the lower group (lower layer, then head)."""
+    return np.argsort(-acc, kind="stable")[:k]
+
+
+def bench_joint_cap(
+    acts: np.ndarray,
+    meta: pd.DataFrame,
+    is_val: np.ndarray,
+    *,
+    capped_max_iter: int,
+    top_k: int,
+    C: float = DEFAULT_C_JOINT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """How much the original's iteration cap changes the joint (4-class) probe.
+
+    Per head, on the training samples: the capped fit is scikit-learn's lbfgs softmax with
+    ``max_iter=capped_max_iter`` (the original: 100, scikit-learn's default, default ``tol``);
+    the converged fit is :class:`BatchedLogisticRegression` (``max_iter`` Newton steps, tol
+    1e-8), as tomlab's probes and +tpfo directions use.  ``capped_max_iter`` and ``top_k`` come
+    from the config (``bench.joint_capped_max_iter``, ``steering.top_k``).  Heads are ranked by validation accuracy
+    (ties to the lower layer, then head), as the steering heads are.
+
+    Returns (prefix ``joint_``): capped_max_iter, capped_not_converged (fits stopped at the
+    cap), converged_not_converged, top_k, top_k_overlap (heads in both top-``top_k`` sets),
+    tpfo_cosine_mean / _median / _min over all heads and tpfo_cosine_top_k_mean over the
+    converged fit's top ``top_k`` (cosine of the TpFo weight rows, the +tpfo direction),
+    max_val_acc_gap / mean_val_acc_gap (|capped - converged| validation accuracy over heads),
+    capped_seconds and converged_seconds.
+    """
+    is_val = _check_split(acts, meta, is_val)
+    groups = head_groups(acts)
+    x_train = groups[:, ~is_val].astype(np.float64)
+    x_val = groups[:, is_val].astype(np.float64)
+    y, _ = _target_labels(meta, "joint")
+    y_train, y_val = y[~is_val], y[is_val]
+    k = min(int(top_k), groups.shape[0])
+
+    t0 = time.perf_counter()
+    model = BatchedLogisticRegression(C=C, max_iter=max_iter, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, y_train)
+    converged_val = model.score(x_val, y_val)
+    converged_rows = model.coef_[:, int(np.flatnonzero(model.classes_ == _TPFO_CLASS)[0]), :]
+    converged_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    capped_rows, _, capped_val, n_capped = _capped_joint_fits(
+        x_train, y_train, x_val, y_val, C, capped_max_iter, seed
+    )
+    capped_seconds = time.perf_counter() - t0
+
+    cos = _cosines(capped_rows, converged_rows)
+    best_converged = _best(converged_val, k)
+    overlap = len(set(best_converged.tolist()) & set(_best(capped_val, k).tolist()))
+    gap = np.abs(capped_val - converged_val)
+    return {
+        "joint_C": float(C),
+        "joint_capped_max_iter": int(capped_max_iter),
+        "joint_capped_not_converged": int(n_capped),
+        "joint_converged_not_converged": int((~model.converged_).sum()),
+        "joint_top_k": k,
+        "joint_top_k_overlap": int(overlap),
+        "joint_tpfo_cosine_mean": float(cos.mean()),
+        "joint_tpfo_cosine_median": float(np.median(cos)),
+        "joint_tpfo_cosine_min": float(cos.min()),
+        "joint_tpfo_cosine_top_k_mean": float(cos[best_converged].mean()),
+        "joint_max_val_acc_gap": float(gap.max()),
+        "joint_mean_val_acc_gap": float(gap.mean()),
+        "joint_capped_seconds": float(capped_seconds),
+        "joint_converged_seconds": float(converged_seconds),
     }

@@ -18,6 +18,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from tomlab.probing.estimator import (
@@ -46,7 +47,7 @@ _DEFAULT_TARGETS: tuple[str, ...] = ("oracle", "protagonist", "joint")
 
 
 def _n_chosen(fraction: float, total: int) -> int:
-    n = int(round(fraction * total))
+    n = round(fraction * total)
     if total >= 2:
         n = min(max(n, 1), total - 1)  # keep both sides non-empty
     return n
@@ -55,27 +56,43 @@ def _n_chosen(fraction: float, total: int) -> int:
 def split_train_val(
     meta: pd.DataFrame, val_fraction: float = 0.2, mode: str = "by_story", seed: int = 0
 ) -> np.ndarray:
-    """Boolean ``is_val`` (N,) for a seeded train/validation split.
+    """Boolean ``is_val`` (N,) for a seeded train/validation split, shared by every target.
 
-    ``by_story``: a random choice of ``round(val_fraction * n_stories)`` whole stories (every
-    sample of a ``story_id``) is held out, so no story is on both sides.  ``by_sample``: the
-    original paper's leaky split, ``round(val_fraction * N)`` random samples.  Both sides are
-    kept non-empty.
+    ``by_story``: a random choice (``numpy.random.default_rng(seed)``) of
+    ``round(val_fraction * n_stories)`` whole stories (every sample of a ``story_id``) is held
+    out, so no story is on both sides; both sides are kept non-empty.  ``by_sample``: the
+    original's split, scikit-learn's ``train_test_split(np.arange(N), test_size=val_fraction,
+    random_state=seed)`` over the samples in ``sample_id`` order (row order when ``meta`` has
+    no ``sample_id``), ``ceil(val_fraction * N)`` validation samples; with the samples of
+    :func:`tomlab.probing.samples.build_probe_samples` it is the original's partition, and
+    samples of one story land on both sides.
     """
     if mode not in SPLIT_MODES:
         raise ValueError(f"unknown split mode {mode!r}; allowed: {', '.join(SPLIT_MODES)}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    n = len(meta)
     if mode == "by_sample":
-        is_val = np.zeros(n, dtype=bool)
-        is_val[rng.choice(n, size=_n_chosen(val_fraction, n), replace=False)] = True
-        return is_val
+        return _split_by_sample(meta, val_fraction, seed)
+    rng = np.random.default_rng(seed)
     story = meta["story_id"].to_numpy()
     stories = np.unique(story)
     chosen = rng.choice(stories, size=_n_chosen(val_fraction, len(stories)), replace=False)
     return np.isin(story, chosen)
+
+
+def _split_by_sample(meta: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:
+    """The original's ``train_test_split`` partition of the samples, in ``sample_id`` order."""
+    n = len(meta)
+    if n < 2:
+        raise ValueError(f"a by_sample split needs at least 2 samples; got {n}")
+    if "sample_id" in meta.columns:
+        order = np.argsort(meta["sample_id"].to_numpy(), kind="stable")  # position of the i-th sample_id
+    else:
+        order = np.arange(n)
+    _, val_ranks = train_test_split(np.arange(n), test_size=val_fraction, random_state=seed)
+    is_val = np.zeros(n, dtype=bool)
+    is_val[order[val_ranks]] = True
+    return is_val
 
 
 def shuffled_labels(y_train: np.ndarray, seed: int) -> np.ndarray:
@@ -171,7 +188,7 @@ def probe_heads(
     (= val_acc - control_acc), n_train, n_val.
     """
     is_val = _check_split(acts, meta, is_val)
-    n, n_layers, n_heads, d = acts.shape
+    _, n_layers, n_heads, d = acts.shape
     groups = head_groups(acts)
     x_train, x_val = groups[:, ~is_val], groups[:, is_val]
     n_train, n_val = int((~is_val).sum()), int(is_val.sum())

@@ -347,8 +347,18 @@ def _newton_solve(
         pen0 = 0.5 * (theta * penalty_grad(theta)).flatten(1).sum(-1)
         slack = eps_slack * f.abs()
 
-        def phi(sel: torch.Tensor | None, tt: torch.Tensor) -> torch.Tensor:
-            """Objective at theta + tt * step for the groups ``sel`` (None: all)."""
+        def phi(
+            sel: torch.Tensor | None,
+            tt: torch.Tensor,
+            *,
+            pen0: torch.Tensor = pen0,
+            lin: torch.Tensor = lin,
+            quad: torch.Tensor = quad,
+            loss: _Loss = loss,
+            z: torch.Tensor = z,
+            xstep: torch.Tensor = xstep,
+        ) -> torch.Tensor:
+            """Objective at theta + tt * step for the groups ``sel`` (None: all), this iteration's step."""
             if sel is None:
                 return pen0 + tt * lin + 0.5 * tt * tt * quad + c * loss.value(z + tt.view(-1, 1, 1) * xstep)
             fp = pen0[sel] + tt * lin[sel] + 0.5 * tt * tt * quad[sel]

@@ -331,7 +331,8 @@ def commentary_probing(m: Manifest, site: str, margin: float = 0.05) -> str:
         paras.append(
             "The split is by sample, as in the original code: the four samples of a story share almost all "
             "their text and are spread over train and validation, so a probe can partly succeed by "
-            "recognising the story. Treat these accuracies as optimistic."
+            "recognising the story. Treat these accuracies as optimistic; `split.mode: by_story` holds "
+            "out whole stories."
         )
     else:
         paras.append(

@@ -156,6 +156,26 @@ def letter_bias(m: Manifest) -> dict[str, float]:
     return {k: float(counts.get(k, 0.0)) for k in ("a", "b", "invalid")}
 
 
+def parser_comparison(m: Manifest) -> pd.DataFrame:
+    """The plain model's generation accuracy and invalid rate per task and condition under the released
+    parser and tomlab's lenient one, side by side; empty if the run scored no generations."""
+    from tomlab.bigtom.evaluation import parser_table
+
+    scored = pd.read_parquet(m.path("baseline_scored"))
+    if scored.empty or "parsed_original" not in scored.columns:
+        return pd.DataFrame()
+    table = parser_table(scored)
+    return pd.DataFrame({
+        "task": [TASK_TITLES.get(t, t) for t in table["task"]],
+        "condition": [CONDITION_NAMES.get(c, c) for c in table["condition"]],
+        "n": table["n"],
+        "acc. (released parser)": table["accuracy_original"],
+        "invalid (released)": table["invalid_original"],
+        "acc. (lenient parser)": table["accuracy_lenient"],
+        "invalid (lenient)": table["invalid_lenient"],
+    })
+
+
 def paper_comparison(m: Manifest, mode: str = "generation") -> pd.DataFrame:
     """Paper (Table 1, Mistral-7B) vs this run: one row per task and direction, TB and FB columns,
     this run's value per capture site."""

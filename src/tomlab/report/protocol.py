@@ -1,0 +1,208 @@
+"""Protocol cards: for each experiment, every point where this run differs from the original, one row each.
+
+A card is built from the run's resolved config (``setup.json``'s ``config``) and model summary, and from
+what the library does (stated here, beside the code that does it).  Columns: ``aspect``, ``original``
+(what the released code or paper does), ``this run``, and ``status``: ``same``, ``differs`` or
+``addition`` (something the original does not have, reported beside it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+CARD_COLUMNS: tuple[str, ...] = ("aspect", "original", "this run", "status")
+
+PAPER_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
+"""The model of the released BigToM scripts."""
+
+
+def _row(aspect: str, original: str, this_run: str, same: bool | None) -> dict[str, str]:
+    status = "addition" if same is None else ("same" if same else "differs")
+    return {"aspect": aspect, "original": original, "this run": this_run, "status": status}
+
+
+def _card(rows: list[dict[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(CARD_COLUMNS))
+
+
+def _cfg(setup: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
+    node: Any = setup.get("config") or {}
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _model_rows(setup: Mapping[str, Any]) -> list[dict[str, str]]:
+    model = setup.get("model") or {}
+    name = str(model.get("name") or _cfg(setup, "model", "name", default="n/a"))
+    dtype = str(model.get("dtype") or _cfg(setup, "model", "dtype", default="n/a"))
+    return [
+        _row("model", PAPER_MODEL, name, name == PAPER_MODEL),
+        _row("precision", "float32 (the release loads the model without a dtype)", dtype, dtype == "float32"),
+    ]
+
+
+def _data_row(setup: Mapping[str, Any]) -> dict[str, str]:
+    data = setup.get("data") or {}
+    source = str(data.get("source") or _cfg(setup, "stories", "source", default="n/a"))
+    if source == "bigtom":
+        return _row("stories", "BigToM, 200 stories (the release's bigtom.csv)",
+                    f"BigToM file {data.get('raw_file', 'n/a')}, {data.get('n_stories', 'n/a')} stories", True)
+    return _row("stories", "BigToM, 200 stories (the release's bigtom.csv)",
+                f"tomlab's generated BigToM-format stories ({data.get('n_stories', 'n/a')})", False)
+
+
+def _eval_split_row(setup: Mapping[str, Any]) -> dict[str, str]:
+    fraction = _cfg(setup, "split", "eval_fraction", default=0.5)
+    return _row("story split", "stories 0-99 evaluated and steered, 100-199 probed",
+                f"first {fraction:.0%} of the stories evaluated, the rest probed", fraction == 0.5)
+
+
+def probing_card(setup: Mapping[str, Any]) -> pd.DataFrame:
+    """Protocol card of belief probing (Zhu, Zhang & Wang 2024; released code RepBelief)."""
+    statements = _cfg(setup, "probing", "statements", default="original")
+    mode = _cfg(setup, "split", "mode", default="by_story")
+    val = _cfg(setup, "split", "val_fraction", default=0.2)
+    seed = _cfg(setup, "split", "seed", default=0)
+    c_bin = _cfg(setup, "probing", "C_binary", default=10.0)
+    c_joint = _cfg(setup, "probing", "C_joint", default=1.0)
+    max_iter = _cfg(setup, "probing", "max_iter", default=1000)
+    sites = list(_cfg(setup, "activations", "sites", default=[]) or [])
+    tasks = list(_cfg(setup, "probing", "tasks", default=[]) or [])
+    split_text = ("by sample: scikit-learn train_test_split over the release's sample order"
+                  if mode == "by_sample" else "by story: every sample of a story on one side (no leak)")
+    joint_text = (f"multinomial, C={c_joint}, fitted to convergence (at most {max_iter} steps); "
+                  "the cap's effect is measured in the probing benchmark")
+    return _card([
+        *_model_rows(setup),
+        _data_row(setup),
+        _eval_split_row(setup),
+        _row("tasks probed", "forward belief, forward action, backward belief (init 0)", ", ".join(tasks),
+             set(tasks) == {"forward_belief", "forward_action", "backward_belief"}),
+        _row("statements", "the release's: believer words dropped, then str.capitalize(); actions in the imperative",
+             "the release's" if statements == "original" else "the answers verbatim (tomlab)",
+             statements == "original"),
+        _row("activation site", "attention output after o_proj, last token (attn_out)",
+             ", ".join(sites), "attn_out" in sites and len(sites) == 1),
+        _row("train / validation split", "by sample, test_size 0.2, random_state 0",
+             f"{split_text}; {val:.0%} validation, seed {seed}", mode == "by_sample" and val == 0.2 and seed == 0),
+        _row("binary probes", "L2 logistic regression, C=10, scikit-learn lbfgs (tol 1e-4, at most 1000 iterations)",
+             f"L2 logistic regression, C={c_bin}, tomlab's batched Newton solver to tol 1e-8 (at most {max_iter} "
+             "steps); agreement with scikit-learn in the probing benchmark", False),
+        _row("joint probe", "multinomial, C=1, lbfgs stopped at scikit-learn's default 100 iterations",
+             joint_text, False),
+        _row("controls", "none", "shuffled-label control probes, lexical baseline, whole-layer probes", None),
+    ])
+
+
+def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
+    """Protocol card of the BigToM evaluation and inference-time intervention (the release's scripts)."""
+    def ev(*keys: str, default: Any = None) -> Any:
+        return _cfg(setup, "evaluation", *keys, default=default)
+
+    def st(*keys: str, default: Any = None) -> Any:
+        return _cfg(setup, "steering", *keys, default=default)
+
+    protocol = ev("protocol", default="original")
+    chat = ev("chat_template")
+    chat_used = (protocol == "tomlab") if chat is None else bool(chat)
+    parser = ev("parser") or ("original" if protocol == "original" else "lenient")
+    max_stories = ev("max_stories")
+    modes = list(ev("modes", default=[]) or [])
+    directions = list(st("directions", default=[]) or [])
+    site = st("site", default="attn_out")
+    return _card([
+        *_model_rows(setup),
+        _data_row(setup),
+        _eval_split_row(setup),
+        _row("stories evaluated", "100 (stories 0-99)", "all" if max_stories is None else f"the first {max_stories}",
+             max_stories is None),
+        _row("prompt", "the release's instruction, blank line, Story / Question / options, 'Answer:'",
+             "the release's" if protocol == "original" else "tomlab's one-line instruction asking for a letter",
+             protocol == "original"),
+        _row("chat template", "none (plain text)", "the model's chat template" if chat_used else "none (plain text)",
+             not chat_used),
+        _row("option order", "random.seed(0) per condition run, one shuffle per story in file order",
+             "the release's" if protocol == "original" else "a hash of (seed, story, task, condition)",
+             protocol == "original" and ev("seed", default=0) == 0),
+        _row("decoding", "greedy, at most 20 new tokens", f"greedy, at most {ev('max_new_tokens', default=20)} new tokens",
+             ev("max_new_tokens", default=20) == 20),
+        _row("answer parser (headline)", "the release's: text after the last 'Answer: ', first two characters, then text",
+             "the release's" if parser == "original" else "tomlab's lenient parser", parser == "original"),
+        _row("second parser", "none", "the other parser's accuracy and invalid rate, reported beside", None),
+        _row("conditions", "true belief and false belief", "those two, plus true and false control", None),
+        _row("scoring modes", "generation", ", ".join(modes), None if "log-likelihood" in modes else True),
+        _row("heads and strength", "K=16 heads, alpha=20 (-20 for the oracle direction)",
+             f"K={st('top_k', default=16)}, alpha={st('alpha', default=20)} (signed by the direction kind)",
+             st("top_k", default=16) == 16 and float(st("alpha", default=20)) == 20.0),
+        _row("directions", "protagonist and oracle probe weights, joint probe's o0p1 class, random",
+             ", ".join(directions), set(directions) == {"random", "+protagonist", "-oracle", "+tpfo"}),
+        _row("intervention site", "slice of the attention output after o_proj, last position, every step",
+             f"{site} for the sweep, mechanism and free-text views; every captured site for the tables",
+             site == "attn_out"),
+    ])
+
+
+def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
+    """Protocol card of the team game (Li et al., EMNLP 2023; released code multi_LLM_comm).
+
+    The rule differences listed are those known today; the game's fidelity work is its own issue.
+    """
+    team = _cfg(setup, "team", default={}) or {}
+    llm = team.get("llm", {}) if isinstance(team, Mapping) else {}
+    rounds = team.get("max_rounds", "n/a")
+    return _card([
+        _row("model", "GPT-4 and ChatGPT (the paper)", str(_cfg(setup, "model", "name", default="n/a")), False),
+        _row("rounds", "at most 30", f"at most {rounds}", rounds == 30),
+        _row("early end", "all bombs defused, or a deadlock of repeated actions",
+             f"all bombs defused, or {team.get('stall_rounds')} rounds without change"
+             if team.get("stall_rounds") else "all bombs defused", False),
+        _row("bomb phases", "colours drawn without repeats", "colours may repeat within a bomb", False),
+        _row("start rooms", "all agents start together in one room", "each agent starts in its own random room", False),
+        _row("observation", "round, score, last result, own room, teammates' positions, last messages",
+             "also the legal actions, the bombs' phases and witnessed teammate actions", False),
+        _row("ToM questions", "room contents, bomb state changes, first and second order knowledge",
+             "bomb sequences, three orders" + ("" if llm.get("tom", True) else " (switched off)"), False),
+        _row("chat template", "chat API", "the model's chat template" if llm.get("chat_template", True) else "none",
+             bool(llm.get("chat_template", True))),
+        _row("baselines", "random, CBS planner, MAPPO (45M steps)", ", ".join(team.get("agent_types", [])), False),
+    ])
+
+
+def debate_card(setup: Mapping[str, Any]) -> pd.DataFrame:
+    """Protocol card of the multi-agent debate (Liang et al.).  The original's code is GPL-3.0 and was
+    not read: the "original" column states what its released data files show, or that it cannot be
+    known from them."""
+    db = _cfg(setup, "debate", default={}) or {}
+    arith = db.get("arithmetic", {}) or {}
+    trans = db.get("translation", {}) or {}
+    src, tgt = trans.get("source_language", "n/a"), trans.get("target_language", "n/a")
+    model = str(_cfg(setup, "model", "name", default="n/a"))
+    temperature = db.get("temperature", "n/a")
+    unknown = "cannot be known from the released data"
+    return _card([
+        _row("model", "gpt-3.5-turbo (every released debate record)", model, model == "gpt-3.5-turbo"),
+        _row("temperature", "0 (the released records)", str(temperature), temperature == 0),
+        _row("arithmetic data", "CIAR: 50 questions, each with its right and intuitive (wrong) answers",
+             f"file {arith['file']}" if arith.get("file") else f"{arith.get('n', 'n/a')} generated instances of "
+             "counter-intuitive problem families", bool(arith.get("file"))),
+        _row("translation data", "Common MT lexical set, 200 sentences",
+             f"file {trans['file']}" if trans.get("file") else "tomlab's 8 built-in examples", bool(trans.get("file"))),
+        _row("language pair", "Chinese to English", f"{src} to {tgt}", (src, tgt) == ("Chinese", "English")),
+        _row("roles", "affirmative and negative debaters, a moderator, a judge",
+             f"{db.get('n_debaters', 'n/a')} debaters and a judge that also decides when to stop", False),
+        _row("rounds", "1 to 4 moderator turns in the records; the limit " + unknown,
+             f"at most {db.get('rounds', 'n/a')}", False),
+        _row("tit for tat", unknown, str(db.get("tit_for_tat", "n/a")), False),
+        _row("prompts", "not read (GPL code)", "tomlab's own, written from the paper's description", False),
+        _row("arithmetic scoring", unknown,
+             "value after the last 'Answer:', right at the reply's own precision; intuitive answers counted", False),
+        _row("translation scoring", unknown, "BLEU, chrF and a contrastive score; COMET when installed", False),
+        _row("baselines", "CoT, self-consistency, self-reflection (the paper)",
+             ", ".join(db.get("methods", [])), None),
+    ])

@@ -1,0 +1,72 @@
+"""Protocol cards: one row per point of difference, computed from the run's config and model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from snakemake.utils import validate
+
+from tomlab.report.protocol import (
+    CARD_COLUMNS,
+    debate_card,
+    probing_card,
+    steering_card,
+    team_card,
+)
+from tomlab.schema import SCHEMA_PATH
+
+
+def _setup(config: dict, model: dict | None = None, data: dict | None = None) -> dict:
+    config = copy.deepcopy(config)
+    validate(config, schema=str(SCHEMA_PATH), set_default=True)
+    return {"config": config, "model": model or {"name": config["model"]["name"], "dtype": "float32"},
+            "data": data or {"source": config["stories"]["source"], "n_stories": 200, "raw_file": "bigtom.csv"}}
+
+
+PAPER = {"model": {"name": "mistralai/Mistral-7B-Instruct-v0.2"}, "stories": {"source": "bigtom"},
+         "bigtom_csv": "bigtom.csv"}
+
+
+def _status(card, aspect: str) -> str:
+    rows = card[card["aspect"] == aspect]
+    assert len(rows) == 1, f"{aspect!r} not in the card: {list(card['aspect'])}"
+    return rows["status"].iloc[0]
+
+
+@pytest.mark.parametrize("build", [probing_card, steering_card, team_card, debate_card])
+def test_cards_have_the_columns_and_known_statuses(build):
+    card = build(_setup(PAPER))
+    assert tuple(card.columns) == CARD_COLUMNS and len(card) >= 5
+    assert set(card["status"]) <= {"same", "differs", "addition"}
+    assert card["aspect"].is_unique
+
+
+def test_defaults_follow_the_original_where_a_switch_exists():
+    setup = _setup(PAPER)
+    probing, steering = probing_card(setup), steering_card(setup)
+    for aspect in ("model", "precision", "stories", "statements"):
+        assert _status(probing, aspect) == "same"
+    for aspect in ("prompt", "chat template", "option order", "decoding", "answer parser (headline)",
+                   "heads and strength", "directions", "intervention site"):
+        assert _status(steering, aspect) == "same", aspect
+    assert _status(steering, "conditions") == "addition"
+
+
+def test_switches_show_up_as_differences():
+    config = copy.deepcopy(PAPER)
+    config["evaluation"] = {"protocol": "tomlab", "max_new_tokens": 32}
+    config["split"] = {"mode": "by_story"}
+    config["steering"] = {"site": "head_z"}
+    setup = _setup(config, model={"name": "embedded:smollm2-135m-instruct", "dtype": "bfloat16"},
+                   data={"source": "generated", "n_stories": 40})
+    steering = steering_card(setup)
+    for aspect in ("model", "precision", "stories", "prompt", "chat template", "option order", "decoding",
+                   "answer parser (headline)", "intervention site"):
+        assert _status(steering, aspect) == "differs", aspect
+    assert "bfloat16" in steering.loc[steering["aspect"] == "precision", "this run"].iloc[0]
+    probing = probing_card(setup)
+    assert _status(probing, "train / validation split") == "differs"
+    # an explicit chat-template switch overrides the protocol's choice
+    config["evaluation"]["chat_template"] = False
+    assert _status(steering_card(_setup(config)), "chat template") == "same"
