@@ -71,8 +71,18 @@ def test_batched_with_left_padding_equals_one_at_a_time(tiny_llama):
     single = extract_activations(tiny_llama, PROMPTS, batch_size=1, progress=False)
     for site in batched:
         assert batched[site].shape == (3, tiny_llama.n_layers, tiny_llama.n_heads, tiny_llama.head_dim)
-        assert batched[site].dtype == np.float16
+        assert batched[site].dtype == np.float32  # as the released code saves them
         np.testing.assert_allclose(batched[site], single[site], atol=2e-3)
+
+
+def test_half_precision_storage_is_a_switch(tiny_llama):
+    full = extract_activations(tiny_llama, PROMPTS, sites=("attn_out",), batch_size=3, progress=False)["attn_out"]
+    half = extract_activations(tiny_llama, PROMPTS, sites=("attn_out",), batch_size=3, progress=False,
+                               dtype="float16")["attn_out"]
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, full.astype(np.float16))
+    with pytest.raises(ValueError, match="float32 or float16"):
+        extract_activations(tiny_llama, PROMPTS, progress=False, dtype="int8")
 
 
 def test_hooks_are_removed_after_capture(tiny_llama):
@@ -154,7 +164,7 @@ def test_capture_all_positions_agrees_with_last(tiny_llama):
     n = len(tiny_llama.tokenizer(text)["input_ids"])
     assert acts.shape == (n, tiny_llama.n_layers, tiny_llama.n_heads, tiny_llama.head_dim) and len(tokens) == n
     last = extract_activations(tiny_llama, [text], sites=("attn_out",), progress=False)["attn_out"][0]
-    np.testing.assert_allclose(acts[-1], last.astype(np.float32), atol=2e-3)  # float16 storage of the latter
+    np.testing.assert_allclose(acts[-1], last, atol=2e-3)
     # a prefix of the prompt gives the same activations at its positions (causal attention)
     prefix, _ = token_activations(tiny_llama, text[:20], site="attn_out")
     k = len(prefix)

@@ -70,7 +70,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert setup["model"]["name"] == "random:llama" and setup["data"]["n_stories"] == 24
     meta = pd.read_parquet(res / "activations/forward_belief/samples.parquet")
     acts = np.load(res / "activations/forward_belief/head_z.npy")
-    assert acts.shape == (len(meta), 2, 4, 16) and acts.dtype == np.float16
+    assert acts.shape == (len(meta), 2, 4, 16) and acts.dtype == np.float32
     assert (meta["n_tokens"] > 0).all() and set(meta["joint"]) == {0, 1, 2, 3}
     heads = pd.read_parquet(res / "probing/forward_belief/attn_out/heads.parquet")
     assert set(heads["target"]) == {"oracle", "protagonist", "joint"}

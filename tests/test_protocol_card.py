@@ -45,8 +45,9 @@ def test_cards_have_the_columns_and_known_statuses(build):
 def test_defaults_follow_the_original_where_a_switch_exists():
     setup = _setup(PAPER)
     probing, steering = probing_card(setup), steering_card(setup)
-    for aspect in ("model", "precision", "stories", "statements"):
-        assert _status(probing, aspect) == "same"
+    for aspect in ("model", "precision", "stories", "statements", "train / validation split",
+                   "stored activation precision", "activation site"):
+        assert _status(probing, aspect) == "same", aspect
     for aspect in ("prompt", "chat template", "option order", "decoding", "answer parser (headline)",
                    "heads and strength", "directions", "intervention site"):
         assert _status(steering, aspect) == "same", aspect
@@ -57,6 +58,7 @@ def test_switches_show_up_as_differences():
     config = copy.deepcopy(PAPER)
     config["evaluation"] = {"protocol": "tomlab", "max_new_tokens": 32}
     config["split"] = {"mode": "by_story"}
+    config["activations"] = {"dtype": "float16", "sites": ["attn_out", "head_z"]}
     config["steering"] = {"site": "head_z"}
     setup = _setup(config, model={"name": "embedded:smollm2-135m-instruct", "dtype": "bfloat16"},
                    data={"source": "generated", "n_stories": 40})
@@ -67,6 +69,9 @@ def test_switches_show_up_as_differences():
     assert "bfloat16" in steering.loc[steering["aspect"] == "precision", "this run"].iloc[0]
     probing = probing_card(setup)
     assert _status(probing, "train / validation split") == "differs"
+    assert _status(probing, "stored activation precision") == "differs"
+    assert _status(probing, "other capture sites") == "addition"
+    assert _status(steering, "other intervention sites") == "addition"
     # an explicit chat-template switch overrides the protocol's choice
     config["evaluation"]["chat_template"] = False
     assert _status(steering_card(_setup(config)), "chat template") == "same"

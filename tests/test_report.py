@@ -133,7 +133,7 @@ def fabricate_results(
         (root / "bench").mkdir(exist_ok=True)
         (root / "bench" / "probing.json").write_text(json.dumps(
             {"speedup": 41.5, "max_acc_gap": 0.0031, "batched_seconds": 1.25, "sklearn_seconds": 51.9,
-             "n_probes": 96}))
+             "n_probes": 96, "joint_top_k": 16, "joint_top_k_overlap": 13, "joint_tpfo_cosine_top_k_mean": 0.9712}))
         (root / "bench" / "extract.json").write_text(json.dumps(
             {"batched_tokens_per_s": 12345.6, "single_tokens_per_s": 2345.6, "speedup": 5.26, "batch_size": 16,
              "n_prompts": 64}))
@@ -226,6 +226,9 @@ def test_bench_table(strong: Path, tmp_path: Path) -> None:
     df = report_setup.bench_table(layout_manifest(strong))
     assert set(df["benchmark"]) == {"probing", "extract"}
     assert "41.5" in df["value"].tolist()
+    shared = df[df["quantity"].str.startswith("joint probe: top heads shared")]
+    assert shared["value"].tolist() == ["13"]
+    assert "0.971" in df["value"].tolist()
     assert report_setup.bench_table(layout_manifest(tmp_path)).empty
 
 

@@ -1,5 +1,5 @@
 # Per-head activations at the last token, for every configured capture site, in one pass:
-# float16 (samples, layers, heads, head_dim) per site, and the samples' metadata (with token counts).
+# (samples, layers, heads, head_dim) per site in activations.dtype, and the samples' metadata (with token counts).
 rule extract_activations:
     input:
         samples=rules.probe_samples.output.samples,
@@ -13,6 +13,7 @@ rule extract_activations:
         model=MODEL_JSON,
         sites=" ".join(SITES),
         batch_size=config["activations"]["batch_size"],
+        dtype=config["activations"]["dtype"],
         out_dir=lambda wildcards, output: os.path.dirname(output.acts[0]),
     threads: workflow.cores
     resources:
@@ -23,4 +24,4 @@ rule extract_activations:
         "results/logs/extract_activations_{task}.log",
     shell:
         "tomlab --threads {threads} extract --model-json {params.model:q} --samples {input.samples:q}"
-        " --sites {params.sites} --batch-size {params.batch_size} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --sites {params.sites} --batch-size {params.batch_size} --dtype {params.dtype} --out-dir {params.out_dir:q} > {log:q} 2>&1"

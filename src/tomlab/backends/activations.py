@@ -35,16 +35,20 @@ def extract_activations(
     batch_size: int = 8,
     progress: bool = True,
     lengths: Sequence[int] | None = None,
+    dtype: str = "float32",
 ) -> dict[str, np.ndarray]:
-    """Per-head activations at the last token of each prompt: ``{site: float16 (N, L, H, D)}``.
+    """Per-head activations at the last token of each prompt: ``{site: (N, L, H, D)}`` in ``dtype``
+    (``float32``, as the released code saves them, or ``float16`` for half the disk and memory).
 
     Prompts are batched by length (less padding) with left padding and an attention mask; the output
     is in the order of ``prompts``. ``lengths`` (from :func:`prompt_lengths`) saves counting them again.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"activation dtype must be float32 or float16, got {dtype!r}")
     n = len(prompts)
-    out = {s: np.zeros((n, lm.n_layers, lm.n_heads, lm.head_dim), dtype=np.float16) for s in sites}
+    out = {s: np.zeros((n, lm.n_layers, lm.n_heads, lm.head_dim), dtype=dtype) for s in sites}
     if lengths is None:
         lengths = prompt_lengths(lm, prompts)
     elif len(lengths) != n:
@@ -56,7 +60,7 @@ def extract_activations(
             enc = lm.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
             _forward_body(lm, enc["input_ids"].to(lm.device), enc["attention_mask"].to(lm.device))
             for site, acts in capture.take().items():
-                out[site][idx] = acts.float().cpu().numpy().astype(np.float16)
+                out[site][idx] = acts.float().cpu().numpy().astype(dtype)
     return out
 
 

@@ -57,7 +57,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
     lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     prompts = samples["prompt"].tolist()
     lengths = prompt_lengths(lm, prompts)
-    acts = extract_activations(lm, prompts, sites=args.sites, batch_size=args.batch_size, lengths=lengths)
+    acts = extract_activations(lm, prompts, sites=args.sites, batch_size=args.batch_size, lengths=lengths,
+                               dtype=args.dtype)
     meta = samples.assign(n_tokens=lengths, model=lm.name)
     for site, array in acts.items():
         io.write_npy(Path(args.out_dir) / f"{site}.npy", array)
@@ -169,6 +170,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("extract", help="per-head activations at the last token")
     _add_model_args(p)
     p.add_argument("--samples", required=True)
+    p.add_argument("--dtype", default=schema_default("activations.dtype"), choices=("float32", "float16"),
+                   help="stored precision of the activations (float32 as the released code)")
     p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=vocabulary("site"))
     p.add_argument("--batch-size", type=int, default=schema_default("activations.batch_size"))
     p.add_argument("--out-dir", required=True)

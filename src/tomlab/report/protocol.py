@@ -66,7 +66,7 @@ def _eval_split_row(setup: Mapping[str, Any]) -> dict[str, str]:
 def probing_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     """Protocol card of belief probing (Zhu, Zhang & Wang 2024; released code RepBelief)."""
     statements = _cfg(setup, "probing", "statements", default="original")
-    mode = _cfg(setup, "split", "mode", default="by_story")
+    mode = _cfg(setup, "split", "mode", default="by_sample")
     val = _cfg(setup, "split", "val_fraction", default=0.2)
     seed = _cfg(setup, "split", "seed", default=0)
     c_bin = _cfg(setup, "probing", "C_binary", default=10.0)
@@ -88,7 +88,13 @@ def probing_card(setup: Mapping[str, Any]) -> pd.DataFrame:
              "the release's" if statements == "original" else "the answers verbatim (tomlab)",
              statements == "original"),
         _row("activation site", "attention output after o_proj, last token (attn_out)",
-             ", ".join(sites), "attn_out" in sites and len(sites) == 1),
+             "attn_out" if "attn_out" in sites else "not captured", "attn_out" in sites),
+        *([_row("other capture sites", "none", ", ".join(x for x in sites if x != "attn_out"), None)]
+          if any(x != "attn_out" for x in sites) else []),
+        _row("stored activation precision", "float32", str(_cfg(setup, "activations", "dtype", default="float32")),
+             _cfg(setup, "activations", "dtype", default="float32") == "float32"),
+        _row("extraction", "one prompt at a time", "length-sorted batches with left padding and an attention mask",
+             False),
         _row("train / validation split", "by sample, test_size 0.2, random_state 0",
              f"{split_text}; {val:.0%} validation, seed {seed}", mode == "by_sample" and val == 0.2 and seed == 0),
         _row("binary probes", "L2 logistic regression, C=10, scikit-learn lbfgs (tol 1e-4, at most 1000 iterations)",
@@ -116,6 +122,7 @@ def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     modes = list(ev("modes", default=[]) or [])
     directions = list(st("directions", default=[]) or [])
     site = st("site", default="attn_out")
+    sites = list(_cfg(setup, "activations", "sites", default=["attn_out"]) or [])
     return _card([
         *_model_rows(setup),
         _data_row(setup),
@@ -140,11 +147,19 @@ def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
         _row("heads and strength", "K=16 heads, alpha=20 (-20 for the oracle direction)",
              f"K={st('top_k', default=16)}, alpha={st('alpha', default=20)} (signed by the direction kind)",
              st("top_k", default=16) == 16 and float(st("alpha", default=20)) == 20.0),
-        _row("directions", "protagonist and oracle probe weights, joint probe's o0p1 class, random",
-             ", ".join(directions), set(directions) == {"random", "+protagonist", "-oracle", "+tpfo"}),
+        _row("directions", "protagonist (+20) and oracle (-20) probe weights, the joint probe's o0p1 row; a random "
+             "control only in the paper (the released random branch cannot run)",
+             ", ".join(directions), set(directions) >= {"+protagonist", "-oracle", "+tpfo"}),
+        _row("task pairs steered", "forward belief with all three directions; forward-belief o0p1 on the other two tasks",
+             "every direction on every task, and every forward-belief direction on the other tasks", None),
+        _row("ties in the head ranking", "numpy's default argsort order (unstable)",
+             "higher validation accuracy first, ties to the lower layer, then the lower head", False),
         _row("intervention site", "slice of the attention output after o_proj, last position, every step",
-             f"{site} for the sweep, mechanism and free-text views; every captured site for the tables",
-             site == "attn_out"),
+             f"{site} for the sweep, mechanism and free-text views", site == "attn_out"),
+        *([_row("other intervention sites", "none", f"the tables also steer at {', '.join(extra)}", None)]
+          if (extra := [x for x in sites if x != "attn_out"]) else []),
+        _row("batching", "one prompt at a time; a [PAD] token added to the vocabulary",
+             "left-padded batches; the end-of-sequence token pads", False),
     ])
 
 
@@ -159,18 +174,20 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     return _card([
         _row("model", "GPT-4 and ChatGPT (the paper)", str(_cfg(setup, "model", "name", default="n/a")), False),
         _row("rounds", "at most 30", f"at most {rounds}", rounds == 30),
-        _row("early end", "all bombs defused, or a deadlock of repeated actions",
+        _row("early end", "all bombs defused, or 30 rounds (released code); the paper also stops deadlocked games",
              f"all bombs defused, or {team.get('stall_rounds')} rounds without change"
              if team.get("stall_rounds") else "all bombs defused", False),
         _row("bomb phases", "colours drawn without repeats", "colours may repeat within a bomb", False),
         _row("start rooms", "all agents start together in one room", "each agent starts in its own random room", False),
-        _row("observation", "round, score, last result, own room, teammates' positions, last messages",
+        _row("observation", "round, score, last result, own room's contents, teammates' messages (positions are "
+             "promised in the prompt but not sent by the released code)",
              "also the legal actions, the bombs' phases and witnessed teammate actions", False),
-        _row("ToM questions", "room contents, bomb state changes, first and second order knowledge",
+        _row("ToM questions", "three orders (introspection, first, second) on room contents after a move and a "
+             "bomb's state or sequence after a cut or inspection",
              "bomb sequences, three orders" + ("" if llm.get("tom", True) else " (switched off)"), False),
         _row("chat template", "chat API", "the model's chat template" if llm.get("chat_template", True) else "none",
              bool(llm.get("chat_template", True))),
-        _row("baselines", "random, CBS planner, MAPPO (45M steps)", ", ".join(team.get("agent_types", [])), False),
+        _row("baselines", "random, CBS planner, MAPPO (45M steps; the paper)", ", ".join(team.get("agent_types", [])), False),
     ])
 
 

@@ -103,6 +103,11 @@ def bench_table(m: Manifest) -> pd.DataFrame:
             ("sklearn_seconds", "scikit-learn probes (s)", ".2f"),
             ("n_probes", "probes fitted", ""),
             ("target", "probe target", ""),
+            ("joint_top_k_overlap", "joint probe: top heads shared, released 100-iteration cap vs converged", ""),
+            ("joint_top_k", "joint probe: top heads compared", ""),
+            ("joint_capped_not_converged", "joint probe: capped fits stopped at the cap", ""),
+            ("joint_tpfo_cosine_top_k_mean", "joint probe: TpFo direction cosine, capped vs converged (top heads)", ".3f"),
+            ("joint_tpfo_cosine_min", "joint probe: TpFo direction cosine, capped vs converged (minimum)", ".3f"),
         ],
         "extract": [
             ("batched_tokens_per_s", "batched extraction (tokens/s)", ",.0f"),
