@@ -179,3 +179,26 @@ def test_cli_steer_rejects_a_pair_without_inputs(tmp_path, capsys):
     with pytest.raises(SystemExit, match="TASK=PATH"):
         main(["cross-task", "--heads", "nonsense", "--out-wide", "w", "--out-correlations", "c"])
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_commentary_explains_unreadable_answers_under_the_released_protocol(tmp_path):
+    _fake_results(tmp_path, bias_b=False, effect=0.0)
+    n = 10
+    scored = pd.DataFrame({
+        "item_id": [f"{i}/forward_belief/true_belief" for i in range(n)],
+        "task": "forward_belief", "condition": "true_belief", "answer_letter": "a", "protocol": "original",
+        "completion": [""] * 8 + ["\na) yes", " a) yes"],
+        "parsed_original": ["invalid"] * 9 + ["a"], "parsed_lenient": ["invalid"] * 8 + ["a", "a"],
+    })
+    scored["parsed"] = scored["parsed_original"]
+    scored.to_parquet(tmp_path / "eval" / "baseline" / "scored.parquet")
+    text = S.steering_commentary(layout_manifest(tmp_path))
+    assert "unparseable 90% of the time" in text
+    assert "80% of the completions are empty" in text
+    assert "The lenient parser reads 20% of the answers (accuracy 0.20)" in text
+    assert "evaluation.chat_template: true" in text
+    table = S.parser_comparison(layout_manifest(tmp_path))
+    assert table[["acc. (released parser)", "acc. (lenient parser)"]].iloc[0].tolist() == pytest.approx([0.1, 0.2])
+    # readable answers: no such note
+    _fake_results(tmp_path / "ok", bias_b=False, effect=0.0)
+    assert "completions are empty" not in S.steering_commentary(layout_manifest(tmp_path / "ok"))

@@ -156,6 +156,24 @@ def letter_bias(m: Manifest) -> dict[str, float]:
     return {k: float(counts.get(k, 0.0)) for k in ("a", "b", "invalid")}
 
 
+def _invalid_note(m: Manifest) -> str:
+    """Why most generated answers could not be read: empty completions, the protocol, the parsers."""
+    from tomlab.bigtom.evaluation import items_protocol, parser_table
+
+    scored = pd.read_parquet(m.path("baseline_scored"))
+    empty = float((scored["completion"].str.strip() == "").mean()) if "completion" in scored else float("nan")
+    note = f"{empty:.0%} of the completions are empty (the model ended its turn at once)." if empty > 0 else ""
+    if "parsed_lenient" in scored.columns:
+        both = parser_table(scored, by=())
+        note += (f" The lenient parser reads {1 - both.loc[0, 'invalid_lenient']:.0%} of the answers "
+                 f"(accuracy {both.loc[0, 'accuracy_lenient']:.2f}).")
+    if items_protocol(scored) == "original":
+        note += (" These items follow the released protocol, plain text without the chat template; a chat model "
+                 "may need its template to answer (`evaluation.chat_template: true`, or `evaluation.protocol: "
+                 "tomlab`), and the log-likelihood scores do not depend on reading an answer.")
+    return note.strip()
+
+
 def parser_comparison(m: Manifest) -> pd.DataFrame:
     """The plain model's generation accuracy and invalid rate per task and condition under the released
     parser and tomlab's lenient one, side by side; empty if the run scored no generations."""
@@ -233,6 +251,8 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
             text += (f" That is a position bias: the model picks {top} whatever the story says, so its accuracy "
                      "mostly measures how often the correct option happens to sit in that slot, and an "
                      "intervention can only matter by breaking the bias.")
+        if bias["invalid"] >= 0.5:
+            text += " " + _invalid_note(m)
         out.append(text)
     steered = acc[(acc["direction"] != "none") & (acc["mode"] == mode)]
     if not steered.empty:
