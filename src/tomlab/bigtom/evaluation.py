@@ -334,7 +334,7 @@ def parser_table(scored: pd.DataFrame, *, by: Sequence[str] = ("task", "conditio
     groups = scored.groupby(by, sort=False, dropna=False) if by else [((), scored)]
     rows: list[dict[str, Any]] = []
     for key, frame in groups:
-        row: dict[str, Any] = {**dict(zip(by, key if isinstance(key, tuple) else (key,))), "n": int(len(frame))}
+        row: dict[str, Any] = {**dict(zip(by, key if isinstance(key, tuple) else (key,))), "n": len(frame)}
         for p in PARSERS:
             parsed = frame[f"parsed_{p}"]
             row[f"accuracy_{p}"] = float((parsed == frame["answer_letter"]).mean())
@@ -428,7 +428,7 @@ def accuracy_table(
         invalid = float(1.0 - frame["valid"].astype(float).mean()) if has_valid and len(frame) else float("nan")
         rows.append({
             **dict(zip(by, key)),
-            "n": int(len(frame)),
+            "n": len(frame),
             "accuracy": float(values.mean()) if len(values) else float("nan"),
             "ci_low": low,
             "ci_high": high,
