@@ -125,3 +125,35 @@ def test_a_debate_runs_against_the_server(server):
     (res,) = run_lockstep([debate("q", "What is 2 + 3?", cfg)], {"affirmative": lm, "negative": lm, "judge": lm})
     assert len(res.turns) >= 2 and res.judge and res.prompt_tokens > 0
     assert all(j["parsed"] in (True, False) for j in res.judge)  # random text: recorded, not fatal
+
+
+def test_team_episodes_run_against_the_server(server, tmp_path, capsys):
+    """Whole (short) team-game episodes played by a served model through the same command the pipeline runs,
+    with the ToM questions, the token cost per episode, and the completion cache (a rerun asks nothing)."""
+    import json
+
+    import pandas as pd
+
+    from tomlab.cli.main import main
+
+    spec = json.dumps({"base_url": server["url"], "model": server["model"], "api_key_env": None, "concurrency": 2})
+    team = json.dumps({"max_rounds": 2})
+    llm = json.dumps({"max_new_tokens": 8, "tom_max_new_tokens": 3, "belief_max_new_tokens": 8})
+    args = ["team-play", "--agent-type", "llm_belief", "--team-json", team, "--seeds", "2", "--model-json", spec,
+            "--llm-json", llm, "--completion-cache", str(tmp_path / "cache"), "--out-episodes",
+            str(tmp_path / "ep.parquet"), "--out-tom", str(tmp_path / "tom.parquet"), "--transcripts", str(tmp_path / "tr")]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    episodes = pd.read_parquet(tmp_path / "ep.parquet")
+    assert len(episodes) == 2 and (episodes["rounds_played"] >= 1).all()
+    assert (episodes["calls"] > 0).all() and (episodes["prompt_tokens"] > 0).all()
+    assert (episodes["total_tokens"] == episodes["prompt_tokens"] + episodes["completion_tokens"]).all()
+    # ToM questions follow valid moves, inspections and cuts, which a random model rarely makes
+    assert {"question", "answer", "truth"} <= set(pd.read_parquet(tmp_path / "tom.parquet").columns)
+    record = json.loads((tmp_path / "tr" / "seed0.jsonl").read_text().splitlines()[0])
+    assert record["kind"] == "episode" and record["bombs"]
+    assert first["cache_misses"] > 0
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["cache_misses"] == 0 and again["cache_hits"] == first["cache_hits"] + first["cache_misses"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ep.parquet"), episodes)

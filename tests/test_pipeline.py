@@ -56,6 +56,17 @@ def test_bigtom_source_without_file_is_a_clear_error(tmp_path):
     assert "bigtom_csv" in proc.stdout + proc.stderr
 
 
+def test_served_config_sends_the_team_and_the_debate_to_the_server(tmp_path):
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/served.yaml"),
+                      "-n", "-p", "results/team/llm/episodes.parquet", "results/debate/arithmetic/direct/answers.parquet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plays = [line for line in proc.stdout.splitlines() if "team-play" in line or "debate-run" in line]
+    assert len(plays) == 2 and all('"base_url": "http://127.0.0.1:8000/v1"' in line for line in plays)
+    # the LLM team needs no local weights; the debate rule still prepares the main model (the probing one)
+    team_job = proc.stdout.split("rule team_play:")[1].split("rule ")[0]
+    assert "prepare_model" not in team_job and "model/" not in team_job
+
+
 @pytest.mark.slow
 def test_whole_dag_on_smoke_config(tmp_path):
     config = str(REPO / "config/smoke.yaml")

@@ -75,3 +75,13 @@ def test_switches_show_up_as_differences():
     # an explicit chat-template switch overrides the protocol's choice
     config["evaluation"]["chat_template"] = False
     assert _status(steering_card(_setup(config)), "chat template") == "same"
+
+
+def test_cards_name_a_served_model():
+    config = copy.deepcopy(PAPER)
+    spec = {"base_url": "http://127.0.0.1:8000/v1", "model": "meta-llama/Llama-3.1-8B-Instruct", "api_key_env": None}
+    config["team"] = {"model": spec}
+    config["debate"] = {"models": {"default": spec}}
+    setup = _setup(config)
+    for card in (team_card(setup), debate_card(setup)):
+        assert card.loc[card["aspect"] == "model", "this run"].iloc[0].startswith("meta-llama/Llama-3.1-8B-Instruct (served")

@@ -22,7 +22,7 @@ from tomlab.team.agents import (
     random_policy,
     tom_frame,
 )
-from tomlab.team.game import BombGame, TeamConfig, knows
+from tomlab.team.game import Action, BombGame, TeamConfig, knows
 from tomlab.team.tables import summary_table, tom_table
 
 
@@ -218,3 +218,47 @@ def test_knows_is_monotone_over_a_random_episode():
         for bomb in game.bombs:
             seq = [knows(game.log, agent, bomb.id, t) for t in range(n)]
             assert seq == sorted(seq)  # once known, always known
+
+
+def test_transcript_opens_with_a_record_that_replays_the_episode(tmp_path):
+    """The first line of every transcript is the episode's record; rebuilding the game from it alone and
+    replaying the transcript's actions gives the same score and rounds as the episode's summary."""
+    from tomlab.team.game import RULES_VARIANT
+
+    assert main(["team-play", "--agent-type", "planner", "--team-json", json.dumps({"max_rounds": 12}),
+                 "--seeds", "3", "--out-episodes", str(tmp_path / "ep.parquet"), "--out-tom",
+                 str(tmp_path / "tom.parquet"), "--transcripts", str(tmp_path / "tr")]) == 0
+    for seed in range(3):
+        rows = [json.loads(line) for line in (tmp_path / "tr" / f"seed{seed}.jsonl").read_text().splitlines()]
+        record, summary = rows[0], rows[-1]
+        assert record["kind"] == "episode" and record["rules"] == RULES_VARIANT and record["seed"] == seed
+        assert set(record) >= {"map", "agents", "start_rooms", "bombs"}
+        original = BombGame(TeamConfig(max_rounds=12), seed=seed)
+        assert record["start_rooms"] == original.positions
+        assert [(b["room"], tuple(b["sequence"])) for b in record["bombs"]] == [(b.room, b.sequence) for b in original.bombs]
+        game = BombGame.from_record(record)
+        actions = [r for r in rows if r["kind"] == "action"]
+        for r in actions:
+            result = game.act(r["agent"], None if r["action"] is None else Action.from_description(r["action"]))
+            assert result.valid == r["valid"] and game.score == r["score"]
+            if r is actions[-1] or actions[actions.index(r) + 1]["round"] != r["round"]:
+                game.end_round()
+        assert game.score == summary["score"] and game.round - 1 == summary["rounds_played"]
+
+
+def test_a_record_from_another_rules_variant_or_incomplete_is_refused():
+    record = BombGame(TeamConfig(), seed=1).record()
+    with pytest.raises(ValueError, match="rules"):
+        BombGame.from_record({**record, "rules": "paper-2099"})
+    with pytest.raises(ValueError, match="start_rooms"):
+        BombGame.from_record({k: v for k, v in record.items() if k != "start_rooms"})
+    for action in (Action("move", room=5), Action("inspect"), Action("wait"), Action("cut", colour="red")):
+        assert Action.from_description(action.describe()) == action
+    with pytest.raises(ValueError, match="not an action"):
+        Action.from_description("dance")
+    # a record is a snapshot: playing the game does not change it
+    game = BombGame(TeamConfig(), seed=1)
+    first = game.record()
+    agent = game.config.agents[0]
+    game.act(agent, game.legal_actions(agent)[0])
+    assert game.record() == first

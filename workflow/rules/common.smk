@@ -80,6 +80,7 @@ TEAM_RULES = ("map", "bomb_phases", "colours", "agents", "max_rounds", "stall_ro
               "points_per_phase")
 TEAM_JSON = json.dumps({k: TEAM[k] for k in TEAM_RULES}, sort_keys=True)
 TEAM_LLM = {k: v for k, v in TEAM["llm"].items() if k != "batch_size"}
+TEAM_MODEL = TEAM["model"] or config["model"]  # the LLM agents' model: the main one unless the team names its own
 TEAM_AGENTS = TEAM["agent_types"]
 LLM_AGENTS = LLM_TYPES
 
@@ -88,7 +89,7 @@ def team_play_inputs(wildcards):
     """A MAPPO team needs its trained policies; an LLM team needs the model."""
     if wildcards.agent == "mappo":
         return {"policies": rules.team_train_mappo.output.policies}
-    if wildcards.agent in LLM_AGENTS:
+    if wildcards.agent in LLM_AGENTS and "base_url" not in TEAM_MODEL:  # a served model needs no local weights
         return {"model": rules.prepare_model.output.info}
     return {}
 
@@ -97,7 +98,7 @@ def team_play_args(wildcards, input):
     if wildcards.agent == "mappo":
         return f"--policies {shlex.quote(input.policies)}"
     if wildcards.agent in LLM_AGENTS:
-        return (f"--model-json {shlex.quote(MODEL_JSON)} --llm-json {shlex.quote(json.dumps(TEAM_LLM))}"
+        return (f"--model-json {shlex.quote(json.dumps(TEAM_MODEL, sort_keys=True))} --llm-json {shlex.quote(json.dumps(TEAM_LLM))}"
                 f" --batch-size {TEAM['llm']['batch_size']} --completion-cache {shlex.quote(COMPLETION_CACHE)}")
     return ""
 
@@ -107,7 +108,8 @@ DEBATE = config["debate"]
 DEBATE_TASKS = DEBATE["tasks"]
 DEBATE_METHODS = DEBATE["methods"]
 DEBATE_MODELS_JSON = json.dumps(
-    {"default": config["model"], **{r: DEBATE["models"][r] for r in ("affirmative", "negative", "judge")}},
+    {"default": DEBATE["models"]["default"] or config["model"],
+     **{r: DEBATE["models"][r] for r in ("affirmative", "negative", "judge")}},
     sort_keys=True,
 )
 DEBATE_SETTINGS = json.dumps(

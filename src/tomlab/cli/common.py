@@ -19,8 +19,9 @@ def _model_cfg(args: argparse.Namespace) -> dict[str, Any]:
     cfg = json.loads(args.model_json) if args.model_json else {}
     if args.model:
         cfg["name"] = args.model
-    if "name" not in cfg:
-        raise SystemExit("tomlab: give the model with --model NAME or --model-json '{\"name\": ...}'")
+    if "name" not in cfg and "base_url" not in cfg:
+        raise SystemExit("tomlab: give the model with --model NAME, --model-json '{\"name\": ...}', or a served "
+                         "model with --model-json '{\"base_url\": ..., \"model\": ...}'")
     return cfg
 
 

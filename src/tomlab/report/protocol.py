@@ -63,6 +63,16 @@ def _eval_split_row(setup: Mapping[str, Any]) -> dict[str, str]:
                 f"first {fraction:.0%} of the stories evaluated, the rest probed", fraction == 0.5)
 
 
+def _spec_name(spec: Any, setup: Mapping[str, Any]) -> str:
+    """A model spec's name: a served model's ``model`` at its ``base_url``, a local model's ``name``, or the
+    main model's when the spec is null."""
+    if isinstance(spec, Mapping) and spec.get("base_url"):
+        return f"{spec.get('model', 'default')} (served at {spec['base_url']})"
+    if isinstance(spec, Mapping) and spec.get("name"):
+        return str(spec["name"])
+    return str(_cfg(setup, "model", "name", default="n/a"))
+
+
 def probing_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     """Protocol card of belief probing (Zhu, Zhang & Wang 2024; released code RepBelief)."""
     statements = _cfg(setup, "probing", "statements", default="original")
@@ -172,7 +182,7 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     llm = team.get("llm", {}) if isinstance(team, Mapping) else {}
     rounds = team.get("max_rounds", "n/a")
     return _card([
-        _row("model", "GPT-4 and ChatGPT (the paper)", str(_cfg(setup, "model", "name", default="n/a")), False),
+        _row("model", "GPT-4 and ChatGPT (the paper)", _spec_name(team.get("model"), setup), False),
         _row("rounds", "at most 30", f"at most {rounds}", rounds == 30),
         _row("early end", "all bombs defused, or 30 rounds (released code); the paper also stops deadlocked games",
              f"all bombs defused, or {team.get('stall_rounds')} rounds without change"
@@ -199,7 +209,7 @@ def debate_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     arith = db.get("arithmetic", {}) or {}
     trans = db.get("translation", {}) or {}
     src, tgt = trans.get("source_language", "n/a"), trans.get("target_language", "n/a")
-    model = str(_cfg(setup, "model", "name", default="n/a"))
+    model = _spec_name((db.get("models") or {}).get("default"), setup)
     temperature = db.get("temperature", "n/a")
     unknown = "cannot be known from the released data"
     return _card([

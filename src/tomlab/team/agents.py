@@ -80,6 +80,7 @@ class Episode:
     completion_tokens: int = 0
     transcript: list[dict[str, Any]] = field(default_factory=list)
     tom: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)  # the game's starting record (BombGame.record)
 
     def summary(self, max_rounds: int) -> dict[str, Any]:
         return {
@@ -131,7 +132,7 @@ def play_policy(config: TeamConfig, seed: int, policy: Policy, agent_type: str) 
     """An episode in which every agent follows ``policy``."""
     game = BombGame(config, seed=seed)
     rng = np.random.default_rng([seed, 7])
-    ep = Episode(agent_type=agent_type, seed=seed)
+    ep = Episode(agent_type=agent_type, seed=seed, record=game.record())
     while not game.over:
         for agent in config.agents:
             if game.done:
@@ -146,7 +147,7 @@ def play_planner(config: TeamConfig, seed: int) -> Episode:
     """The centralised planner: plan once with full information, then play the plan."""
     game = BombGame(config, seed=seed)
     plan = plan_game(game)
-    ep = Episode(agent_type="planner", seed=seed)
+    ep = Episode(agent_type="planner", seed=seed, record=game.record())
     for joint in plan.actions:
         for agent, action in zip(config.agents, joint):
             _record(ep, game, agent, action, game.act(agent, action))
@@ -208,7 +209,7 @@ def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> Epi
     game = BombGame(config, seed=seed)
     rng = np.random.default_rng([seed, 11])
     agent_type = "llm_belief" if agent_cfg.belief else "llm"
-    ep = Episode(agent_type=agent_type, seed=seed)
+    ep = Episode(agent_type=agent_type, seed=seed, record=game.record())
     history: dict[str, list[tuple[str, str]]] = {a: [] for a in config.agents}
     belief: dict[str, str] = {a: "Nothing known yet." for a in config.agents}
 
@@ -292,11 +293,15 @@ def play_llm_episodes(lm: LanguageModel, config: TeamConfig, seeds: Iterable[int
 
 
 def write_transcript(path: Any, episode: Episode, max_rounds: int) -> None:
-    """One JSON object per line: every prompt, completion, parsed action, reward and ToM answer."""
+    """One JSON object per line. The first is the episode's record (``"kind": "episode"``: rules
+    variant, map, each agent's cutters and start room, each bomb's room and phase sequence, the
+    limits; see :meth:`tomlab.team.game.BombGame.record`) with the agent type, so the episode can be
+    checked or replayed (:meth:`BombGame.from_record`) without rerunning anything; then every prompt,
+    completion, parsed action, reward and ToM answer, and a summary."""
     from tomlab.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        header = {"kind": "episode", "agent_type": episode.agent_type, "seed": episode.seed}
+        header = {**episode.record, "kind": "episode", "agent_type": episode.agent_type, "seed": episode.seed}
         fh.write(json.dumps(header) + "\n")
         for row in episode.transcript:
             fh.write(json.dumps(row, default=str) + "\n")

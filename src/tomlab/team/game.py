@@ -3,6 +3,7 @@ gives theory-of-mind ground truth, and the game itself."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,6 +13,12 @@ from typing import Any, Literal
 import numpy as np
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue")
+
+
+RULES_VARIANT = "assisted"
+"""The name of the rules this module plays, written into every episode record: tomlab's current
+variant (a legal-action list, repeated bomb phases, witnessed actions; colours may repeat within a
+bomb and agents start in separate rooms), not yet the paper's."""
 
 
 DEFAULT_ROOMS: tuple[int, ...] = (0, 3, 5, 6, 8)
@@ -153,6 +160,21 @@ class Action:
         if self.kind == "wait":
             return "wait"
         return f"apply the {self.colour} cutter"
+
+    @classmethod
+    def from_description(cls, text: str) -> Action:
+        """The action :meth:`describe` wrote (a transcript's ``action`` field), for replaying an episode."""
+        if text == "inspect the bomb":
+            return cls("inspect")
+        if text == "wait":
+            return cls("wait")
+        move = re.fullmatch(r"move to room (-?\d+)", text)
+        if move:
+            return cls("move", room=int(move.group(1)))
+        cut = re.fullmatch(r"apply the (\S+) cutter", text)
+        if cut:
+            return cls("cut", colour=cut.group(1))
+        raise ValueError(f"not an action description: {text!r}")
 
 
 def action_space_size(config: TeamConfig) -> int:
@@ -318,6 +340,58 @@ class BombGame:
         self.witnessed: dict[str, list[str]] = {a: [] for a in config.agents}
         self.log = EpistemicLog()
         self.log.add(round=0, kind="start", agent=config.agents[0], positions=self._snapshot())
+        self._record = self._initial_record()
+
+    # --- the episode record -------------------------------------------------------------------
+    def _initial_record(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "kind": "episode",
+            "rules": RULES_VARIANT,
+            "seed": self.seed,
+            "map": {"rooms": list(cfg.rooms), "corridors": [list(c) for c in cfg.corridors]},
+            "agents": {a: list(cfg.holds(a)) for a in cfg.agents},
+            "colours": list(cfg.colours),
+            "start_rooms": dict(self.positions),
+            "bombs": [{"id": b.id, "room": b.room, "sequence": list(b.sequence)} for b in self.bombs],
+            "max_rounds": cfg.max_rounds,
+            "stall_rounds": cfg.stall_rounds,
+            "wrong_cutter": cfg.wrong_cutter,
+            "points_per_phase": cfg.points_per_phase,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The episode's starting record (JSON-ready): rules variant, map, each agent's cutters and start
+        room, each bomb's room and phase sequence, and the game's limits; enough to replay the episode
+        with :meth:`from_record` and no random draws."""
+        return copy.deepcopy(self._record)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> BombGame:
+        """A game in the starting state written in ``record`` (see :meth:`record`)."""
+        try:
+            if record.get("rules", RULES_VARIANT) != RULES_VARIANT:
+                raise ValueError(f"episode record: rules {record['rules']!r} are not this game's ({RULES_VARIANT!r})")
+            agents = record["agents"]
+            config = TeamConfig(
+                rooms=tuple(record["map"]["rooms"]),
+                corridors=tuple(tuple(c) for c in record["map"]["corridors"]),
+                bomb_phases=tuple(len(b["sequence"]) for b in record["bombs"]),
+                agents=tuple(agents), cutters=tuple(tuple(c) for c in agents.values()),
+                colours=tuple(record["colours"]), max_rounds=int(record["max_rounds"]),
+                stall_rounds=record["stall_rounds"], wrong_cutter=record["wrong_cutter"],
+                points_per_phase=int(record["points_per_phase"]),
+            )
+            game = cls(config, seed=int(record["seed"]))
+            game.bombs = [Bomb(id=int(b["id"]), room=int(b["room"]), sequence=tuple(str(c) for c in b["sequence"]))
+                          for b in record["bombs"]]
+            game.positions = {a: int(record["start_rooms"][a]) for a in config.agents}
+        except KeyError as exc:
+            raise ValueError(f"episode record is missing the key {exc.args[0]!r}") from exc
+        game.log = EpistemicLog()
+        game.log.add(round=0, kind="start", agent=config.agents[0], positions=game._snapshot())
+        game._record = game._initial_record()
+        return game
 
     # --- state --------------------------------------------------------------------------------
     def _snapshot(self) -> tuple[tuple[str, int], ...]:
