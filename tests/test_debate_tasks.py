@@ -19,7 +19,6 @@ from tomlab.debate.answers import (
     parse_answer,
     reply_values,
     score_answer,
-    stated_answer,
     words_to_number,
 )
 from tomlab.debate.tables import score_rows
@@ -278,15 +277,21 @@ def test_intuitive_answers_are_a_list_and_any_match_counts():
     assert list(scored["gave_intuitive"]) == [True, False, False, True, False]
 
 
+def _stated(text: str) -> float | None:
+    """The number a reply commits to after an answer marker (``reply_values(..., stated_only=True)``)."""
+    values = reply_values(text, stated_only=True)
+    return values[0].number if values else None
+
+
 def test_stated_answer_needs_an_answer_line():
-    assert stated_answer("Answer: 12") == 12 and stated_answer("so the answer is twelve.") == 12
-    assert stated_answer("Answer:\n$1,250") == 1250
-    assert stated_answer("I said 5 first.\nAnswer: 7\nRound 3: your turn") == 7
+    assert _stated("Answer: 12") == 12 and _stated("so the answer is twelve.") == 12
+    assert _stated("Answer:\n$1,250") == 1250
+    assert _stated("I said 5 first.\nAnswer: 7\nRound 3: your turn") == 7
     # an echoed instruction or round header is not an answer, though final_number would read one
     echo = "End with a line of the form 'Answer: <number>'.\n\nRound 3: your turn, negative."
-    assert stated_answer(echo) is None and final_number(echo) == 3
-    assert stated_answer("no idea") is None
-    assert stated_answer("The ratio is 2:1") is None and stated_answer("Answer: 2:1") == 2.0
+    assert _stated(echo) is None and final_number(echo) == 3
+    assert _stated("no idea") is None
+    assert _stated("The ratio is 2:1") is None and _stated("Answer: 2:1") == 2.0
 
 
 # --- translation files and their language pair ----------------------------------------------------

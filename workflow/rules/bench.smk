@@ -15,7 +15,6 @@ rule bench_probing:
         max_iter=config["probing"]["max_iter"],
         joint_capped_max_iter=config["bench"]["joint_capped_max_iter"],
         top_k=config["steering"]["top_k"],
-        seed=config["probing"]["seed"],
     threads: workflow.cores
     conda:
         ENV
@@ -25,7 +24,7 @@ rule bench_probing:
         "tomlab --threads {threads} bench probing --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --target {params.target} --C {params.C} --max-iter {params.max_iter}"
         " --C-joint {params.C_joint} --joint-capped-max-iter {params.joint_capped_max_iter}"
-        " --top-k {params.top_k} --seed {params.seed} --out {output.json:q} > {log:q} 2>&1"
+        " --top-k {params.top_k} --out {output.json:q} > {log:q} 2>&1"
 
 
 rule bench_extract:

@@ -19,6 +19,7 @@ from tomlab.bigtom.protocol import (
     INVALID,
     ORIGINAL_CONDITIONS,
     PARSERS,
+    check_parser,
     check_protocol,
     correct_in_b,
     make_prompt,
@@ -38,9 +39,6 @@ ITEM_COLUMNS: tuple[str, ...] = (
     "item_id", "story_id", "task", "condition", "story", "question", "correct", "wrong",
     "option_a", "option_b", "answer_letter", "prompt", "protocol", "parser", "in_original",
 )
-
-
-_INVALID = INVALID
 
 
 def free_text_prompt(story: str, question: str) -> str:
@@ -75,9 +73,7 @@ def build_items(
     :func:`tomlab.bigtom.protocol.protocol_parser`).
     """
     root = Path(conditions_dir)
-    parser = parser or protocol_parser(protocol)
-    if parser not in PARSERS:
-        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+    parser = check_parser(parser or protocol_parser(protocol))
     tasks, conditions = tuple(tasks), tuple(conditions)
     if not tasks or not conditions:
         raise ValueError("build_items needs at least one task and one condition")
@@ -212,7 +208,7 @@ def _spans(haystack: str, needles: Sequence[str]) -> list[tuple[int, int]]:
 def _match_by_text(text: str, option_a: str, option_b: str) -> str:
     norm = _normalise(text)
     if _normalise(option_a) == _normalise(option_b):
-        return _INVALID
+        return INVALID
     needles_a, needles_b = _option_keys(option_a, option_b)
     spans_a, spans_b = _spans(norm, needles_a), _spans(norm, needles_b)
 
@@ -228,7 +224,7 @@ def _match_by_text(text: str, option_a: str, option_b: str) -> str:
         return "a"
     if hit_b and not hit_a:
         return "b"
-    return _INVALID
+    return INVALID
 
 
 def parse_answer(text: str, option_a: str, option_b: str) -> str:
@@ -260,7 +256,7 @@ def parse_answer(text: str, option_a: str, option_b: str) -> str:
        ``"she does not believe it is empty"`` counts as choosing the ``empty`` option.
     """
     if not isinstance(text, str):
-        return _INVALID
+        return INVALID
     run_on = _RUN_ON.search(text)
     if run_on is not None:
         text = text[: run_on.start()]
@@ -271,20 +267,20 @@ def parse_answer(text: str, option_a: str, option_b: str) -> str:
             break
         body = stripped
     if not body.strip():
-        return _INVALID
+        return INVALID
 
     lead = _LEAD_LETTER.match(body)
     if lead is not None:
         letter = lead.group(1).lower()
         rest = body[lead.end():]
         others = {m.group(1).lower() for pat in (_MARK_PAREN, _MARK_OPTION) for m in pat.finditer(rest)}
-        return _INVALID if others - {letter} else letter
+        return INVALID if others - {letter} else letter
 
     marked = {m.group(1).lower() for pat in (_MARK_PAREN, _MARK_OPTION, _MARK_ANSWER) for m in pat.finditer(body)}
     if len(marked) == 1:
         return marked.pop()
     if len(marked) > 1:
-        return _INVALID
+        return INVALID
     return _match_by_text(body, option_a, option_b)
 
 
@@ -300,8 +296,7 @@ def score_generation(
     invalid answer counts as wrong) come from it.  Returns a copy of ``items`` with those columns
     and ``completion``.
     """
-    if parser not in PARSERS:
-        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+    check_parser(parser)
     prompts = [str(p) for p in items["prompt"]]
     completions = list(generate(prompts))
     if len(completions) != len(prompts):
@@ -316,9 +311,18 @@ def score_generation(
         parse_answer(c, a, b) for c, a, b in zip(out["completion"], out["option_a"], out["option_b"])
     ]
     out["parsed"] = out[f"parsed_{parser}"]
-    out["valid"] = out["parsed"] != _INVALID
+    out["valid"] = out["parsed"] != INVALID
     out["correct_pred"] = out["parsed"] == out["answer_letter"]
     return out
+
+
+def _groups(scored: pd.DataFrame, by: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """``(key tuple, rows)`` per group of ``by`` in order of first appearance; one group ``()`` when
+    ``by`` is empty."""
+    if not by:
+        return [((), scored)]
+    return [(key if isinstance(key, tuple) else (key,), frame)
+            for key, frame in scored.groupby(by, sort=False, dropna=False)]
 
 
 def parser_table(scored: pd.DataFrame, *, by: Sequence[str] = ("task", "condition")) -> pd.DataFrame:
@@ -331,14 +335,13 @@ def parser_table(scored: pd.DataFrame, *, by: Sequence[str] = ("task", "conditio
     if missing:
         raise KeyError(f"the scored frame has no {', '.join(missing)} column (score generation first)")
     by = list(by)
-    groups = scored.groupby(by, sort=False, dropna=False) if by else [((), scored)]
     rows: list[dict[str, Any]] = []
-    for key, frame in groups:
-        row: dict[str, Any] = {**dict(zip(by, key if isinstance(key, tuple) else (key,))), "n": len(frame)}
+    for key, frame in _groups(scored, by):
+        row: dict[str, Any] = {**dict(zip(by, key)), "n": len(frame)}
         for p in PARSERS:
             parsed = frame[f"parsed_{p}"]
             row[f"accuracy_{p}"] = float((parsed == frame["answer_letter"]).mean())
-            row[f"invalid_{p}"] = float((parsed == _INVALID).mean())
+            row[f"invalid_{p}"] = float((parsed == INVALID).mean())
         rows.append(row)
     columns = [*by, "n", *[f"{m}_{p}" for p in PARSERS for m in ("accuracy", "invalid")]]
     return pd.DataFrame(rows, columns=columns)
@@ -414,15 +417,8 @@ def accuracy_table(
     if correct_col not in scored.columns:
         raise KeyError(f"column {correct_col!r} not in the scored frame")
     has_valid = "valid" in scored.columns
-    if by:
-        groups = [
-            (key if isinstance(key, tuple) else (key,), frame)
-            for key, frame in scored.groupby(by, sort=False, dropna=False)
-        ]
-    else:
-        groups = [((), scored)]
     rows: list[dict[str, Any]] = []
-    for key, frame in groups:
+    for key, frame in _groups(scored, by):
         values = frame[correct_col].astype(float).to_numpy()
         low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
         invalid = float(1.0 - frame["valid"].astype(float).mean()) if has_valid and len(frame) else float("nan")

@@ -50,6 +50,12 @@ def check_protocol(protocol: str) -> str:
     return protocol
 
 
+def check_parser(parser: str) -> str:
+    if parser not in PARSERS:
+        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+    return parser
+
+
 def uses_chat_template(protocol: str, chat_template: bool | None = None) -> bool:
     """Whether prompts are rendered with the model's chat template: ``chat_template`` when given,
     otherwise the protocol's choice (the original feeds plain text; tomlab uses the template)."""

@@ -121,7 +121,7 @@ def cmd_bench_probing(args: argparse.Namespace) -> None:
     )
     result.update(bench_joint_cap(
         acts, samples, is_val, capped_max_iter=args.joint_capped_max_iter, top_k=args.top_k, C=args.C_joint,
-        max_iter=args.max_iter, seed=args.seed, device=args.device,
+        max_iter=args.max_iter, device=args.device,
     ))
     result.update({"activations": str(args.activations), "target_speedup": 20.0, "target_max_acc_gap": 0.01})
     result["target_met"] = bool(result["speedup"] >= 20.0 and result["max_acc_gap"] <= 0.01)
@@ -228,7 +228,6 @@ def add_commands(sub: Any) -> None:
                    help="lbfgs iterations of the capped joint probe (the original's: 100)")
     p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"),
                    help="heads compared between the capped and the converged joint probe")
-    p.add_argument("--seed", type=int, default=schema_default("probing.seed"))
     p.add_argument("--device", default="cpu", help="where the batched probes run (cpu, cuda)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_probing)

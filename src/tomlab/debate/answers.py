@@ -271,14 +271,6 @@ def reply_values(text: str, stated_only: bool = False) -> tuple[Value, ...]:
     return groups[-1] if groups else ()
 
 
-def stated_answer(text: str) -> float | None:
-    """The number a reply explicitly commits to after an answer marker ("Answer: 12", "the answer is
-    twelve"), or None when no marker has a value on its line. Stricter than :func:`final_number`,
-    which falls back to the last number anywhere (an echoed "Round 3" counts there, not here)."""
-    values = reply_values(text, stated_only=True)
-    return values[0].number if values else None
-
-
 def final_number(text: str) -> float | None:
     """The first value of the answer a reply commits to (:func:`reply_values`) as one float."""
     values = reply_values(text)

@@ -36,7 +36,7 @@ def sklearn_grid(
     Returns per-group (train_acc, val_acc), each (G,).  Convergence warnings are collected
     and re-issued once.
     """
-    train_acc, val_acc, n_unconverged = _sklearn_loop(X_train, y_train, X_val, y_val, C, max_iter, tol)
+    train_acc, val_acc, n_unconverged, _ = _sklearn_loop(X_train, y_train, X_val, y_val, C, max_iter, tol)
     if n_unconverged:
         message = f"sklearn_grid: {n_unconverged} of {len(train_acc)} fits hit max_iter={max_iter}"
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
@@ -51,8 +51,10 @@ def _sklearn_loop(
     C: float,
     max_iter: int,
     tol: float,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The loop behind :func:`sklearn_grid`; also returns how many fits stopped at ``max_iter``."""
+    coef_class: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """The loop behind :func:`sklearn_grid`; also returns how many fits stopped at ``max_iter`` and,
+    with ``coef_class``, each fit's weight row of that class (G, D) (else None)."""
     X_train = np.asarray(X_train)
     X_val = np.asarray(X_val)
     y_train = np.asarray(y_train)
@@ -60,6 +62,7 @@ def _sklearn_loop(
     g = X_train.shape[0]
     train_acc = np.empty(g)
     val_acc = np.empty(g)
+    rows = None if coef_class is None else np.empty((g, X_train.shape[2]))
     n_unconverged = 0
     for i in range(g):
         ytr = y_train if y_train.ndim == 1 else y_train[i]
@@ -71,7 +74,9 @@ def _sklearn_loop(
         n_unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
         train_acc[i] = model.score(np.asarray(X_train[i], dtype=np.float64), ytr)
         val_acc[i] = model.score(np.asarray(X_val[i], dtype=np.float64), yva)
-    return train_acc, val_acc, n_unconverged
+        if rows is not None:
+            rows[i] = model.coef_[int(np.flatnonzero(model.classes_ == coef_class)[0])]
+    return train_acc, val_acc, n_unconverged, rows
 
 
 def synthetic_activations(
@@ -170,7 +175,7 @@ def bench_probing(
         batched_times.append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        _, sklearn_val, not_converged = _sklearn_loop(
+        _, sklearn_val, not_converged, _ = _sklearn_loop(
             x_train, y_train, x_val, y_val, C, sklearn_max_iter or max_iter, sklearn_tol
         )
         sklearn_times.append(time.perf_counter() - t0)
@@ -200,28 +205,8 @@ def bench_probing(
 #: The joint probe's class whose weight row is the +tpfo steering direction (protagonist true, oracle false).
 _TPFO_CLASS = 1
 
-
-def _capped_joint_fits(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, C: float, max_iter: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The original's joint probe per group: scikit-learn's lbfgs softmax with its default ``tol``.
-
-    Returns the TpFo weight rows (G, D), train and validation accuracies (G,), and how many fits
-    stopped at ``max_iter``.
-    """
-    g, _, d = x_train.shape
-    rows, train_acc, val_acc = np.empty((g, d)), np.empty(g), np.empty(g)
-    n_capped = 0
-    for i in range(g):
-        model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(x_train[i], y_train)
-        n_capped += any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        rows[i] = model.coef_[int(np.flatnonzero(model.classes_ == _TPFO_CLASS)[0])]
-        train_acc[i] = model.score(x_train[i], y_train)
-        val_acc[i] = model.score(x_val[i], y_val)
-    return rows, train_acc, val_acc, n_capped
+#: scikit-learn's default ``tol`` of ``LogisticRegression``, which the original's joint probe keeps.
+_SKLEARN_DEFAULT_TOL = 1e-4
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -245,7 +230,6 @@ def bench_joint_cap(
     top_k: int,
     C: float = DEFAULT_C_JOINT,
     max_iter: int = DEFAULT_MAX_ITER,
-    seed: int = 0,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """How much the original's iteration cap changes the joint (4-class) probe.
@@ -282,8 +266,8 @@ def bench_joint_cap(
     converged_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    capped_rows, _, capped_val, n_capped = _capped_joint_fits(
-        x_train, y_train, x_val, y_val, C, capped_max_iter, seed
+    _, capped_val, n_capped, capped_rows = _sklearn_loop(
+        x_train, y_train, x_val, y_val, C, capped_max_iter, _SKLEARN_DEFAULT_TOL, coef_class=_TPFO_CLASS
     )
     capped_seconds = time.perf_counter() - t0
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from tomlab.bigtom.protocol import protocol_parser, uses_chat_template
+
 CARD_COLUMNS: tuple[str, ...] = ("aspect", "original", "this run", "status")
 
 PAPER_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -126,8 +128,8 @@ def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
 
     protocol = ev("protocol", default="original")
     chat = ev("chat_template")
-    chat_used = (protocol == "tomlab") if chat is None else bool(chat)
-    parser = ev("parser") or ("original" if protocol == "original" else "lenient")
+    chat_used = uses_chat_template(protocol, chat)
+    parser = ev("parser") or protocol_parser(protocol)
     max_stories = ev("max_stories")
     modes = list(ev("modes", default=[]) or [])
     directions = list(st("directions", default=[]) or [])

@@ -147,20 +147,18 @@ def cross_task_table(m: Manifest) -> pd.DataFrame:
     })
 
 
-def letter_bias(m: Manifest) -> dict[str, float]:
+def letter_bias(scored: pd.DataFrame) -> dict[str, float]:
     """Share of the plain model's parsed generations that chose a, chose b, or were invalid."""
-    scored = pd.read_parquet(m.path("baseline_scored"))
     if "parsed" not in scored.columns or scored.empty:
         return {}
     counts = scored["parsed"].value_counts(normalize=True)
     return {k: float(counts.get(k, 0.0)) for k in ("a", "b", "invalid")}
 
 
-def _invalid_note(m: Manifest) -> str:
+def _invalid_note(scored: pd.DataFrame) -> str:
     """Why most generated answers could not be read: empty completions, the protocol, the parsers."""
     from tomlab.bigtom.evaluation import items_protocol, parser_table
 
-    scored = pd.read_parquet(m.path("baseline_scored"))
     empty = float((scored["completion"].str.strip() == "").mean()) if "completion" in scored else float("nan")
     note = f"{empty:.0%} of the completions are empty (the model ended its turn at once)." if empty > 0 else ""
     if "parsed_lenient" in scored.columns:
@@ -242,7 +240,8 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
             f"cell's 95% interval spans roughly ±{half:.2f} around an accuracy near 0.5: differences smaller "
             "than that between cells are not evidence of anything."
         )
-    bias = letter_bias(m)
+    scored = pd.read_parquet(m.path("baseline_scored"))
+    bias = letter_bias(scored)
     if bias:
         top = max(("a", "b"), key=lambda k: bias[k])
         text = (f"The plain model's generated answers chose a {bias['a']:.0%} of the time, b {bias['b']:.0%}, "
@@ -252,7 +251,7 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
                      "mostly measures how often the correct option happens to sit in that slot, and an "
                      "intervention can only matter by breaking the bias.")
         if bias["invalid"] >= 0.5:
-            text += " " + _invalid_note(m)
+            text += " " + _invalid_note(scored)
         out.append(text)
     steered = acc[(acc["direction"] != "none") & (acc["mode"] == mode)]
     if not steered.empty:
