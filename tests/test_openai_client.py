@@ -157,3 +157,30 @@ def test_team_episodes_run_against_the_server(server, tmp_path, capsys):
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["cache_misses"] == 0 and again["cache_hits"] == first["cache_hits"] + first["cache_misses"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ep.parquet"), episodes)
+
+
+def test_plain_bigtom_evaluation_runs_against_the_server(server, tmp_path, capsys, generated_conditions):
+    """The unsteered BigToM evaluation (evaluation.served) by generation through the same command the
+    pipeline's evaluate_served rule runs; log-likelihoods are refused by name, the tables are written."""
+    import json
+
+    import pandas as pd
+
+    from tomlab.bigtom.evaluation import build_items
+    from tomlab.cli.main import main
+
+    items = build_items(generated_conditions(4, 0), eval_fraction=0.5, seed=0, max_stories=1)
+    items.to_parquet(tmp_path / "items.parquet")
+    spec = json.dumps({"base_url": server["url"], "model": server["model"], "api_key_env": None})
+    args = ["evaluate", "--model-json", spec, "--items", str(tmp_path / "items.parquet"), "--max-new-tokens", "4",
+            "--modes", "generation", "--n-boot", "100", "--out", str(tmp_path / "scored.parquet"),
+            "--out-table", str(tmp_path / "acc.parquet")]
+    assert main(args) == 0
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert len(scored) == len(items) and scored["completion"].notna().all() and scored["valid"].notna().all()
+    assert {"parsed_original", "parsed_lenient"} <= set(scored.columns)
+    assert set(pd.read_parquet(tmp_path / "acc.parquet")["mode"]) == {"generation"}
+    capsys.readouterr()
+    both = [*args[:8], "generation", "log-likelihood", *args[9:]]
+    with pytest.raises(SystemExit, match="generation only"):
+        main(both)

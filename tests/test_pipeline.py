@@ -56,12 +56,16 @@ def test_bigtom_source_without_file_is_a_clear_error(tmp_path):
     assert "bigtom_csv" in proc.stdout + proc.stderr
 
 
-def test_served_config_sends_the_team_and_the_debate_to_the_server(tmp_path):
+def test_served_config_sends_the_team_the_debate_and_the_evaluation_to_the_server(tmp_path):
     proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/served.yaml"),
-                      "-n", "-p", "results/team/llm/episodes.parquet", "results/debate/arithmetic/direct/answers.parquet")
+                      "-n", "-p", "results/team/llm/episodes.parquet", "results/debate/arithmetic/direct/answers.parquet",
+                      "results/eval/served/accuracy.parquet")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    plays = [line for line in proc.stdout.splitlines() if "team-play" in line or "debate-run" in line]
-    assert len(plays) == 2 and all('"base_url": "http://127.0.0.1:8000/v1"' in line for line in plays)
+    plays = [line for line in proc.stdout.splitlines()
+             if "team-play" in line or "debate-run" in line or ("tomlab evaluate " in line and "--modes generation " in line)]
+    assert len(plays) == 3 and all('"base_url": "http://127.0.0.1:8000/v1"' in line for line in plays)
+    served_eval = proc.stdout.split("rule evaluate_served:")[1].split("rule ")[0].split("Job stats")[0]
+    assert "prepare_model" not in served_eval
     # the LLM team needs no local weights; the debate rule still prepares the main model (the probing one)
     team_job = proc.stdout.split("rule team_play:")[1].split("rule ")[0]
     assert "prepare_model" not in team_job and "model/" not in team_job

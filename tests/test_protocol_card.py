@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from tomlab.report.protocol import (
     CARD_COLUMNS,
+    TEAM_CARD_COLUMNS,
     debate_card,
     probing_card,
     steering_card,
@@ -37,7 +38,7 @@ def _status(card, aspect: str) -> str:
 @pytest.mark.parametrize("build", [probing_card, steering_card, team_card, debate_card])
 def test_cards_have_the_columns_and_known_statuses(build):
     card = build(_setup(PAPER))
-    assert tuple(card.columns) == CARD_COLUMNS and len(card) >= 5
+    assert tuple(card.columns) == (TEAM_CARD_COLUMNS if build is team_card else CARD_COLUMNS) and len(card) >= 5
     assert set(card["status"]) <= {"same", "differs", "addition"}
     assert card["aspect"].is_unique
 
@@ -85,3 +86,18 @@ def test_cards_name_a_served_model():
     setup = _setup(config)
     for card in (team_card(setup), debate_card(setup)):
         assert card.loc[card["aspect"] == "model", "this run"].iloc[0].startswith("meta-llama/Llama-3.1-8B-Instruct (served")
+
+
+def test_team_card_follows_the_rules_variant():
+    card = team_card(_setup(PAPER))
+    for aspect in ("rules variant", "bomb phases", "start", "observation", "a cut's result", "moving to one's own room",
+                   "reading a reply", "episode end", "ToM questions"):
+        assert _status(card, aspect) == "same", aspect
+    config = copy.deepcopy(PAPER)
+    config["team"] = {"rules": "assisted", "deadlock_rounds": None, "stall_rounds": 5}
+    assisted = team_card(_setup(config))
+    for aspect in ("rules variant", "bomb phases", "start", "observation", "a cut's result", "moving to one's own room",
+                   "reading a reply", "episode end", "ToM questions"):
+        assert _status(assisted, aspect) == "differs", aspect
+    config["team"] = {"llm": {"parser": "lenient"}}
+    assert _status(team_card(_setup(config)), "reading a reply") == "differs"

@@ -55,7 +55,10 @@ def test_default_map_adjacency_and_legal_moves():
     assert cfg.neighbours[0] == (3, 5, 6, 8) and cfg.neighbours[5] == (0, 6) and cfg.neighbours[3] == (0, 8)
     game = _game([5, 0, 8], {3: ["red"], 6: ["blue"], 8: ["green"], 0: ["red", "blue"], 5: ["green", "red", "blue"]})
     moves = {a.room for a in game.legal_actions("Alpha") if a.kind == "move"}
-    assert moves == {0, 6}
+    assert moves == {0, 5, 6}  # the paper's rules: staying in one's room is a valid move
+    assisted = _game([5, 0, 8], {3: ["red"], 6: ["blue"], 8: ["green"], 0: ["red", "blue"], 5: ["green", "red", "blue"]},
+                     TeamConfig(rules="assisted"))
+    assert {a.room for a in assisted.legal_actions("Alpha") if a.kind == "move"} == {0, 6}
     bad = game.act("Alpha", Action("move", room=3))
     assert not bad.valid and "not next to room 5" in bad.feedback and game.positions["Alpha"] == 5
     ok = game.act("Alpha", Action("move", room=6))
@@ -115,8 +118,9 @@ def test_seeded_layouts_are_reproducible_and_differ_across_seeds():
     assert len({x.room for x in a.bombs}) == 5
 
 
-def test_observation_is_partial():
-    game = _game([5, 0, 8], {5: ["red"], 0: ["blue"], 8: ["green"], 3: ["red", "red"], 6: ["blue", "green", "red"]})
+def test_assisted_observation_is_partial():
+    game = _game([5, 0, 8], {5: ["red"], 0: ["blue"], 8: ["green"], 3: ["red", "red"], 6: ["blue", "green", "red"]},
+                 TeamConfig(rules="assisted"))
     obs = game.observation("Alpha")
     assert obs["bomb"] == {"id": 1, "remaining": None}  # not inspected: sequence hidden
     game.act("Alpha", Action("inspect"))
@@ -139,8 +143,8 @@ def test_parallel_api_test_passes():
         parallel_api_test(env, num_cycles=200)
 
 
-def test_env_step_rewards_and_state():
-    cfg = TeamConfig(rooms=(0, 3), corridors=((0, 3),), bomb_phases=(1,), stall_rounds=None)
+def test_env_step_rewards_and_state_assisted():
+    cfg = TeamConfig(rooms=(0, 3), corridors=((0, 3),), bomb_phases=(1,), rules="assisted")
     env = BombDefusalEnv(cfg)
     obs, _ = env.reset(seed=0)
     g = env.game

@@ -39,8 +39,11 @@ def _reply(prompt: str) -> str:
     return "Action: move to room 0\nMessage: on my way" if "You are in room 0." not in now else "Action: go to room 5"
 
 
+ASSISTED = {"rules": "assisted"}  # the scripted agent reads the assisted observation ("You have not inspected it.")
+
+
 def test_llm_episode_plays_records_and_asks_tom_questions():
-    cfg = TeamConfig(max_rounds=4)
+    cfg = TeamConfig(max_rounds=4, **ASSISTED)
     lm = ScriptedLM(_reply)
     (ep,) = play_llm_episodes(lm, cfg, [0], LLMAgentConfig(), progress=False)
     assert ep.actions == len([r for r in ep.transcript if r["kind"] == "action"]) > 0
@@ -60,7 +63,7 @@ def test_llm_episode_plays_records_and_asks_tom_questions():
 
 
 def test_history_window_and_belief_state_shape_the_prompt():
-    cfg = TeamConfig(max_rounds=4, stall_rounds=None)
+    cfg = TeamConfig(max_rounds=4, **ASSISTED)
     (plain,) = play_llm_episodes(ScriptedLM(_reply), cfg, [1], LLMAgentConfig(history_rounds=1, tom=False),
                                  progress=False)
     last = [r for r in plain.transcript if r["kind"] == "action" and r["agent"] == "Alpha"][-1]
@@ -75,7 +78,7 @@ def test_history_window_and_belief_state_shape_the_prompt():
 
 
 def test_lockstep_batching_matches_one_at_a_time_and_the_cache_replays(tmp_path):
-    cfg = TeamConfig(max_rounds=3)
+    cfg = TeamConfig(max_rounds=3, **ASSISTED)
     batched = ScriptedLM(_reply)
     together = play_llm_episodes(batched, cfg, [0, 1, 2], LLMAgentConfig(), progress=False)
     alone = [play_llm_episodes(ScriptedLM(_reply), cfg, [s], LLMAgentConfig(), progress=False)[0] for s in (0, 1, 2)]
@@ -93,7 +96,7 @@ def test_lockstep_batching_matches_one_at_a_time_and_the_cache_replays(tmp_path)
 
 
 def test_unparseable_replies_are_invalid_and_the_team_stalls():
-    cfg = TeamConfig(stall_rounds=3)
+    cfg = TeamConfig(stall_rounds=3, deadlock_rounds=None)
     (ep,) = play_llm_episodes(ScriptedLM(lambda p: "I am thinking about it."), cfg, [0], LLMAgentConfig(),
                               progress=False)
     assert ep.valid_actions == 0 and ep.stalled and ep.rounds_played == 3 and ep.tom == []
@@ -118,7 +121,7 @@ def test_baselines_random_and_planner():
 
 
 def test_tables_and_commentary(tmp_path):
-    cfg = TeamConfig(max_rounds=4)
+    cfg = TeamConfig(max_rounds=4, **ASSISTED)
     eps = [play_policy(cfg, s, random_policy, "random") for s in range(3)]
     eps += [play_planner(cfg, s) for s in range(3)]
     eps += play_llm_episodes(ScriptedLM(_reply), cfg, [0, 1, 2], LLMAgentConfig(), progress=False)
@@ -223,15 +226,13 @@ def test_knows_is_monotone_over_a_random_episode():
 def test_transcript_opens_with_a_record_that_replays_the_episode(tmp_path):
     """The first line of every transcript is the episode's record; rebuilding the game from it alone and
     replaying the transcript's actions gives the same score and rounds as the episode's summary."""
-    from tomlab.team.game import RULES_VARIANT
-
     assert main(["team-play", "--agent-type", "planner", "--team-json", json.dumps({"max_rounds": 12}),
                  "--seeds", "3", "--out-episodes", str(tmp_path / "ep.parquet"), "--out-tom",
                  str(tmp_path / "tom.parquet"), "--transcripts", str(tmp_path / "tr")]) == 0
     for seed in range(3):
         rows = [json.loads(line) for line in (tmp_path / "tr" / f"seed{seed}.jsonl").read_text().splitlines()]
         record, summary = rows[0], rows[-1]
-        assert record["kind"] == "episode" and record["rules"] == RULES_VARIANT and record["seed"] == seed
+        assert record["kind"] == "episode" and record["rules"] == "paper" and record["seed"] == seed
         assert set(record) >= {"map", "agents", "start_rooms", "bombs"}
         original = BombGame(TeamConfig(max_rounds=12), seed=seed)
         assert record["start_rooms"] == original.positions
@@ -262,3 +263,29 @@ def test_a_record_from_another_rules_variant_or_incomplete_is_refused():
     agent = game.config.agents[0]
     game.act(agent, game.legal_actions(agent)[0])
     assert game.record() == first
+
+
+def test_each_agent_can_play_its_own_model():
+    """team.agent_models: every prompt of an agent goes to its own backend, the others to the default, and
+    agents that share a backend share its batches."""
+    def named(tag):
+        return ScriptedLM(lambda p: f"{tag}: Move to Room 0" if "Answer yes or no." not in p else "no")
+
+    alpha, rest = named("alpha"), named("rest")
+    cfg = TeamConfig(max_rounds=3)
+    (ep,) = play_llm_episodes({"Alpha": alpha, "default": rest}, cfg, [0], LLMAgentConfig(), progress=False)
+    replies = [(r["agent"], r["completion"]) for r in ep.transcript if r["kind"] == "action"]
+    assert replies and all(text.startswith("alpha" if agent == "Alpha" else "rest") for agent, text in replies)
+    assert alpha.usage.completions > 0 and rest.usage.completions > alpha.usage.completions
+    with pytest.raises(ValueError, match="no agent named"):
+        play_llm_episodes({"Zulu": alpha, "default": rest}, cfg, [0], LLMAgentConfig(), progress=False)
+    with pytest.raises(ValueError, match="no model for agent"):
+        play_llm_episodes({"Alpha": alpha}, cfg, [0], LLMAgentConfig(), progress=False)
+
+
+def test_history_rounds_null_keeps_the_whole_episode():
+    cfg = TeamConfig(max_rounds=5, **ASSISTED)
+    (ep,) = play_llm_episodes(ScriptedLM(_reply), cfg, [1], LLMAgentConfig(history_rounds=None, tom=False),
+                              progress=False)
+    alpha = [r for r in ep.transcript if r["kind"] == "action" and r["agent"] == "Alpha"]
+    assert len(alpha) == 5 and alpha[-1]["prompt"][-1]["content"].count("You replied:") == 4

@@ -23,18 +23,29 @@ from tomlab.team.agents import (
     play_planner,
     tom_frame,
 )
-from tomlab.team.env import parse_reply
-from tomlab.team.game import Action, BombGame, TeamConfig, knows, knows_that_knows
+from tomlab.team.env import reply_parser
+from tomlab.team.epistemic import (
+    knows,
+    knows_change,
+    knows_room,
+    knows_that_knows,
+    knows_that_knows_change,
+    knows_that_knows_room,
+)
+from tomlab.team.game import Action, BombGame, TeamConfig
 from tomlab.team.planner import plan_game
 from tomlab.team.tables import tom_table
 
 SEEDS = range(6)
 
-_MOVE = ("Action: move to room {room}", "I'll head over to room {room} now.", "Let's go to room {room}.",
-         "Action: walk to room {room}")
-_INSPECT = ("Action: inspect the bomb", "I am going to inspect the bomb in this room.", "Let me examine it.")
-_CUT = ("Action: apply the {colour} cutter", "I'll use my {colour} cutter on it.", "Cutting with the {colour} cutter.")
-_WAIT = ("I will stay where I am this round.", "Nothing useful for me to do; I hold my position.")
+# Phrasings the released parser reads (under the paper's rules): "inspect" anywhere inspects, "move to
+# room N" moves, "apply"/"defuse" with a colour cuts; the message, in double quotes after "Message to
+# Team:", is cut out first. Waiting is the paper's no-op: moving to the room one is in.
+_MOVE = ("Action selection: Move to Room {room}.", "I'll move to room {room} now.",
+         "Let me move to room {room} and look around there.", "Plan: move to room {room}")
+_INSPECT = ("Action selection: Inspect Bomb.", "I am going to inspect the bomb in this room.", "Let me inspect it.")
+_CUT = ("Action selection: Apply {Colour} Tool.", "I'll apply my {colour} cutter to it.", "Defuse it: {colour} cutter.")
+_WAIT = ("I will move to room {room}, that is, stay where I am.", "Nothing useful to do: move to room {room} (here).")
 _YES = ("Yes.", "yes, I am sure", "Yes, that is known.")
 _NO = ("No.", "no, not yet", "No, that is not known.")
 
@@ -54,6 +65,7 @@ class PlannerInWords(LanguageModel):
         self.plan = plan_game(BombGame(config, seed=seed)).actions
         self.rng = random.Random(seed)
         self.tom = tom
+        self.parse = reply_parser(config.rules)
 
     def model_id(self) -> str:
         return "planner-in-words"
@@ -65,44 +77,47 @@ class PlannerInWords(LanguageModel):
 
     def _reply(self, prompt: Prompt) -> str:
         assert isinstance(prompt, list)
-        agent = re.match(r"You are (\w+),", prompt[0]["content"]).group(1)
+        agent = re.search(r"You are (\w+),", prompt[0]["content"]).group(1)
         user = prompt[-1]["content"]
         if user.rstrip().endswith("Answer yes or no."):
             return self._answer(agent, user.rstrip().splitlines()[-1])  # the question is the last line
         if "Rewrite your belief state" in user:
             return "I track the bombs I have seen and where my teammates are."
-        return self._act(agent, int(re.findall(r"Round (\d+) of", user)[-1]))
+        return self._act(agent, int(re.findall(r"Round:? (\d+)", user)[-1]))
 
     def _act(self, agent: str, round_now: int) -> str:
         game = self.shadow
         while game.round < round_now:  # the episode ended a round since this agent's last turn
             game.end_round()
+        game.observe(agent)  # as the episode does before every turn (the log records what was shown)
         if self.policy == "explorer":
             action = self._explore(agent)
         else:
             joint = self.plan[game.round - 1] if game.round - 1 < len(self.plan) else None
             action = joint[self.config.agents.index(agent)] if joint is not None else Action("wait")
         pick = self.rng.choice
-        if action.kind == "move":
+        here_room = game.positions[agent]
+        if action.kind == "wait":
+            action = Action("move", room=here_room)  # the paper's no-op
+            text = pick(_WAIT).format(room=here_room)
+        elif action.kind == "move":
             text = pick(_MOVE).format(room=action.room)
         elif action.kind == "inspect":
             text = pick(_INSPECT)
-        elif action.kind == "cut":
-            text = pick(_CUT).format(colour=action.colour)
         else:
-            text = pick(_WAIT)
-        here = game.bomb_in(game.positions[agent])
+            text = pick(_CUT).format(colour=action.colour, Colour=str(action.colour).capitalize())
+        here = game.bomb_in(here_room)
         news = (f"bomb {here.id} here still needs {', '.join(here.remaining)}" if here is not None and
-                here.id in game.inspected[agent] else f"I am in room {game.positions[agent]}")
-        reply = f"{text}\nMessage: {news}."
-        named, message = parse_reply(reply)  # what the episode will make of it
-        legal = game.legal_actions(agent)
-        game.act(agent, named if named is not None and named in legal else None, message)
+                here.id in game.inspected[agent] else f"I am in room {here_room}")
+        reply = f'{text} Message to Team: "{news}."'
+        named, message = self.parse(reply)  # what the episode will make of it
+        assert named == action, (reply, named, action)
+        game.act(agent, named, message)
         return reply
 
     def _explore(self, agent: str) -> Action:
-        """Inspect an unseen bomb, cut a phase one holds the cutter for, else move at random: an agent
-        that learns, tells and acts, so the ToM questions have both answers."""
+        """Inspect an unseen bomb, cut a phase one holds the cutter for, now and then try a wrong cutter,
+        else move at random: an agent that learns, tells and acts, so the ToM questions have both answers."""
         game = self.shadow
         here = game.bomb_in(game.positions[agent])
         legal = game.legal_actions(agent)
@@ -110,6 +125,8 @@ class PlannerInWords(LanguageModel):
             return Action("inspect")
         if here is not None and here.id in game.inspected[agent] and here.remaining[0] in self.config.holds(agent):
             return Action("cut", colour=here.remaining[0])
+        if here is not None and self.rng.random() < 0.2:  # now and then a wrong cutter, refused: nothing changes
+            return Action("cut", colour=self.config.holds(agent)[0])
         moves = [a for a in legal if a.kind == "move"]
         return self.rng.choice(moves) if moves else Action("wait")
 
@@ -118,15 +135,23 @@ class PlannerInWords(LanguageModel):
             return self.rng.choice(_NO)
         log = self.shadow.log
         t = len(log.events) - 1
-        bomb = int(re.search(r"bomb (\d+)", question).group(1))
-        second = re.search(r"Does (\w+) know that you know", question)
-        first = re.search(r"Does (\w+) know the phase", question)
-        if second:
-            truth = knows_that_knows(log, second.group(1), agent, bomb, t)
-        elif first:
-            truth = knows(log, first.group(1), bomb, t)
+        who = re.match(r"Does (\w+) know", question)
+        second = "know that you know" in question
+        room = re.search(r"current contents of room (\d+)", question)
+        change = re.search(r"state of bomb (\d+) has just changed", question)
+        if room:
+            r = int(room.group(1))
+            truth = (knows_that_knows_room(log, who.group(1), agent, r, t) if second
+                     else knows_room(log, who.group(1) if who else agent, r, t))
+        elif change:
+            b = int(change.group(1))
+            event = max(e.t for e in log.events if e.kind == "cut" and e.agent == agent and e.bomb == b)
+            truth = (knows_that_knows_change(log, who.group(1), agent, event) if second
+                     else knows_change(log, who.group(1) if who else agent, event))
         else:
-            truth = knows(log, agent, bomb, t)
+            b = int(re.search(r"bomb (\d+)", question).group(1))
+            truth = (knows_that_knows(log, who.group(1), agent, b, t) if second
+                     else knows(log, who.group(1) if who else agent, b, t))
         return self.rng.choice(_YES if truth else _NO)
 
 
@@ -157,7 +182,7 @@ def test_tom_answers_from_the_log_score_100_and_always_no_scores_the_no_share():
     assert right.groupby("order")["truth"].agg(["min", "max"]).eq([False, True]).all().all()
     said_no = tom_frame(never)
     # the same questions are asked: ToM questions follow the actions, which do not depend on the answers
-    key = ["seed", "round", "agent", "teammate", "bomb", "order"]
+    key = ["seed", "round", "agent", "teammate", "topic", "subject", "order"]
     pd.testing.assert_frame_equal(right[key + ["truth"]].reset_index(drop=True), said_no[key + ["truth"]].reset_index(drop=True))
     table = tom_table(said_no, n_boot=100)
     for row in table.itertuples():
@@ -165,7 +190,6 @@ def test_tom_answers_from_the_log_score_100_and_always_no_scores_the_no_share():
         if row.truth_yes <= 0.5:  # "no" is the majority answer: always-no is the majority baseline
             assert row.accuracy == pytest.approx(row.majority_baseline)
     assert (tom_table(right, n_boot=100)["accuracy"] == 1.0).all()
-    # where "no" is the majority answer (the planner's games: it never inspects, nobody learns a sequence
-    # by looking), always-no is exactly the majority baseline
-    planner_only = tom_table(tom_frame(never[::2]), n_boot=100)  # never alternates planner, explorer
-    assert ((planner_only["truth_yes"] < 0.5) & (planner_only["accuracy"] == planner_only["majority_baseline"])).all()
+    # the paper's three topics all occur, and every (topic, order) cell that has both answers is answered right
+    assert set(right["topic"]) == {"room", "bomb_change", "sequence"}
+    assert any(row.truth_yes < 0.5 and row.accuracy == row.majority_baseline for row in table.itertuples())

@@ -76,8 +76,8 @@ def activations(task, site):
 
 # --- the team game -------------------------------------------------------------------------
 TEAM = config["team"]
-TEAM_RULES = ("map", "bomb_phases", "colours", "agents", "max_rounds", "stall_rounds", "wrong_cutter",
-              "points_per_phase")
+TEAM_RULES = ("rules", "map", "bomb_phases", "colours", "agents", "max_rounds", "deadlock_rounds", "stall_rounds",
+              "wrong_cutter", "points_per_phase")
 TEAM_JSON = json.dumps({k: TEAM[k] for k in TEAM_RULES}, sort_keys=True)
 TEAM_LLM = {k: v for k, v in TEAM["llm"].items() if k != "batch_size"}
 TEAM_MODEL = TEAM["model"] or config["model"]  # the LLM agents' model: the main one unless the team names its own
@@ -85,11 +85,15 @@ TEAM_AGENTS = TEAM["agent_types"]
 LLM_AGENTS = LLM_TYPES
 
 
+TEAM_AGENT_MODELS = {a: spec for a, spec in TEAM["agent_models"].items() if spec}
+
+
 def team_play_inputs(wildcards):
-    """A MAPPO team needs its trained policies; an LLM team needs the model."""
+    """A MAPPO team needs its trained policies; an LLM team needs the local model unless every agent is served."""
     if wildcards.agent == "mappo":
         return {"policies": rules.team_train_mappo.output.policies}
-    if wildcards.agent in LLM_AGENTS and "base_url" not in TEAM_MODEL:  # a served model needs no local weights
+    specs = [TEAM_AGENT_MODELS.get(a, TEAM_MODEL) for a in TEAM["agents"]]
+    if wildcards.agent in LLM_AGENTS and any("base_url" not in s for s in specs):  # served models need no weights
         return {"model": rules.prepare_model.output.info}
     return {}
 
@@ -99,6 +103,7 @@ def team_play_args(wildcards, input):
         return f"--policies {shlex.quote(input.policies)}"
     if wildcards.agent in LLM_AGENTS:
         return (f"--model-json {shlex.quote(json.dumps(TEAM_MODEL, sort_keys=True))} --llm-json {shlex.quote(json.dumps(TEAM_LLM))}"
+                f" --agent-models-json {shlex.quote(json.dumps(TEAM_AGENT_MODELS, sort_keys=True))}"
                 f" --batch-size {TEAM['llm']['batch_size']} --completion-cache {shlex.quote(COMPLETION_CACHE)}")
     return ""
 

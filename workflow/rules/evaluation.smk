@@ -47,3 +47,26 @@ rule evaluate_baseline:
         " {params.chat} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens}"
         " --modes {params.modes} --n-boot {params.n_boot} --seed {params.seed}"
         " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log:q} 2>&1"
+
+
+rule evaluate_served:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+    output:
+        scored="results/eval/served/scored.parquet",
+        table="results/eval/served/accuracy.parquet",
+    params:
+        model=json.dumps(EVAL["served"] or {}, sort_keys=True),
+        chat=CHAT,
+        max_new_tokens=EVAL["max_new_tokens"],
+        n_boot=EVAL["n_boot"],
+        seed=EVAL["seed"],
+        cache=COMPLETION_CACHE,
+    conda:
+        ENV
+    log:
+        "results/logs/evaluate_served.log",
+    shell:
+        "tomlab evaluate --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        " --max-new-tokens {params.max_new_tokens} --modes generation --n-boot {params.n_boot} --seed {params.seed}"
+        " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log:q} 2>&1"

@@ -31,6 +31,7 @@ rule report:
         probing_selectivity_figures=expand(rules.plot_probing.output.selectivity_png, task=MAIN_TASK, site=SITES),
         baseline=rules.evaluate_baseline.output.table,
         baseline_scored=rules.evaluate_baseline.output.scored,
+        served=rules.evaluate_served.output.table if EVAL["served"] else [],
         steering=rules.steering_tables.output.table,
         sweep=rules.alpha_sweep.output.table,
         cross=rules.cross_task.output.correlations,

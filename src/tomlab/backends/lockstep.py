@@ -40,14 +40,16 @@ def run_lockstep(conversations: Sequence[Conversation[T]], models: LanguageModel
     bar = tqdm(desc=desc, unit="prompt", disable=not progress)
     while pending:
         answers: dict[int, list[Completion | None]] = {i: [None] * len(reqs) for i, reqs in pending.items()}
-        groups: dict[tuple[str, GenerationConfig], list[tuple[int, int]]] = {}
+        groups: dict[tuple[int, GenerationConfig], list[tuple[int, int]]] = {}
         for i, reqs in pending.items():
             for j, req in enumerate(reqs):
-                groups.setdefault((req.model, req.config), []).append((i, j))
-        for (model, config), where in groups.items():
-            if model not in backends:
-                raise KeyError(f"no model configured for role {model!r} (have {sorted(backends)})")
-            out = backends[model].generate([pending[i][j].prompt for i, j in where], config)
+                if req.model not in backends:
+                    raise KeyError(f"no model configured for role {req.model!r} (have {sorted(backends)})")
+                # roles that share a backend share its batches
+                groups.setdefault((id(backends[req.model]), req.config), []).append((i, j))
+        for (_, config), where in groups.items():
+            i0, j0 = where[0]
+            out = backends[pending[i0][j0].model].generate([pending[i][j].prompt for i, j in where], config)
             for (i, j), completion in zip(where, out):
                 answers[i][j] = completion
             bar.update(len(where))

@@ -348,7 +348,7 @@ def parser_table(scored: pd.DataFrame, *, by: Sequence[str] = ("task", "conditio
 
 
 def evaluate_items(
-    lm: LoadedModel,
+    lm: LoadedModel | None,
     items: pd.DataFrame,
     generator: Any,
     config: Any,
@@ -364,6 +364,7 @@ def evaluate_items(
     ``parser`` is the headline parser of generation (see :func:`score_generation`); None takes the
     one the items name (:func:`items_parser`).
 
+    ``lm`` may be ``None`` (a served model) when ``modes`` is generation only.
     ``generator`` is a :class:`tomlab.lm.LanguageModel` (usually a cached
     :class:`tomlab.lm.TransformersLM` over ``lm``) asked with ``config`` (a
     :class:`tomlab.lm.GenerationConfig`); its ``chat_template`` setting is used for log-likelihood
@@ -378,6 +379,8 @@ def evaluate_items(
         scored = score_generation(scored, lambda prompts: [c.text for c in generator.generate(prompts, config)],
                                   parser=parser or items_parser(items))
     if "log-likelihood" in modes:
+        if lm is None:
+            raise ValueError("log-likelihood scoring needs the model's weights (a served model gives generation only)")
         scored = option_logprobs(lm, scored, batch_size=batch_size, chat_template=bool(config.chat_template),
                                  progress=progress, intervention=intervention)
     return scored

@@ -48,8 +48,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from tomlab.bigtom.evaluation import evaluate_items, mode_tables
 
     items = pd.read_parquet(args.items)
-    loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    lm = generator(loaded, args.batch_size, args.completion_cache)
+    spec = _model_cfg(args)
+    if "base_url" in spec:  # a served model answers by generation only: no log-likelihoods over a server
+        from tomlab.backends.build import build_backend
+
+        if set(args.modes) != {"generation"}:
+            raise SystemExit("tomlab: a served model is evaluated by generation only: pass --modes generation")
+        loaded, lm = None, build_backend(spec, completion_cache=args.completion_cache, where="evaluation.served")
+    else:
+        loaded = load_local(spec, cache_dir=args.cache_dir)
+        lm = generator(loaded, args.batch_size, args.completion_cache)
     scored = evaluate_items(loaded, items, lm, _generation(args, items), modes=args.modes, batch_size=args.batch_size)
     table = mode_tables(scored, n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out, scored)

@@ -31,10 +31,20 @@ def cmd_team_play(args: argparse.Namespace) -> None:
 
     config = _team_config(args)
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
-    lm = None
+    lm: Any = None
     if args.agent_type in LLM_TYPES:
-        lm = build_backend(_model_cfg(args), batch_size=args.batch_size, completion_cache=args.completion_cache,
-                           cache_dir=args.cache_dir)
+        own = {a: spec for a, spec in json.loads(args.agent_models_json or "{}").items() if spec}
+        if set(own) - set(config.agents):
+            raise ValueError(f"team.agent_models: no agent named {sorted(set(own) - set(config.agents))} "
+                             f"(agents: {list(config.agents)})")
+        if own:
+            from tomlab.backends.build import build_backends
+
+            lm = build_backends({"default": _model_cfg(args), **own}, tuple(config.agents), batch_size=args.batch_size,
+                                completion_cache=args.completion_cache, cache_dir=args.cache_dir, where="team.agent_models")
+        else:
+            lm = build_backend(_model_cfg(args), batch_size=args.batch_size, completion_cache=args.completion_cache,
+                               cache_dir=args.cache_dir, where="team.model")
     episodes = play_episodes(args.agent_type, config, seeds, policies=args.policies, lm=lm,
                              llm=json.loads(args.llm_json) if args.llm_json else {})
     with io.atomic_dir(args.transcripts) as tmp:
@@ -43,8 +53,14 @@ def cmd_team_play(args: argparse.Namespace) -> None:
     io.write_parquet(args.out_tom, tom_frame(episodes))
     frame = episodes_frame(episodes, config.max_rounds)
     io.write_parquet(args.out_episodes, frame)
+    usage: dict[str, Any] = {}
+    if isinstance(lm, dict):
+        usage = {"models": {agent: usage_report(backend) for agent, backend in lm.items()}}
+    elif lm is not None:
+        usage = usage_report(lm)
     print(json.dumps({"agent_type": args.agent_type, "mean_score": float(frame["score"].mean()),
-                      "mean_rounds": float(frame["rounds"].mean()), **(usage_report(lm) if lm else {})}))
+                      "mean_rounds": float(frame["rounds"].mean()),
+                      "tokens_per_episode": float(frame["total_tokens"].mean()), **usage}))
 
 
 def cmd_team_train(args: argparse.Namespace) -> None:
@@ -92,6 +108,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed-offset", type=int, default=0)
     p.add_argument("--policies", help="trained MAPPO policies (agent type mappo)")
     p.add_argument("--llm-json", help="the config's team.llm section as JSON (LLM agent types)")
+    p.add_argument("--agent-models-json", help="the config's team.agent_models as JSON: agent -> its own model spec")
     p.add_argument("--batch-size", type=int, default=schema_default("team.llm.batch_size"))
     p.add_argument("--completion-cache", help="directory of cached completions")
     p.add_argument("--out-episodes", required=True)

@@ -175,32 +175,82 @@ def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     ])
 
 
-def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
-    """Protocol card of the team game (Li et al., EMNLP 2023; released code multi_LLM_comm).
+TEAM_CARD_COLUMNS: tuple[str, ...] = ("aspect", "paper", "released code", "this run", "status")
+"""The team card's columns: the paper and its released code (multi_LLM_comm) disagree in places, so both
+are shown; ``status`` compares this run with the paper where the paper says, else with the code."""
 
-    The rule differences listed are those known today; the game's fidelity work is its own issue.
-    """
+_UNSTATED = "not stated"
+
+
+def _team_row(aspect: str, paper: str, released: str, this_run: str, same: bool | None) -> dict[str, str]:
+    status = "addition" if same is None else ("same" if same else "differs")
+    return {"aspect": aspect, "paper": paper, "released code": released, "this run": this_run, "status": status}
+
+
+def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
+    """Protocol card of the team game (Li et al., EMNLP 2023; released code multi_LLM_comm, read at
+    commit d49c6bd, never copied): paper, released code and this run, point by point."""
     team = _cfg(setup, "team", default={}) or {}
     llm = team.get("llm", {}) if isinstance(team, Mapping) else {}
+    mappo = team.get("mappo", {}) if isinstance(team, Mapping) else {}
+    paper = team.get("rules", "paper") == "paper"
     rounds = team.get("max_rounds", "n/a")
-    return _card([
-        _row("model", "GPT-4 and ChatGPT (the paper)", _spec_name(team.get("model"), setup), False),
-        _row("rounds", "at most 30", f"at most {rounds}", rounds == 30),
-        _row("early end", "all bombs defused, or 30 rounds (released code); the paper also stops deadlocked games",
-             f"all bombs defused, or {team.get('stall_rounds')} rounds without change"
-             if team.get("stall_rounds") else "all bombs defused", False),
-        _row("bomb phases", "colours drawn without repeats", "colours may repeat within a bomb", False),
-        _row("start rooms", "all agents start together in one room", "each agent starts in its own random room", False),
-        _row("observation", "round, score, last result, own room's contents, teammates' messages (positions are "
-             "promised in the prompt but not sent by the released code)",
-             "also the legal actions, the bombs' phases and witnessed teammate actions", False),
-        _row("ToM questions", "three orders (introspection, first, second) on room contents after a move and a "
-             "bomb's state or sequence after a cut or inspection",
-             "bomb sequences, three orders" + ("" if llm.get("tom", True) else " (switched off)"), False),
-        _row("chat template", "chat API", "the model's chat template" if llm.get("chat_template", True) else "none",
-             bool(llm.get("chat_template", True))),
-        _row("baselines", "random, CBS planner, MAPPO (45M steps; the paper)", ", ".join(team.get("agent_types", [])), False),
-    ])
+    deadlock, stall = team.get("deadlock_rounds"), team.get("stall_rounds")
+    parser = llm.get("parser") or ("original" if paper else "lenient")
+    history = llm.get("history_rounds", 2)
+    ends = [f"all bombs defused, {rounds} rounds"]
+    if deadlock:
+        ends.append(f"or a deadlock ({deadlock} rounds in a row of every agent repeating its action with no change; "
+                    f"recorded at {rounds} rounds with its frozen score)")
+    if stall:
+        ends.append(f"or {stall} rounds without change")
+    rows = [
+        _team_row("model", "GPT-4 and ChatGPT", "gpt-4-turbo-preview (its default)", _spec_name(team.get("model"), setup),
+                  False),
+        _team_row("rules variant", "the paper's game", "the paper's game", team.get("rules", "paper"), paper),
+        _team_row("bomb phases", "1 to 3 phases, one colour each", "colours drawn without repeats within a bomb",
+                  "colours without repeats" if paper else "colours may repeat within a bomb", paper),
+        _team_row("start", _UNSTATED, "all three agents in one room", "all in one random room" if paper
+                  else "each agent in its own random room", paper),
+        _team_row("observation", "round, team score, the last action's result, own room's contents, teammates' "
+                  "positions, teammates' messages", "the same without teammates' positions (the line is commented out)",
+                  "as the paper" if paper else "also the legal actions, the phases of an inspected bomb and witnessed "
+                  "teammate actions", paper),
+        _team_row("initial prompt", "the game, the map, the tools, the reply format",
+                  "one fixed text for the default map and tools", "tomlab's own wording of the same content, with the "
+                  "released reply format ('Action selection: ... Message to Team: \"...\"')" if paper
+                  else "tomlab's own wording and reply format", False),
+        _team_row("a cut's result", _UNSTATED, "a correct partial cut and a refused wrong colour show the remaining "
+                  "sequence", "as the released code" if paper else "the number of phases left; nothing on a refusal",
+                  paper),
+        _team_row("moving to one's own room", _UNSTATED, "valid, changes nothing",
+                  "valid, changes nothing" if paper else "invalid", paper),
+        _team_row("reading a reply", _UNSTATED, "'inspect' anywhere, then 'move to room N', then 'apply'/'defuse' "
+                  "with red, blue, green in that order; message in straight double quotes",
+                  "the released order" if parser == "original" else "tomlab's lenient parser (earliest action named)",
+                  parser == "original"),
+        _team_row("acting order", _UNSTATED, "Alpha, Bravo, Charlie every round", "the configured order every round",
+                  True),
+        _team_row("history in the prompt", _UNSTATED, "the whole conversation (no belief state); the belief "
+                  "state replaces it", ("the whole episode" if history is None else f"the last {history} rounds")
+                  + " (no belief state); the belief state replaces it", history is None),
+        _team_row("episode end", "all bombs defused, 30 rounds, or a deadlock", "all bombs defused or 30 rounds",
+                  ", ".join(ends), bool(deadlock) and rounds == 30 and not stall),
+        _team_row("ToM questions", "introspection, first and second order", "after a move: the room's contents; "
+                  "after a cut: whether the bomb changed; after an inspection: its sequence",
+                  ("the released topics, tomlab's wording, truth from the episode's log" if paper
+                   else "a bomb's sequence after every action, truth from the episode's log")
+                  + ("" if llm.get("tom", True) else " (switched off)"), paper),
+        _team_row("chat template", "chat API", "chat API", "the model's chat template" if llm.get("chat_template", True)
+                  else "none", bool(llm.get("chat_template", True))),
+        _team_row("MAPPO", "45M steps; +1 right cut, -1 wrong cut", "not released",
+                  f"{mappo.get('timesteps', 'n/a'):,} steps; one team reward (shaping + score gain), random acting "
+                  "order" if paper and isinstance(mappo.get("timesteps"), int) else f"{mappo.get('timesteps', 'n/a')} "
+                  "steps; per-agent shaping", False),
+        _team_row("planner", "CBS (6.0 rounds)", "not released", "exact breadth-first search over the joint state", None),
+        _team_row("baselines", "random, CBS planner, MAPPO", "none", ", ".join(team.get("agent_types", [])), None),
+    ]
+    return pd.DataFrame(rows, columns=list(TEAM_CARD_COLUMNS))
 
 
 def debate_card(setup: Mapping[str, Any]) -> pd.DataFrame:

@@ -59,9 +59,10 @@ def _direction_rank(direction: str) -> int:
     return DIRECTION_ORDER.index(direction) if direction in DIRECTION_ORDER else len(DIRECTION_ORDER)
 
 
-def baseline_table(m: Manifest) -> pd.DataFrame:
-    """The plain model on every task and condition: accuracy [95% CI] per scoring mode, invalid rate."""
-    table = pd.read_parquet(m.path("baseline"))
+def baseline_table(m: Manifest, name: str = "baseline") -> pd.DataFrame:
+    """The plain model on every task and condition: accuracy [95% CI] per scoring mode, invalid rate.
+    ``name="served"``: the same for the served model of ``evaluation.served`` (generation only)."""
+    table = pd.read_parquet(m.path(name))
     rows = []
     for (task, condition), frame in table.groupby(["task", "condition"], sort=False):
         row: dict[str, Any] = {"task": TASK_TITLES.get(task, task), "condition": CONDITION_NAMES.get(condition, condition),

@@ -14,20 +14,25 @@ import numpy as np
 from tomlab.backends.lm import Completion, GenerationConfig, LanguageModel
 from tomlab.backends.lockstep import Request, run_lockstep
 from tomlab.team import AGENT_TYPES, LLM_TYPES
-from tomlab.team.env import observation_text, parse_reply
+from tomlab.team.env import observation_text, reply_parser
+from tomlab.team.epistemic import (
+    TOM_ORDERS,
+    knows,
+    knows_change,
+    knows_room,
+    knows_that_knows,
+    knows_that_knows_change,
+    knows_that_knows_room,
+)
 from tomlab.team.game import (
     Action,
     BombGame,
+    Result,
     TeamConfig,
     action_from_index,
     action_space_size,
-    knows,
-    knows_that_knows,
 )
 from tomlab.team.planner import plan_game
-
-TOM_ORDERS = ("introspection", "first_order", "second_order")
-
 
 Policy = Callable[[BombGame, str, np.random.Generator], Action]
 
@@ -35,13 +40,14 @@ Policy = Callable[[BombGame, str, np.random.Generator], Action]
 @dataclass(frozen=True)
 class LLMAgentConfig:
     belief: bool = False
-    history_rounds: int = 2
+    history_rounds: int | None = 2  # None: the whole episode (the released code's conversation)
     max_new_tokens: int = 32
     belief_max_new_tokens: int = 64
     tom_max_new_tokens: int = 6
     temperature: float = 0.0
     chat_template: bool = True
     tom: bool = True
+    parser: str | None = None  # null: the rules' own (see tomlab.team.env.reply_parser)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], belief: bool = False) -> LLMAgentConfig:
@@ -73,6 +79,7 @@ class Episode:
     rounds_played: int = 0
     complete: bool = False
     stalled: bool = False
+    deadlocked: bool = False
     actions: int = 0
     valid_actions: int = 0
     calls: int = 0
@@ -85,8 +92,10 @@ class Episode:
     def summary(self, max_rounds: int) -> dict[str, Any]:
         return {
             "agent_type": self.agent_type, "seed": self.seed, "score": self.score, "max_score": self.max_score,
-            "complete": self.complete, "stalled": self.stalled, "rounds_played": self.rounds_played,
+            "complete": self.complete, "stalled": self.stalled, "deadlocked": self.deadlocked,
+            "rounds_played": self.rounds_played,
             # the paper's "rounds": rounds to defuse everything, the round limit when the team did not
+            # (a deadlocked episode is recorded at the round limit with its frozen score)
             "rounds": self.rounds_played if self.complete else max_rounds,
             "actions": self.actions, "valid_actions": self.valid_actions,
             "valid_rate": self.valid_actions / self.actions if self.actions else float("nan"),
@@ -100,6 +109,7 @@ def _finish(ep: Episode, game: BombGame) -> Episode:
     ep.max_score = game.config.max_score
     ep.complete = game.done and not any(b.exploded for b in game.bombs)
     ep.stalled = game.stalled
+    ep.deadlocked = game.deadlocked
     ep.rounds_played = game.round - 1
     return ep
 
@@ -159,7 +169,10 @@ def play_planner(config: TeamConfig, seed: int) -> Episode:
 
 
 def rules_text(config: TeamConfig, agent: str) -> str:
-    """The system prompt: the game, the map, who holds which cutters."""
+    """The initial (system) prompt: the game, the map, who holds which cutters, how to reply. Under the
+    paper's rules this is the only place the map, the tools and the reply format are stated."""
+    if config.rules == "paper":
+        return _paper_rules_text(config, agent)
     others = "; ".join(f"{a} holds {' and '.join(config.holds(a))}" for a in config.agents if a != agent)
     corridors = ", ".join(f"{a}-{b}" for a, b in config.corridors)
     return (
@@ -174,18 +187,55 @@ def rules_text(config: TeamConfig, agent: str) -> str:
     )
 
 
+def _paper_rules_text(config: TeamConfig, agent: str) -> str:
+    """tomlab's own wording of what the paper's initial prompt tells an agent (the released prompt text
+    is not reproduced); the reply format is the released one, which its parser expects."""
+    links = "; ".join(f"room {r} to room{'s' if len(n) > 1 else ''} {', '.join(map(str, n))}"
+                      for r, n in config.neighbours.items())
+    tools = "; ".join(f"{a} holds {' and '.join(config.holds(a))}" for a in config.agents)
+    return (
+        f"This is a text game. You are {agent}, one of {len(config.agents)} specialists "
+        f"({', '.join(config.agents)}) who defuse bombs hidden in a building of {len(config.rooms)} rooms, "
+        f"numbered {', '.join(map(str, config.rooms))}. Hallways link {links}; each round you can only go to a "
+        f"room linked to yours. There are {len(config.bomb_phases)} bombs, at most one per room, each with 1 to "
+        f"{max(config.bomb_phases)} phases; every phase has a colour ({', '.join(config.colours)}), and a bomb is "
+        "defused by applying wire cutters of its phases' colours in order (a red-green bomb takes the red "
+        f"cutter, then the green one). Each cutter use on a bomb the team defuses earns {config.points_per_phase} "
+        "points; score as much as you can, as soon as you can. At the start nobody knows where the bombs are "
+        f"or what their sequences are. Cutters: {tools}. Each round you do one of three things: move to a "
+        "linked room, inspect the bomb in your room to learn its sequence, or apply one of your cutters to the "
+        "bomb in your room. You may also send one message to both teammates, which they read next round. You "
+        "see only your own room, the round, the team score, where your teammates are and their messages; your "
+        "teammates see no more, and do not know what you did unless you tell them. Reply in exactly this "
+        'form: Action selection: <your action>. Message to Team: "<your message>". To move, say \'Move to '
+        "Room X'; to inspect, say 'Inspect Bomb'; to use a cutter, say 'Apply X Tool'."
+    )
+
+
 # A concrete example line: the embedded 135M model echoes its observation when shown only a
 # template with placeholders, and names an action when shown one filled in (it then favours the
-# example's room, which the report says).
+# example's room, which the report says). Used under the assisted rules only.
 ACTION_INSTRUCTION = (
     "Choose one of the actions you can take now. Reply in this form:\n"
     "Action: move to room 0\n"
     "Message: I am going to room 0."
 )
+PAPER_INSTRUCTION = "What is your next action?"
+"""The question closing each turn's prompt under the paper's rules (the format is in the initial prompt)."""
 
 
-def tom_questions(teammate: str, bomb_id: int, room: int) -> dict[str, str]:
-    what = f"the phase sequence of bomb {bomb_id} (in room {room})"
+def tom_questions(topic: str, teammate: str, subject: int, room: int | None = None) -> dict[str, str]:
+    """The three orders of one ToM topic: ``room`` (the current contents of room ``subject``),
+    ``bomb_change`` (that a cut just changed bomb ``subject``), ``sequence`` (bomb ``subject``'s phase
+    sequence; ``room`` is where it is)."""
+    if topic == "room":
+        what = f"the current contents of room {subject}"
+    elif topic == "bomb_change":
+        what = f"that the state of bomb {subject} has just changed"
+    elif topic == "sequence":
+        what = f"the phase sequence of bomb {subject}" + (f" (in room {room})" if room is not None else "")
+    else:
+        raise ValueError(f"unknown ToM topic {topic!r}")
     return {
         "introspection": f"Do you know {what}?",
         "first_order": f"Does {teammate} know {what}?",
@@ -225,71 +275,113 @@ def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> Epi
             texts.append(comp.text)
         return texts
 
+    parse = reply_parser(config.rules, agent_cfg.parser)
+    instruction = PAPER_INSTRUCTION if config.rules == "paper" else ACTION_INSTRUCTION
     while not game.over:
         for agent in config.agents:
             if game.done:
                 break
             system = {"role": "system", "content": rules_text(config, agent)}
-            obs = observation_text(game.observation(agent))
-            game.clear_news(agent)
+            obs = observation_text(game.observe(agent))
             if agent_cfg.belief:
                 content = (f"Your belief state so far:\n{belief[agent]}\n\nNew observation:\n{obs}\n\n"
                            "Rewrite your belief state: what you know about the rooms, the bombs and their phases, "
                            "where your teammates are and what they know. At most five short lines.")
                 (text,) = yield from ask([Request([system, {"role": "user", "content": content}],
-                                                  agent_cfg.generation("belief", seed))], ["belief"], agent)
+                                                  agent_cfg.generation("belief", seed), agent)], ["belief"], agent)
                 belief[agent] = text.strip() or belief[agent]
                 context = f"Your belief state:\n{belief[agent]}\n\nNow:\n{obs}"
             else:
-                past = history[agent][-agent_cfg.history_rounds:] if agent_cfg.history_rounds > 0 else []
+                keep = agent_cfg.history_rounds
+                past = history[agent] if keep is None else (history[agent][-keep:] if keep > 0 else [])
                 context = "".join(f"Earlier (round {i + 1} of those shown):\n{o}\nYou replied:\n{r}\n\n"
                                   for i, (o, r) in enumerate(past)) + f"Now:\n{obs}"
-            prompt = [system, {"role": "user", "content": f"{context}\n\n{ACTION_INSTRUCTION}"}]
-            (reply,) = yield from ask([Request(prompt, agent_cfg.generation("action", seed))], ["action"], agent)
-            named, message = parse_reply(reply)
-            action = named if named is not None and named in game.legal_actions(agent) else None
-            result = game.act(agent, action, message)
-            _record(ep, game, agent, action, result, row=ep.transcript[-1],
+            prompt = [system, {"role": "user", "content": f"{context}\n\n{instruction}"}]
+            (reply,) = yield from ask([Request(prompt, agent_cfg.generation("action", seed), agent)], ["action"], agent)
+            named, message = parse(reply)
+            result = game.act(agent, named, message)  # the rules refuse an action that is not possible here
+            _record(ep, game, agent, named, result, row=ep.transcript[-1],
                     parsed=None if named is None else named.describe(), message=message)
             history[agent].append((obs, reply.strip()))
-            if agent_cfg.tom and result.valid and action is not None:
-                yield from _ask_tom(game, agent, context, result.feedback, agent_cfg, seed, rng, ep, ask, system)
+            if agent_cfg.tom and result.valid and named is not None:
+                yield from _ask_tom(game, agent, context, result, agent_cfg, seed, rng, ep, ask, system)
         game.end_round()
     return _finish(ep, game)
 
 
-def _ask_tom(game: BombGame, agent: str, context: str, feedback: str, agent_cfg: LLMAgentConfig, seed: int,
+def _tom_subject(game: BombGame, agent: str, result: Result, rng: np.random.Generator) -> tuple[str, int, dict[str, Any]]:
+    """What the ToM questions after ``result`` are about, and how to compute their truth. Under the
+    paper's rules the topic follows the action (a move: the room's contents; a cut: whether the bomb
+    changed; an inspection: the bomb's sequence); under ``assisted`` it is always a bomb's sequence
+    (the one in the agent's room, else a random one)."""
+    action = result.action
+    assert action is not None
+    if game.config.rules == "paper" and action.kind == "move":
+        return "room", game.positions[agent], {}
+    if game.config.rules == "paper" and action.kind == "cut":
+        return "bomb_change", int(game.log.events[result.event].bomb), {}  # type: ignore[arg-type]
+    here = game.bomb_in(game.positions[agent])
+    if game.config.rules == "paper":  # an inspection: of the bomb here
+        bomb = game.bomb_by_id(int(game.log.events[result.event].bomb))  # type: ignore[arg-type]
+    else:
+        bomb = here if here is not None else game.bombs[int(rng.integers(len(game.bombs)))]
+    return "sequence", bomb.id, {"room": bomb.room}
+
+
+def tom_truth(game: BombGame, topic: str, subject: int, agent: str, teammate: str, event: int) -> dict[str, bool]:
+    """The true answers, per order, after log entry ``event`` (see :mod:`tomlab.team.epistemic`)."""
+    log, t = game.log, len(game.log.events) - 1
+    if topic == "room":
+        return {"introspection": knows_room(log, agent, subject, t),
+                "first_order": knows_room(log, teammate, subject, t),
+                "second_order": knows_that_knows_room(log, teammate, agent, subject, t)}
+    if topic == "bomb_change":
+        return {"introspection": knows_change(log, agent, event),
+                "first_order": knows_change(log, teammate, event),
+                "second_order": knows_that_knows_change(log, teammate, agent, event)}
+    return {"introspection": knows(log, agent, subject, t),
+            "first_order": knows(log, teammate, subject, t),
+            "second_order": knows_that_knows(log, teammate, agent, subject, t)}
+
+
+def _ask_tom(game: BombGame, agent: str, context: str, result: Result, agent_cfg: LLMAgentConfig, seed: int,
              rng: np.random.Generator, ep: Episode, ask: Any, system: dict[str, str]) -> Any:
     cfg = game.config
     teammates = [a for a in cfg.agents if a != agent]
     teammate = teammates[int(rng.integers(len(teammates)))]
-    here = game.bomb_in(game.positions[agent])
-    bomb = here if here is not None else game.bombs[int(rng.integers(len(game.bombs)))]
-    t = len(game.log.events) - 1
-    truth = {
-        "introspection": knows(game.log, agent, bomb.id, t),
-        "first_order": knows(game.log, teammate, bomb.id, t),
-        "second_order": knows_that_knows(game.log, teammate, agent, bomb.id, t),
-    }
-    questions = tom_questions(teammate, bomb.id, bomb.room)
+    topic, subject, extra = _tom_subject(game, agent, result, rng)
+    truth = tom_truth(game, topic, subject, agent, teammate, result.event)
+    questions = tom_questions(topic, teammate, subject, **extra)
     requests = [Request([system, {"role": "user", "content":
-                                  f"{context}\n\nYou acted: {feedback}\n\n{questions[o]} Answer yes or no."}],
-                        agent_cfg.generation("tom", seed)) for o in TOM_ORDERS]
+                                  f"{context}\n\nYou acted: {result.feedback}\n\n{questions[o]} Answer yes or no."}],
+                        agent_cfg.generation("tom", seed), agent) for o in TOM_ORDERS]
     answers = yield from ask(requests, [f"tom:{o}" for o in TOM_ORDERS], agent)
     for order, text in zip(TOM_ORDERS, answers):
         said = parse_yes_no(text)
         ep.tom.append({"seed": ep.seed, "agent_type": ep.agent_type, "round": game.round, "agent": agent,
-                       "teammate": teammate, "bomb": bomb.id, "order": order, "question": questions[order],
-                       "answer": text, "parsed": said, "truth": truth[order],
+                       "teammate": teammate, "topic": topic, "subject": subject, "order": order,
+                       "question": questions[order], "answer": text, "parsed": said, "truth": truth[order],
                        "correct": said is not None and said == truth[order]})
 
 
-def play_llm_episodes(lm: LanguageModel, config: TeamConfig, seeds: Iterable[int], agent_cfg: LLMAgentConfig,
-                      progress: bool = True) -> list[Episode]:
+def play_llm_episodes(lm: LanguageModel | Mapping[str, LanguageModel], config: TeamConfig, seeds: Iterable[int],
+                      agent_cfg: LLMAgentConfig, progress: bool = True) -> list[Episode]:
     """Play one episode per seed in lockstep, batching the prompts they wait on into one call to
-    ``lm.generate`` per generation setting (see :func:`tomlab.lockstep.run_lockstep`)."""
+    ``generate`` per backend and generation setting (see :func:`tomlab.lockstep.run_lockstep`).
+    ``lm`` is one model for the whole team, or a mapping from agent name to its model (with an
+    optional ``"default"`` for the agents it does not name)."""
+    if isinstance(lm, LanguageModel):
+        models: dict[str, LanguageModel] = {a: lm for a in config.agents}
+    else:
+        unknown = set(lm) - set(config.agents) - {"default"}
+        if unknown:
+            raise ValueError(f"team.agent_models: no agent named {sorted(unknown)} (agents: {list(config.agents)})")
+        missing = [a for a in config.agents if a not in lm and "default" not in lm]
+        if missing:
+            raise ValueError(f"team: no model for agent(s) {missing}")
+        models = {a: lm.get(a) or lm["default"] for a in config.agents}
     gens = [llm_episode(config, int(s), agent_cfg) for s in seeds]
-    return run_lockstep(gens, lm, progress=progress, desc=f"{'llm_belief' if agent_cfg.belief else 'llm'} prompts")
+    return run_lockstep(gens, models, progress=progress, desc=f"{'llm_belief' if agent_cfg.belief else 'llm'} prompts")
 
 
 def write_transcript(path: Any, episode: Episode, max_rounds: int) -> None:
@@ -319,14 +411,14 @@ def episodes_frame(episodes: Sequence[Episode], max_rounds: int) -> Any:
 def tom_frame(episodes: Sequence[Episode]) -> Any:
     import pandas as pd
 
-    cols = ["seed", "agent_type", "round", "agent", "teammate", "bomb", "order", "question", "answer", "parsed",
-            "truth", "correct"]
+    cols = ["seed", "agent_type", "round", "agent", "teammate", "topic", "subject", "order", "question", "answer",
+            "parsed", "truth", "correct"]
     rows = [r for e in episodes for r in e.tom]
     return pd.DataFrame(rows, columns=cols)
 
 
 def play_episodes(agent_type: str, config: TeamConfig, seeds: Iterable[int], *, policies: Any = None,
-                  lm: LanguageModel | None = None, llm: Mapping[str, Any] | None = None) -> list[Episode]:
+                  lm: LanguageModel | Mapping[str, LanguageModel] | None = None, llm: Mapping[str, Any] | None = None) -> list[Episode]:
     """Play one episode per seed with a team of ``agent_type``: ``policies`` (a trained MAPPO file)
     for ``mappo``, ``lm`` and the ``team.llm`` settings for the LLM teams."""
     seeds = list(seeds)

@@ -20,7 +20,10 @@ from tomlab.team.game import (
 
 
 def observation_text(obs: Mapping[str, Any]) -> str:
-    """An observation as the text an LLM agent reads."""
+    """An observation as the text an LLM agent reads (what it holds depends on the rules variant:
+    see :meth:`tomlab.team.game.BombGame.observation`)."""
+    if obs.get("rules", "assisted") == "paper":
+        return _paper_text(obs)
     lines = [f"Round {obs['round']} of {obs['max_rounds']}. Team score: {obs['score']}.",
              f"Result of your last action: {obs['feedback']}",
              f"You are in room {obs['room']}. Rooms next to it: {', '.join(map(str, obs['adjacent']))}."]
@@ -40,6 +43,21 @@ def observation_text(obs: Mapping[str, Any]) -> str:
     if obs.get("legal"):
         lines.append(f"Actions you can take now: {'; '.join(obs['legal'])}.")
     return "\n".join(lines)
+
+
+def _paper_text(obs: Mapping[str, Any]) -> str:
+    """The paper's observation: round, team score, the last action's result, one's own room and who
+    and which bomb is in it, teammates' positions, and the messages since one's last turn."""
+    people = " and ".join(obs["here"]) if obs["here"] else "none of your teammates"
+    bomb = f"bomb {obs['bomb']['id']}" if obs["bomb"] is not None else "no bomb"
+    messages = " ".join(f'{sender}: "{text}".' for sender, text in obs["messages"]) or "none."
+    return "\n".join([
+        f"Round: {obs['round']}. Team score: {obs['score']}.",
+        f"Result of your last action: {obs['feedback']}",
+        f"Your room: you are in room {obs['room']}, with {people}; {bomb}.",
+        "Teammates: " + "; ".join(f"{a} is in room {r}" for a, r in obs["teammates"].items()) + ".",
+        f"Messages from your teammates: {messages}",
+    ])
 
 
 # Verbs in the present (base, -s, -ing) only: an agent that echoes "You moved to room 5" or "You
@@ -84,6 +102,55 @@ def parse_reply(text: str) -> tuple[Action | None, str | None]:
     return action, message
 
 
+_ORIGINAL_COLOURS = ("red", "blue", "green")  # the order in which the released parser looks for a colour
+
+
+def parse_reply_original(text: str) -> tuple[Action | None, str | None]:
+    """Read a reply as the released code does (``decode_action`` of multi_LLM_comm, re-implemented
+    from its behaviour): the message is the text inside the first pair of double quotes after
+    ``Message to Team:`` (straight quotes only) and is cut out of the reply; then, in this order, a
+    reply containing "inspect" anywhere inspects; else one containing "move to room" moves to the
+    room named by the character after the following space (a single digit); else "go_to_node_"
+    followed by a digit moves there; else one containing "apply" or "defuse" cuts with the first of
+    red, blue, green it contains; else it names no action. Case is ignored. Where the released code
+    would raise (no digit after "move to room", an unclosed quote) this returns no action (or no
+    message) instead."""
+    text = str(text)
+    message: str | None = None
+    head, mark, tail = text.partition("Message to Team:")
+    if mark and '"' in text:
+        quoted = tail.split('"')
+        if len(quoted) > 1:
+            message = quoted[1]
+            text = head + (quoted[2] if len(quoted) > 2 else "")
+    low = text.lower()
+    action: Action | None = None
+    if "inspect" in low:
+        action = Action("inspect")
+    elif "move to room" in low:
+        room = low.split("move to room", 1)[1][1:2]
+        action = Action("move", room=int(room)) if room.isdigit() else None
+    elif "go_to_node_" in low:
+        room = low.split("go_to_node_", 1)[1][:1]
+        action = Action("move", room=int(room)) if room.isdigit() else None
+    elif "apply" in low or "defuse" in low:
+        colour = next((c for c in _ORIGINAL_COLOURS if c in low), None)
+        action = Action("cut", colour=colour) if colour else None
+    return action, (message.strip() or None) if message is not None else None
+
+
+REPLY_PARSERS = {"original": parse_reply_original, "lenient": parse_reply}
+"""The reply parsers by name (``team.llm.parser``)."""
+
+
+def reply_parser(rules: str, parser: str | None = None) -> Any:
+    """The parser ``parser`` names, or by default the rules' own (paper: original, assisted: lenient)."""
+    name = parser or ("original" if rules == "paper" else "lenient")
+    if name not in REPLY_PARSERS:
+        raise ValueError(f"team.llm.parser must be one of {sorted(REPLY_PARSERS)} or null, got {name!r}")
+    return REPLY_PARSERS[name]
+
+
 def parse_action(text: str, legal: Sequence[Action]) -> Action | None:
     """The action a reply names if it is one of ``legal``, else ``None`` (an invalid action)."""
     action, _ = parse_reply(text)
@@ -95,8 +162,10 @@ class BombDefusalEnv(ParallelEnv):
     the configured order (so a later agent's action sees an earlier one's effect).
 
     Actions are indices (see :func:`action_from_index`); an illegal index is refused like an
-    invalid action. Rewards follow the original's shaping (+1 for a correct cutter, -1 for a wrong
-    one) for the acting agent, plus the round's team score gain / 10 shared by everyone.
+    invalid action. Under the paper's rules the agents act in a random order each round and share one
+    team reward: the original's shaping (+1 for a correct cutter, -1 for a wrong one) summed over the
+    round's cuts, plus the round's team score gain / 10. Under ``assisted`` they act in the configured
+    order and each gets its own shaping plus the shared score gain.
     Observations are float vectors of what each agent may see (its room, teammates' rooms, its
     cutters, the bomb here and, once it inspected it, its remaining phases, the score and the
     round); :meth:`state` is the full state, for a centralised critic.
@@ -181,22 +250,29 @@ class BombDefusalEnv(ParallelEnv):
             raise RuntimeError("the episode is over: call reset()")
         rewards = {a: 0.0 for a in self.agents}
         infos: dict[str, dict] = {a: {} for a in self.agents}
-        gained = 0
-        for agent in self.agents:
+        gained, shaping = 0, 0.0
+        paper = self.config.rules == "paper"
+        order = list(self.agents)
+        if paper:  # the paper's MAPPO agents act in a random order each round
+            order = [order[i] for i in self._rng.permutation(len(order))]
+        for agent in order:
             if agent not in actions or g.done:
                 continue
             action = action_from_index(self.config, int(np.asarray(actions[agent]).reshape(-1)[0]))
             result = g.act(agent, action)  # an illegal one is refused by the rules
-            rewards[agent] += result.shaping
+            shaping += result.shaping
+            if not paper:
+                rewards[agent] += result.shaping
             gained += result.score_delta
             infos[agent] = {"valid": result.valid, "feedback": result.feedback}
         g.end_round()
-        for agent in rewards:
-            rewards[agent] += gained / self.config.points_per_phase
+        for agent in rewards:  # paper: one team reward, the shaping of all cuts plus the score gain
+            rewards[agent] += gained / self.config.points_per_phase + (shaping if paper else 0.0)
         obs = {a: self._encode(a) for a in self.agents}
         over = g.over
-        terminated = {a: g.done or g.stalled for a in self.agents}
-        truncated = {a: over and not (g.done or g.stalled) for a in self.agents}
+        ended = g.done or g.stalled or g.deadlocked
+        terminated = {a: ended for a in self.agents}
+        truncated = {a: over and not ended for a in self.agents}
         if over:
             self.agents = []
         return obs, rewards, terminated, truncated, infos

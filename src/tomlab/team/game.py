@@ -1,24 +1,42 @@
-"""The bomb-defusal team game of Li et al. (EMNLP 2023): rules, actions, bombs, the epistemic log that
-gives theory-of-mind ground truth, and the game itself."""
+"""The bomb-defusal team game of Li et al. (EMNLP 2023): rules, actions, bombs and the game itself.
+
+Two rules variants (``TeamConfig.rules``). ``paper``, the default, is the paper's game: each bomb's
+phase colours drawn without repeats, all agents starting together in one random room, an observation
+of round, team score, the result of one's last action, the contents of one's own room, teammates'
+positions and the last round's messages; a correct partial cut and a refused wrong colour show the
+cutter the bomb's remaining sequence (as in the released code); moving to the room one is in is a
+valid action that does nothing. ``assisted`` is tomlab's earlier variant: colours may repeat, agents
+start in separate random rooms, and every observation also lists the legal actions, the phases of a
+bomb one inspected and the teammate actions one witnessed. The epistemic log that gives the ToM
+ground truth is :mod:`tomlab.team.epistemic`.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from tomlab.schema import vocabulary
+from tomlab.team.epistemic import (  # noqa: F401 (re-exported: the game's log and its ToM ground truth)
+    EpistemicLog,
+    Event,
+    knows,
+    knows_that_knows,
+    message_reveals,
+)
+
 COLOURS: tuple[str, ...] = ("red", "green", "blue")
 
 
-RULES_VARIANT = "assisted"
-"""The name of the rules this module plays, written into every episode record: tomlab's current
-variant (a legal-action list, repeated bomb phases, witnessed actions; colours may repeat within a
-bomb and agents start in separate rooms), not yet the paper's."""
+RULES: tuple[str, ...] = vocabulary("team_rules")
+"""The rules variants: the paper's (default) and tomlab's earlier ``assisted`` one."""
 
 
 DEFAULT_ROOMS: tuple[int, ...] = (0, 3, 5, 6, 8)
@@ -42,10 +60,12 @@ class TeamConfig:
     """Map, bombs, agents and rules of one game.
 
     ``bomb_phases`` gives the number of phases of each bomb (default two one-phase, two two-phase and
-    one three-phase bomb: 90 points in all). ``wrong_cutter`` is ``"refuse"`` (the cut is refused and
-    nothing happens, as in the original code) or ``"explode"`` (the bomb is destroyed and scores
-    nothing). The episode ends when every bomb is defused or destroyed, after ``max_rounds`` rounds,
-    or when for ``stall_rounds`` consecutive rounds no agent changed anything (``None``: never).
+    one three-phase bomb: 90 points in all). ``rules`` is ``"paper"`` or ``"assisted"`` (see the
+    module). ``wrong_cutter`` is ``"refuse"`` (the cut is refused and nothing happens, as in the
+    original code) or ``"explode"`` (the bomb is destroyed and scores nothing). The episode ends when
+    every bomb is defused or destroyed, after ``max_rounds`` rounds, in a deadlock (for
+    ``deadlock_rounds`` consecutive rounds every agent repeated its previous action and nothing
+    changed), or when for ``stall_rounds`` consecutive rounds nothing changed (``None``: never).
     """
 
     rooms: tuple[int, ...] = DEFAULT_ROOMS
@@ -54,8 +74,10 @@ class TeamConfig:
     agents: tuple[str, ...] = tuple(DEFAULT_AGENTS)
     cutters: tuple[tuple[str, ...], ...] = tuple(DEFAULT_AGENTS.values())
     colours: tuple[str, ...] = COLOURS
+    rules: str = "paper"
     max_rounds: int = 30
-    stall_rounds: int | None = 5
+    deadlock_rounds: int | None = 3
+    stall_rounds: int | None = None
     wrong_cutter: Literal["refuse", "explode"] = "refuse"
     points_per_phase: int = 10
 
@@ -94,6 +116,14 @@ class TeamConfig:
             raise ValueError("team.max_rounds must be >= 1")
         if self.stall_rounds is not None and self.stall_rounds < 1:
             raise ValueError("team.stall_rounds must be >= 1 or null")
+        if self.deadlock_rounds is not None and self.deadlock_rounds < 1:
+            raise ValueError("team.deadlock_rounds must be >= 1 or null")
+        if self.rules not in RULES:
+            raise ValueError(f"team.rules must be one of {list(RULES)}, got {self.rules!r}")
+        if self.rules == "paper" and max(self.bomb_phases) > len(set(self.colours)):
+            raise ValueError(f"team.bomb_phases: under the paper's rules a bomb's phase colours do not repeat, so a "
+                             f"bomb has at most {len(set(self.colours))} phases (one per colour), got "
+                             f"{max(self.bomb_phases)}")
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> TeamConfig:
@@ -111,7 +141,7 @@ class TeamConfig:
         for key in ("bomb_phases", "colours"):
             if key in cfg:
                 kw[key] = tuple(cfg[key])
-        for key in ("max_rounds", "stall_rounds", "wrong_cutter", "points_per_phase"):
+        for key in ("rules", "max_rounds", "deadlock_rounds", "stall_rounds", "wrong_cutter", "points_per_phase"):
             if key in cfg:
                 kw[key] = cfg[key]
         return cls(**kw)
@@ -224,86 +254,6 @@ class Bomb:
 
 
 @dataclass(frozen=True)
-class Event:
-    """One entry of the epistemic log. ``t`` counts events; ``positions`` is where everyone was."""
-
-    t: int
-    round: int
-    kind: str  # "start", "move", "inspect", "cut", "invalid", "message"
-    agent: str
-    positions: tuple[tuple[str, int], ...]
-    room: int | None = None
-    bomb: int | None = None
-    text: str = ""
-    recipients: tuple[str, ...] = ()
-    reveals: tuple[int, ...] = ()  # bombs whose sequence a message states (and its sender knew)
-
-    def position(self, agent: str) -> int:
-        return dict(self.positions)[agent]
-
-    @property
-    def witnesses(self) -> tuple[str, ...]:
-        """Agents in the acting agent's room when the event happened (the actor included)."""
-        here = self.position(self.agent)
-        return tuple(a for a, r in self.positions if r == here)
-
-
-@dataclass
-class EpistemicLog:
-    events: list[Event] = field(default_factory=list)
-
-    def add(self, **kw: Any) -> Event:
-        event = Event(t=len(self.events), **kw)
-        self.events.append(event)
-        return event
-
-    def upto(self, t: int | None) -> list[Event]:
-        return self.events if t is None else self.events[: t + 1]
-
-
-def knows(log: EpistemicLog, agent: str, bomb: int, t: int | None = None) -> bool:
-    """Whether ``agent`` knows bomb ``bomb``'s phase sequence after event ``t`` (default: now):
-    it inspected the bomb, or received or sent a message that stated the sequence while its sender
-    knew it."""
-    for e in log.upto(t):
-        if e.kind == "inspect" and e.agent == agent and e.bomb == bomb:
-            return True
-        if e.kind == "message" and bomb in e.reveals and (agent == e.agent or agent in e.recipients):
-            return True
-    return False
-
-
-def knows_that_knows(log: EpistemicLog, observer: str, agent: str, bomb: int, t: int | None = None) -> bool:
-    """Whether ``observer`` knows that ``agent`` knows bomb ``bomb``'s sequence: the observer saw
-    the agent inspect it (same room at the time), or a message that stated the sequence was sent or
-    received by both of them (messages go to the whole team, so each knows the other received it)."""
-    if observer == agent:
-        return knows(log, agent, bomb, t)
-    for e in log.upto(t):
-        if e.kind == "inspect" and e.agent == agent and e.bomb == bomb and observer in e.witnesses:
-            return True
-        if e.kind == "message" and bomb in e.reveals:
-            party = {e.agent, *e.recipients}
-            if agent in party and observer in party:
-                return True
-    return False
-
-
-_COLOUR_WORD = re.compile(r"\b(red|green|blue)\b")
-
-
-def message_reveals(text: str, bomb: Bomb) -> bool:
-    """Whether a clause of ``text`` names the bomb (``bomb N`` or ``room R``) and lists exactly its
-    phase colours, in order. A deterministic reading, deliberately strict: a vaguer message does
-    not count as telling."""
-    for clause in re.split(r"[.;\n!?]", text.lower()):
-        names = re.search(rf"\bbomb\s*#?\s*{bomb.id}\b|\broom\s*#?\s*{bomb.room}\b", clause)
-        if names and tuple(_COLOUR_WORD.findall(clause)) == bomb.sequence:
-            return True
-    return False
-
-
-@dataclass(frozen=True)
 class Result:
     """What one agent action did."""
 
@@ -312,7 +262,8 @@ class Result:
     feedback: str
     shaping: float  # +1 correct cutter, -1 wrong cutter (the original's shaping), else 0
     score_delta: int
-    changed: bool  # whether the state changed (a move, a first inspection, a cut)
+    changed: bool  # whether the state changed (a move, a first inspection or revealing cut, a cut)
+    event: int = -1  # the log entry the action wrote
 
 
 class BombGame:
@@ -321,25 +272,37 @@ class BombGame:
     def __init__(self, config: TeamConfig, seed: int = 0) -> None:
         self.config = config
         self.seed = int(seed)
+        paper = config.rules == "paper"
         rng = np.random.default_rng(self.seed)
         rooms = list(config.rooms)
         bomb_rooms = rng.choice(len(rooms), size=len(config.bomb_phases), replace=False)
         self.bombs = [
             Bomb(id=i + 1, room=rooms[int(r)],
-                 sequence=tuple(str(c) for c in rng.choice(config.colours, size=n)))
+                 sequence=tuple(str(c) for c in rng.choice(config.colours, size=n, replace=not paper)))
             for i, (r, n) in enumerate(zip(bomb_rooms, config.bomb_phases))
         ]
-        self.positions: dict[str, int] = {a: rooms[int(rng.integers(len(rooms)))] for a in config.agents}
+        if paper:  # the whole team starts in one random room
+            start = rooms[int(rng.integers(len(rooms)))]
+            self.positions: dict[str, int] = {a: start for a in config.agents}
+        else:
+            self.positions = {a: rooms[int(rng.integers(len(rooms)))] for a in config.agents}
+        self._reset_play()
+
+    def _reset_play(self) -> None:
+        agents = self.config.agents
         self.round = 1
         self.score = 0
         self.stalled_for = 0
+        self.deadlocked_for = 0
         self.changed_this_round = False
-        self.inspected: dict[str, set[int]] = {a: set() for a in config.agents}
-        self.last_feedback: dict[str, str] = {a: "The game has started." for a in config.agents}
-        self.inbox: dict[str, list[tuple[int, str, str]]] = {a: [] for a in config.agents}
-        self.witnessed: dict[str, list[str]] = {a: [] for a in config.agents}
+        self.actions_this_round: dict[str, Action | None] = {}
+        self.actions_last_round: dict[str, Action | None] | None = None
+        self.inspected: dict[str, set[int]] = {a: set() for a in agents}
+        self.last_feedback: dict[str, str] = {a: "The game has started." for a in agents}
+        self.inbox: dict[str, list[tuple[int, str, str]]] = {a: [] for a in agents}
+        self.witnessed: dict[str, list[str]] = {a: [] for a in agents}
         self.log = EpistemicLog()
-        self.log.add(round=0, kind="start", agent=config.agents[0], positions=self._snapshot())
+        self.log.add(round=0, kind="start", agent=agents[0], positions=self._snapshot())
         self._record = self._initial_record()
 
     # --- the episode record -------------------------------------------------------------------
@@ -347,7 +310,7 @@ class BombGame:
         cfg = self.config
         return {
             "kind": "episode",
-            "rules": RULES_VARIANT,
+            "rules": cfg.rules,
             "seed": self.seed,
             "map": {"rooms": list(cfg.rooms), "corridors": [list(c) for c in cfg.corridors]},
             "agents": {a: list(cfg.holds(a)) for a in cfg.agents},
@@ -355,6 +318,7 @@ class BombGame:
             "start_rooms": dict(self.positions),
             "bombs": [{"id": b.id, "room": b.room, "sequence": list(b.sequence)} for b in self.bombs],
             "max_rounds": cfg.max_rounds,
+            "deadlock_rounds": cfg.deadlock_rounds,
             "stall_rounds": cfg.stall_rounds,
             "wrong_cutter": cfg.wrong_cutter,
             "points_per_phase": cfg.points_per_phase,
@@ -370,17 +334,15 @@ class BombGame:
     def from_record(cls, record: Mapping[str, Any]) -> BombGame:
         """A game in the starting state written in ``record`` (see :meth:`record`)."""
         try:
-            if record.get("rules", RULES_VARIANT) != RULES_VARIANT:
-                raise ValueError(f"episode record: rules {record['rules']!r} are not this game's ({RULES_VARIANT!r})")
             agents = record["agents"]
             config = TeamConfig(
                 rooms=tuple(record["map"]["rooms"]),
                 corridors=tuple(tuple(c) for c in record["map"]["corridors"]),
                 bomb_phases=tuple(len(b["sequence"]) for b in record["bombs"]),
                 agents=tuple(agents), cutters=tuple(tuple(c) for c in agents.values()),
-                colours=tuple(record["colours"]), max_rounds=int(record["max_rounds"]),
-                stall_rounds=record["stall_rounds"], wrong_cutter=record["wrong_cutter"],
-                points_per_phase=int(record["points_per_phase"]),
+                colours=tuple(record["colours"]), rules=str(record["rules"]), max_rounds=int(record["max_rounds"]),
+                deadlock_rounds=record.get("deadlock_rounds"), stall_rounds=record["stall_rounds"],
+                wrong_cutter=record["wrong_cutter"], points_per_phase=int(record["points_per_phase"]),
             )
             game = cls(config, seed=int(record["seed"]))
             game.bombs = [Bomb(id=int(b["id"]), room=int(b["room"]), sequence=tuple(str(c) for c in b["sequence"]))
@@ -388,9 +350,7 @@ class BombGame:
             game.positions = {a: int(record["start_rooms"][a]) for a in config.agents}
         except KeyError as exc:
             raise ValueError(f"episode record is missing the key {exc.args[0]!r}") from exc
-        game.log = EpistemicLog()
-        game.log.add(round=0, kind="start", agent=config.agents[0], positions=game._snapshot())
-        game._record = game._initial_record()
+        game._reset_play()
         return game
 
     # --- state --------------------------------------------------------------------------------
@@ -411,18 +371,28 @@ class BombGame:
         return not any(b.live for b in self.bombs)
 
     @property
-    def over(self) -> bool:
-        stalled = self.config.stall_rounds is not None and self.stalled_for >= self.config.stall_rounds
-        return self.done or self.round > self.config.max_rounds or stalled
-
-    @property
     def stalled(self) -> bool:
+        """Whether nothing changed for ``stall_rounds`` rounds (tomlab's broader stop)."""
         return (self.config.stall_rounds is not None and self.stalled_for >= self.config.stall_rounds
                 and not self.done)
 
+    @property
+    def deadlocked(self) -> bool:
+        """Whether for ``deadlock_rounds`` rounds every agent repeated its action and nothing changed."""
+        return (self.config.deadlock_rounds is not None and self.deadlocked_for >= self.config.deadlock_rounds
+                and not self.done)
+
+    @property
+    def over(self) -> bool:
+        return self.done or self.round > self.config.max_rounds or self.stalled or self.deadlocked
+
     def legal_actions(self, agent: str) -> list[Action]:
+        """The actions that do something (or, under the paper's rules, the valid no-op of moving to one's
+        own room): moves to neighbouring rooms, and where a live bomb is, inspecting it and one's cutters."""
         here = self.positions[agent]
         acts = [Action("move", room=r) for r in self.config.neighbours[here]]
+        if self.config.rules == "paper":
+            acts.insert(0, Action("move", room=here))
         if self.bomb_in(here) is not None:
             acts.append(Action("inspect"))
             acts += [Action("cut", colour=c) for c in self.config.holds(agent)]
@@ -434,7 +404,9 @@ class BombGame:
         if agent not in self.positions:
             raise KeyError(f"unknown agent {agent!r}")
         result = self._apply(agent, action)
+        result = dataclasses.replace(result, event=len(self.log.events) - 1)
         self.last_feedback[agent] = result.feedback
+        self.actions_this_round[agent] = action
         if result.changed:
             self.changed_this_round = True
         if message:
@@ -448,19 +420,33 @@ class BombGame:
         return Result(action, False, f"Invalid action ({named}): {why} You lost this turn.", 0.0, 0, False)
 
     def _witness(self, agent: str, text: str) -> None:
+        if self.config.rules != "assisted":  # the paper's agents are not told what teammates did
+            return
         here = self.positions[agent]
         for other, room in self.positions.items():
             if other != agent and room == here:
                 self.witnessed[other].append(f"{agent} {text}")
 
+    def room_contents(self, room: int, viewer: str | None = None) -> str:
+        """Who and which bomb is in ``room``, as the paper's observation states it."""
+        others = [a for a, r in self.positions.items() if r == room and a != viewer]
+        bomb = self.bomb_in(room)
+        people = " and ".join(others) if others else "none of your teammates"
+        return f"{people}; " + (f"bomb {bomb.id}" if bomb is not None else "no bomb")
+
     def _apply(self, agent: str, action: Action | None) -> Result:
         here = self.positions[agent]
+        paper = self.config.rules == "paper"
         if action is None:
             return self._invalid(agent, None, "your reply did not name a move, an inspection or a cutter.")
         if action.kind == "wait":  # the planner's idle turn; not offered to LLM or RL agents
             self.log.add(round=self.round, kind="wait", agent=agent, positions=self._snapshot(), room=here)
             return Result(action, True, "You waited.", 0.0, 0, False)
         if action.kind == "move":
+            if paper and action.room == here:  # the paper's valid no-op
+                self.log.add(round=self.round, kind="move", agent=agent, positions=self._snapshot(), room=here)
+                return Result(action, True, f"You stayed in room {here}. In it: {self.room_contents(here, agent)}.",
+                              0.0, 0, False)
             if action.room not in self.config.neighbours[here]:
                 return self._invalid(agent, action, f"room {action.room} is not next to room {here} "
                                      f"(you can go to {', '.join(map(str, self.config.neighbours[here]))}).")
@@ -468,7 +454,8 @@ class BombGame:
             self.positions[agent] = int(action.room)  # type: ignore[arg-type]
             self._witness(agent, f"arrived from room {here}")
             self.log.add(round=self.round, kind="move", agent=agent, positions=self._snapshot(), room=action.room)
-            return Result(action, True, f"You moved from room {here} to room {action.room}.", 0.0, 0, True)
+            found = f" In it: {self.room_contents(int(action.room), agent)}." if paper else ""  # type: ignore[arg-type]
+            return Result(action, True, f"You moved from room {here} to room {action.room}.{found}", 0.0, 0, True)
         bomb = self.bomb_in(here)
         if bomb is None:
             return self._invalid(agent, action, f"there is no bomb left in room {here}.")
@@ -476,29 +463,40 @@ class BombGame:
             first = bomb.id not in self.inspected[agent]
             self.inspected[agent].add(bomb.id)
             self.log.add(round=self.round, kind="inspect", agent=agent, positions=self._snapshot(),
-                         room=here, bomb=bomb.id)
+                         room=here, bomb=bomb.id, reveals=(bomb.id,))
             self._witness(agent, f"inspected bomb {bomb.id}")
             return Result(action, True, f"You inspected bomb {bomb.id}: its remaining phases are "
                           f"{', '.join(bomb.remaining)}.", 0.0, 0, first)
         if action.kind != "cut" or action.colour not in self.config.holds(agent):
             return self._invalid(agent, action, f"you hold only the {' and '.join(self.config.holds(agent))} cutters.")
-        self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
-                     bomb=bomb.id, text=str(action.colour))
         if action.colour == bomb.remaining[0]:
             bomb.cut += 1
             delta = self.config.points_per_phase * len(bomb.sequence) if bomb.defused else 0
             self.score += delta
+            reveal = paper and not bomb.defused  # the paper's cutter is told what remains
+            self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
+                         bomb=bomb.id, text=str(action.colour), reveals=(bomb.id,) if reveal else (), changed=True)
             self._witness(agent, f"cut a phase of bomb {bomb.id} with the {action.colour} cutter")
-            text = (f"You cut phase {bomb.cut} of bomb {bomb.id} with the {action.colour} cutter. "
-                    + (f"Bomb {bomb.id} is defused (+{delta} points)." if bomb.defused
-                       else f"{len(bomb.remaining)} phase(s) remain."))
-            return Result(action, True, text, 1.0, delta, True)
+            if bomb.defused:
+                rest = f"Bomb {bomb.id} is defused (+{delta} points)."
+            elif paper:
+                rest = f"Its remaining phases are {', '.join(bomb.remaining)}."
+            else:
+                rest = f"{len(bomb.remaining)} phase(s) remain."
+            return Result(action, True, f"You cut phase {bomb.cut} of bomb {bomb.id} with the {action.colour} "
+                          f"cutter. {rest}", 1.0, delta, True)
         if self.config.wrong_cutter == "explode":
             bomb.exploded = True
+            self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
+                         bomb=bomb.id, text=str(action.colour), changed=True)
             self._witness(agent, f"used the wrong cutter on bomb {bomb.id}, which exploded")
             return Result(action, True, f"Wrong cutter: bomb {bomb.id} exploded and scores nothing.", -1.0, 0, True)
+        first = paper and bomb.id not in self.inspected[agent]
+        self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
+                     bomb=bomb.id, text=str(action.colour), reveals=(bomb.id,) if paper else ())
+        told = f" Its remaining phases are {', '.join(bomb.remaining)}." if paper else ""
         return Result(action, True, f"The {action.colour} cutter was refused: it is not the colour of bomb "
-                      f"{bomb.id}'s current phase.", -1.0, 0, False)
+                      f"{bomb.id}'s current phase.{told}", -1.0, 0, first)
 
     def _send(self, agent: str, text: str) -> None:
         text = " ".join(str(text).split())[:300]
@@ -511,32 +509,51 @@ class BombGame:
 
     def end_round(self) -> None:
         self.stalled_for = 0 if self.changed_this_round else self.stalled_for + 1
+        repeated = (self.actions_last_round is not None and self.actions_this_round == self.actions_last_round)
+        self.deadlocked_for = self.deadlocked_for + 1 if repeated and not self.changed_this_round else 0
+        self.actions_last_round = self.actions_this_round
+        self.actions_this_round = {}
         self.changed_this_round = False
         self.round += 1
 
     # --- what an agent sees -------------------------------------------------------------------
     def observation(self, agent: str) -> dict[str, Any]:
-        """Everything ``agent`` may see now (partial observability), as plain data."""
+        """Everything ``agent`` may see now (partial observability), as plain data. Under the paper's
+        rules: round, team score, the result of its last action, its room and who and which bomb is in
+        it, teammates' positions and the messages since its last turn; ``assisted`` adds the rooms next
+        to it, its cutters, the phases of a bomb here it inspected, the legal actions and the teammate
+        actions it witnessed (keys absent under the paper's rules are ``None``)."""
         here = self.positions[agent]
         bomb = self.bomb_in(here)
+        assisted = self.config.rules == "assisted"
         return {
             "agent": agent,
+            "rules": self.config.rules,
             "round": min(self.round, self.config.max_rounds),
             "max_rounds": self.config.max_rounds,
             "score": self.score,
             "room": here,
-            "adjacent": list(self.config.neighbours[here]),
+            "here": [a for a, r in self.positions.items() if r == here and a != agent],
+            "adjacent": list(self.config.neighbours[here]) if assisted else None,
             "bomb": None if bomb is None else {
                 "id": bomb.id,
-                "remaining": list(bomb.remaining) if bomb.id in self.inspected[agent] else None,
+                "remaining": list(bomb.remaining) if assisted and bomb.id in self.inspected[agent] else None,
             },
-            "cutters": list(self.config.holds(agent)),
-            "legal": [a.describe() for a in self.legal_actions(agent)],
+            "cutters": list(self.config.holds(agent)) if assisted else None,
+            "legal": [a.describe() for a in self.legal_actions(agent)] if assisted else None,
             "teammates": {a: r for a, r in self.positions.items() if a != agent},
             "feedback": self.last_feedback[agent],
-            "witnessed": list(self.witnessed[agent]),
+            "witnessed": list(self.witnessed[agent]) if assisted else None,
             "messages": [(s, t) for _, s, t in self.inbox[agent]],
         }
+
+    def observe(self, agent: str) -> dict[str, Any]:
+        """:meth:`observation`, written into the log (what the agent was shown: teammates' positions),
+        and the agent's news (witnessed events, received messages) then cleared."""
+        obs = self.observation(agent)
+        self.log.add(round=self.round, kind="observe", agent=agent, positions=self._snapshot(), room=self.positions[agent])
+        self.clear_news(agent)
+        return obs
 
     def clear_news(self, agent: str) -> None:
         """Forget what ``agent`` has been shown (witnessed events, received messages)."""

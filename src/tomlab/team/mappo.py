@@ -74,7 +74,10 @@ def _models(env: Any, hidden: int) -> dict[str, dict[str, Any]]:
 def train_mappo(config: TeamConfig, cfg: MAPPOConfig, progress: bool = True) -> tuple[dict[str, nn.Module], pd.DataFrame]:
     """Train MAPPO for ``cfg.timesteps`` rounds. Returns each agent's policy network (logits over
     the discrete actions from its observation vector) and the learning curve: per finished training
-    episode the timestep, the team's score, rounds and summed shaped reward."""
+    episode the timestep, the team's score, rounds and summed shaped reward, and the wall time since
+    training began (``wall_s``)."""
+    import time
+
     from skrl.envs.wrappers.torch import wrap_env
     from skrl.memories.torch import RandomMemory
     from skrl.multi_agents.torch.mappo import MAPPO, MAPPO_CFG
@@ -106,6 +109,7 @@ def train_mappo(config: TeamConfig, cfg: MAPPOConfig, progress: bool = True) -> 
     states = wrapped.state()
     ep_reward = 0.0
     episode = 0
+    began = time.perf_counter()
     for t in tqdm(range(cfg.timesteps), desc="MAPPO", unit="step", disable=not progress, mininterval=2.0):
         agent.pre_interaction(timestep=t, timesteps=cfg.timesteps)
         with torch.no_grad():
@@ -121,7 +125,7 @@ def train_mappo(config: TeamConfig, cfg: MAPPOConfig, progress: bool = True) -> 
             game = env.game
             assert game is not None
             curve.append({"episode": episode, "timestep": t + 1, "score": game.score, "rounds": game.round - 1,
-                          "complete": game.done, "reward": ep_reward})
+                          "complete": game.done, "reward": ep_reward, "wall_s": time.perf_counter() - began})
             episode += 1
             ep_reward = 0.0
             obs, _ = wrapped.reset()
@@ -129,7 +133,8 @@ def train_mappo(config: TeamConfig, cfg: MAPPOConfig, progress: bool = True) -> 
         else:
             obs, states = next_obs, next_states
     policies = {a: models[a]["policy"].net.eval() for a in env.possible_agents}
-    return policies, pd.DataFrame(curve, columns=["episode", "timestep", "score", "rounds", "complete", "reward"])
+    return policies, pd.DataFrame(curve, columns=["episode", "timestep", "score", "rounds", "complete", "reward",
+                                             "wall_s"])
 
 
 def mappo_policy(policies: Mapping[str, nn.Module], config: TeamConfig, greedy: bool = False) -> Any:
