@@ -173,8 +173,10 @@ def test_action_indices_round_trip():
 # ------------------------------------------------------------------------------- epistemic log
 
 
-def test_tom_ground_truth_on_a_scripted_episode():
-    game = _game([5, 5, 8], {5: ["red", "blue"], 8: ["green"], 0: ["blue"], 3: ["red"], 6: ["green", "red", "blue"]})
+def test_tom_ground_truth_on_a_scripted_episode_assisted():
+    """Under ``assisted`` an agent sees what happens in its room (the paper's rules: tests/test_team_rules.py)."""
+    game = _game([5, 5, 8], {5: ["red", "blue"], 8: ["green"], 0: ["blue"], 3: ["red"], 6: ["green", "red", "blue"]},
+                 TeamConfig(bomb_phases=(2, 1, 1, 1, 3), rules="assisted"))
     b5 = game.bomb_in(5).id
     b8 = game.bomb_in(8).id
     # Alpha inspects bomb in room 5 while Bravo watches; Charlie is elsewhere

@@ -13,7 +13,14 @@ from tomlab.team.env import (
     parse_reply_original,
     reply_parser,
 )
-from tomlab.team.epistemic import knows, knows_that_knows_room
+from tomlab.team.epistemic import (
+    knows,
+    knows_change,
+    knows_room,
+    knows_that_knows,
+    knows_that_knows_change,
+    knows_that_knows_room,
+)
 from tomlab.team.game import Action, BombGame, TeamConfig, action_to_index
 
 PAPER, ASSISTED = TeamConfig(), TeamConfig(rules="assisted")
@@ -85,7 +92,7 @@ def test_a_cut_shows_the_cutter_what_remains_and_the_log_counts_it():
     game = _placed(PAPER, [0, 0, 3], {0: ["red", "green", "blue"], 3: ["green"], 5: ["red"], 6: ["blue"], 8: ["red", "blue"]})
     refused = game.act("Bravo", Action("cut", colour="green"))
     assert refused.valid and refused.shaping == -1 and "remaining phases are red, green, blue" in refused.feedback
-    assert knows(game.log, "Bravo", 1) and knows_that_knows_room(game.log, "Alpha", "Bravo", 0)
+    assert knows(game.log, "Bravo", 1) and not knows(game.log, "Alpha", 1)  # Alpha stood there, was not told
     right = game.act("Alpha", Action("cut", colour="red"))
     assert "remaining phases are green, blue" in right.feedback and knows(game.log, "Alpha", 1)
     assert not knows(game.log, "Charlie", 1)
@@ -109,18 +116,20 @@ def test_moving_to_ones_own_room_is_a_valid_no_op():
     ("Apply Green and Red tools", Action("cut", colour="red"), None),  # red, blue, green: red first
     ("Defuse it with blue and green", Action("cut", colour="blue"), None),
     ("move to room X", None, None),  # the released code would raise here
-    ("move to room 12", Action("move", room=1), None),  # one character after the space, as released
+    ("move to room 12", None, None),  # one character after the space: room 1, not on the map (as released)
+    ("move to room 3, then 0", Action("move", room=3), None),
     ("go_to_node_8 please", Action("move", room=8), None),
     ("Move to Room 3. Message to Team: “curly quotes are not read”", Action("move", room=3), None),
     ('Message to Team: "apply red"', None, "apply red"),  # the message is cut out before the action is read
     ("I will wait here.", None, None),
 ])
 def test_the_released_reply_parser_and_its_order(reply, action, message):
-    assert parse_reply_original(reply) == (action, message)
+    assert parse_reply_original(reply, rooms=PAPER.rooms) == (action, message)
 
 
 def test_the_rules_pick_their_parser_and_a_switch_overrides_it():
     assert reply_parser("paper") is parse_reply_original
+    assert reply_parser("paper", rooms=(0, 3))("Move to Room 5") == (None, None)
     assert reply_parser("paper", "lenient") is not parse_reply_original
     with pytest.raises(ValueError, match="team.llm.parser"):
         reply_parser("paper", "clever")
@@ -195,3 +204,88 @@ def test_mappo_env_shares_one_team_reward_and_shuffles_the_order():
             break
     assert len(orders) > 1  # the acting order changes from round to round
     assert np.isfinite(env.state()).all()
+
+
+# ---------------------------------------------------------------- ToM ground truth, by hand
+
+
+_LAYOUT = {5: ["red", "green"], 0: ["blue"], 8: ["green"], 3: ["red"], 6: ["blue", "green", "red"]}
+
+
+def test_a_silent_inspection_is_known_only_to_the_inspector_under_the_paper():
+    for cfg, seen in ((PAPER, False), (ASSISTED, True)):
+        game = _placed(cfg, [5, 5, 8], _LAYOUT)
+        game.act("Alpha", Action("inspect"))
+        log = game.log
+        assert knows(log, "Alpha", 1) and not knows(log, "Bravo", 1)
+        # the paper's agents "do not know your actions unless you tell them"; assisted ones see the room
+        assert knows_that_knows(log, "Bravo", "Alpha", 1) is seen, cfg.rules
+
+
+def test_a_message_counts_once_its_recipient_has_read_it():
+    game = _placed(PAPER, [5, 0, 8], _LAYOUT)
+    game.act("Alpha", Action("inspect"), message="bomb 1 is red, green")
+    log = game.log
+    assert knows(log, "Alpha", 1) and not knows(log, "Bravo", 1)  # sent, not yet read
+    assert not knows_that_knows(log, "Alpha", "Bravo", 1)
+    game.observe("Bravo")
+    assert knows(log, "Bravo", 1) and knows_that_knows(log, "Bravo", "Alpha", 1)
+    assert knows_that_knows(log, "Alpha", "Bravo", 1) and not knows(log, "Charlie", 1)
+    old = _placed(ASSISTED, [5, 0, 8], _LAYOUT)
+    old.act("Alpha", Action("inspect"), message="bomb 1 is red, green")
+    assert knows(old.log, "Bravo", 1)  # assisted: counted when sent
+
+
+def test_room_contents_are_known_from_what_was_shown_until_someone_comes_or_goes():
+    game = _placed(PAPER, [0, 5, 8], _LAYOUT)
+    game.observe("Alpha")
+    game.observe("Charlie")
+    assert knows_room(game.log, "Alpha", 0) and not knows_room(game.log, "Alpha", 5)
+    game.act("Bravo", Action("move", room=0))  # Bravo comes into room 0: its move lists the room
+    log = game.log
+    assert knows_room(log, "Bravo", 0) and not knows_room(log, "Alpha", 0)  # Alpha has not looked since
+    assert not knows_that_knows_room(log, "Charlie", "Bravo", 0)  # Charlie last saw Bravo in room 5
+    game.observe("Charlie")
+    assert knows_that_knows_room(game.log, "Charlie", "Bravo", 0)  # now it has seen Bravo there
+    game.observe("Alpha")
+    assert knows_room(game.log, "Alpha", 0)
+    stay = _placed(PAPER, [0, 5, 8], _LAYOUT)
+    stay.observe("Alpha")
+    stay.act("Bravo", Action("move", room=5))  # a stay changes nothing anyone sees
+    assert knows_room(stay.log, "Alpha", 0) and knows_room(stay.log, "Bravo", 5)
+
+
+def test_a_cut_is_known_to_the_cutter_and_under_assisted_to_those_who_saw_it():
+    for cfg, seen in ((PAPER, False), (ASSISTED, True)):
+        game = _placed(cfg, [5, 5, 8], _LAYOUT)
+        game.act("Alpha", Action("cut", colour="red"))
+        cut = len(game.log.events) - 1
+        assert knows_change(game.log, "Alpha", cut) and knows_that_knows_change(game.log, "Alpha", "Alpha", cut)
+        assert knows_change(game.log, "Bravo", cut) is seen and knows_that_knows_change(game.log, "Bravo", "Alpha", cut) is seen
+        assert not knows_change(game.log, "Charlie", cut)
+        game.act("Bravo", Action("cut", colour="blue"))  # refused: nothing changed, nothing to know
+        refused = len(game.log.events) - 1
+        assert not knows_change(game.log, "Bravo", refused)
+
+
+def test_repeating_a_refused_cut_changes_nothing_and_deadlocks():
+    game = _placed(PAPER, [5, 5, 5], _LAYOUT)
+    first = game.act("Bravo", Action("cut", colour="blue"))
+    assert first.changed  # it showed Bravo the sequence
+    again = game.act("Bravo", Action("cut", colour="blue"))
+    assert not again.changed
+    game.end_round()
+    for r in range(4):  # round 2 sets the pattern; rounds 3, 4 and 5 repeat it with no change
+        assert not game.over, r
+        for agent in PAPER.agents:
+            game.act(agent, Action("cut", colour="blue") if agent == "Bravo" else Action("move", room=5))
+        game.end_round()
+    assert game.deadlocked and game.over and game.round == 6
+
+
+def test_a_message_that_tells_someone_something_new_is_a_change():
+    game = _placed(PAPER, [5, 0, 8], _LAYOUT)
+    game.act("Alpha", Action("inspect"))
+    game.end_round()
+    game.act("Alpha", Action("inspect"), message="bomb 1 is red, green")
+    assert game.changed_this_round

@@ -189,7 +189,9 @@ def _team_row(aspect: str, paper: str, released: str, this_run: str, same: bool 
 
 def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     """Protocol card of the team game (Li et al., EMNLP 2023; released code multi_LLM_comm, read at
-    commit d49c6bd, never copied): paper, released code and this run, point by point."""
+    commit d49c6bd, never copied): paper, released code and this run, point by point. The paper column
+    holds what this project's specification quotes from the paper (rules, numbers); "not stated" where
+    it says nothing we could check."""
     team = _cfg(setup, "team", default={}) or {}
     llm = team.get("llm", {}) if isinstance(team, Mapping) else {}
     mappo = team.get("mappo", {}) if isinstance(team, Mapping) else {}
@@ -217,9 +219,13 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
                   "as the paper" if paper else "also the legal actions, the phases of an inspected bomb and witnessed "
                   "teammate actions", paper),
         _team_row("initial prompt", "the game, the map, the tools, the reply format",
-                  "one fixed text for the default map and tools", "tomlab's own wording of the same content, with the "
-                  "released reply format ('Action selection: ... Message to Team: \"...\"')" if paper
+                  "one fixed text for the default map and tools; its format shows curly quotes around the message, "
+                  "which its own parser does not read", "tomlab's own wording of the same content, with the released "
+                  "reply format in straight quotes, which the parser reads" if paper
                   else "tomlab's own wording and reply format", False),
+        _team_row("when an agent observes", _UNSTATED, "the observation is the reply to its own action, so what "
+                  "teammates did after it is seen only after its next action",
+                  "at the start of its turn, before it acts", False),
         _team_row("a cut's result", _UNSTATED, "a correct partial cut and a refused wrong colour show the remaining "
                   "sequence", "as the released code" if paper else "the number of phases left; nothing on a refusal",
                   paper),
@@ -231,21 +237,26 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
                   parser == "original"),
         _team_row("acting order", _UNSTATED, "Alpha, Bravo, Charlie every round", "the configured order every round",
                   True),
-        _team_row("history in the prompt", _UNSTATED, "the whole conversation (no belief state); the belief "
-                  "state replaces it", ("the whole episode" if history is None else f"the last {history} rounds")
-                  + " (no belief state); the belief state replaces it", history is None),
+        _team_row("history in the prompt", _UNSTATED, "the whole conversation; with a belief state, each new belief "
+                  "replaces the observation in a conversation that keeps every belief and action", ("the whole episode" if history is None else f"the last {history} rounds")
+                  + " (no belief state); with a belief state, only the latest belief", False),
         _team_row("episode end", "all bombs defused, 30 rounds, or a deadlock", "all bombs defused or 30 rounds",
                   ", ".join(ends), bool(deadlock) and rounds == 30 and not stall),
-        _team_row("ToM questions", "introspection, first and second order", "after a move: the room's contents; "
-                  "after a cut: whether the bomb changed; after an inspection: its sequence",
-                  ("the released topics, tomlab's wording, truth from the episode's log" if paper
-                   else "a bomb's sequence after every action, truth from the episode's log")
-                  + ("" if llm.get("tom", True) else " (switched off)"), paper),
+        _team_row("ToM questions", "introspection, first and second order", "after every move named (refused or "
+                  "not): the named room's contents; after a cut or an inspection where a bomb is: whether the bomb "
+                  "changed, its sequence (and a question after a cut with no bomb, which tomlab does not ask)",
+                  ("the released occasions and topics in tomlab's wording" if paper
+                   else "a bomb's sequence after every valid action") + ("" if llm.get("tom", True) else " (switched off)"),
+                  paper),
+        _team_row("ToM ground truth", _UNSTATED, "a rough label for some questions, none for most",
+                  "computed from the episode's log: an agent knows what it did, was told in reply, read in a message "
+                  "or was shown in an observation" + ("" if paper else ", and what happened in its room while it was "
+                  "there"), None),
         _team_row("chat template", "chat API", "chat API", "the model's chat template" if llm.get("chat_template", True)
                   else "none", bool(llm.get("chat_template", True))),
         _team_row("MAPPO", "45M steps; +1 right cut, -1 wrong cut", "not released",
                   f"{mappo.get('timesteps', 'n/a'):,} steps; one team reward (shaping + score gain), random acting "
-                  "order" if paper and isinstance(mappo.get("timesteps"), int) else f"{mappo.get('timesteps', 'n/a')} "
+                  "order in training and evaluation" if paper and isinstance(mappo.get("timesteps"), int) else f"{mappo.get('timesteps', 'n/a')} "
                   "steps; per-agent shaping", False),
         _team_row("planner", "CBS (6.0 rounds)", "not released", "exact breadth-first search over the joint state", None),
         _team_row("baselines", "random, CBS planner, MAPPO", "none", ", ".join(team.get("agent_types", [])), None),

@@ -138,13 +138,15 @@ def random_legal_policy(game: BombGame, agent: str, rng: np.random.Generator) ->
     return legal[int(rng.integers(len(legal)))]
 
 
-def play_policy(config: TeamConfig, seed: int, policy: Policy, agent_type: str) -> Episode:
-    """An episode in which every agent follows ``policy``."""
+def play_policy(config: TeamConfig, seed: int, policy: Policy, agent_type: str, shuffle: bool = False) -> Episode:
+    """An episode in which every agent follows ``policy``; with ``shuffle`` the agents act in a random
+    order each round (the paper's MAPPO setting)."""
     game = BombGame(config, seed=seed)
     rng = np.random.default_rng([seed, 7])
     ep = Episode(agent_type=agent_type, seed=seed, record=game.record())
     while not game.over:
-        for agent in config.agents:
+        order = [config.agents[i] for i in rng.permutation(len(config.agents))] if shuffle else config.agents
+        for agent in order:
             if game.done:
                 break
             action = policy(game, agent, rng)
@@ -275,7 +277,7 @@ def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> Epi
             texts.append(comp.text)
         return texts
 
-    parse = reply_parser(config.rules, agent_cfg.parser)
+    parse = reply_parser(config.rules, agent_cfg.parser, rooms=config.rooms)
     instruction = PAPER_INSTRUCTION if config.rules == "paper" else ACTION_INSTRUCTION
     while not game.over:
         for agent in config.agents:
@@ -299,32 +301,44 @@ def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> Epi
             prompt = [system, {"role": "user", "content": f"{context}\n\n{instruction}"}]
             (reply,) = yield from ask([Request(prompt, agent_cfg.generation("action", seed), agent)], ["action"], agent)
             named, message = parse(reply)
+            bomb_here = game.bomb_in(game.positions[agent])
             result = game.act(agent, named, message)  # the rules refuse an action that is not possible here
             _record(ep, game, agent, named, result, row=ep.transcript[-1],
                     parsed=None if named is None else named.describe(), message=message)
             history[agent].append((obs, reply.strip()))
-            if agent_cfg.tom and result.valid and named is not None:
-                yield from _ask_tom(game, agent, context, result, agent_cfg, seed, rng, ep, ask, system)
+            if agent_cfg.tom and _asks_tom(config, named, result, bomb_here):
+                yield from _ask_tom(game, agent, context, result, bomb_here, agent_cfg, seed, rng, ep, ask, system)
         game.end_round()
     return _finish(ep, game)
 
 
-def _tom_subject(game: BombGame, agent: str, result: Result, rng: np.random.Generator) -> tuple[str, int, dict[str, Any]]:
-    """What the ToM questions after ``result`` are about, and how to compute their truth. Under the
-    paper's rules the topic follows the action (a move: the room's contents; a cut: whether the bomb
-    changed; an inspection: the bomb's sequence); under ``assisted`` it is always a bomb's sequence
-    (the one in the agent's room, else a random one)."""
+def _asks_tom(config: TeamConfig, named: Action | None, result: Result, bomb_here: Any) -> bool:
+    """Whether the acting agent is asked the ToM questions. Under the paper's rules, as the released
+    code asks them: after every move it named (refused or not), and after an inspection or a cut it
+    named where a bomb was; under ``assisted``, after every valid move, inspection or cut."""
+    if named is None or named.kind == "wait":
+        return False
+    if config.rules == "paper":
+        return named.kind == "move" or bomb_here is not None
+    return result.valid
+
+
+def _tom_subject(game: BombGame, agent: str, result: Result, bomb_here: Any,
+                 rng: np.random.Generator) -> tuple[str, int, dict[str, Any]]:
+    """What the ToM questions after ``result`` are about. Under the paper's rules the topic follows
+    the action named (a move: the contents of the room it named; a cut: whether the bomb that was
+    there changed; an inspection: that bomb's sequence); under ``assisted`` it is always a bomb's
+    sequence (the one in the agent's room, else a random one)."""
     action = result.action
     assert action is not None
-    if game.config.rules == "paper" and action.kind == "move":
-        return "room", game.positions[agent], {}
-    if game.config.rules == "paper" and action.kind == "cut":
-        return "bomb_change", int(game.log.events[result.event].bomb), {}  # type: ignore[arg-type]
+    if game.config.rules == "paper":
+        if action.kind == "move":
+            return "room", int(action.room), {}  # type: ignore[arg-type]
+        if action.kind == "cut":
+            return "bomb_change", bomb_here.id, {}
+        return "sequence", bomb_here.id, {"room": bomb_here.room}
     here = game.bomb_in(game.positions[agent])
-    if game.config.rules == "paper":  # an inspection: of the bomb here
-        bomb = game.bomb_by_id(int(game.log.events[result.event].bomb))  # type: ignore[arg-type]
-    else:
-        bomb = here if here is not None else game.bombs[int(rng.integers(len(game.bombs)))]
+    bomb = here if here is not None else game.bombs[int(rng.integers(len(game.bombs)))]
     return "sequence", bomb.id, {"room": bomb.room}
 
 
@@ -344,12 +358,12 @@ def tom_truth(game: BombGame, topic: str, subject: int, agent: str, teammate: st
             "second_order": knows_that_knows(log, teammate, agent, subject, t)}
 
 
-def _ask_tom(game: BombGame, agent: str, context: str, result: Result, agent_cfg: LLMAgentConfig, seed: int,
-             rng: np.random.Generator, ep: Episode, ask: Any, system: dict[str, str]) -> Any:
+def _ask_tom(game: BombGame, agent: str, context: str, result: Result, bomb_here: Any, agent_cfg: LLMAgentConfig,
+             seed: int, rng: np.random.Generator, ep: Episode, ask: Any, system: dict[str, str]) -> Any:
     cfg = game.config
     teammates = [a for a in cfg.agents if a != agent]
     teammate = teammates[int(rng.integers(len(teammates)))]
-    topic, subject, extra = _tom_subject(game, agent, result, rng)
+    topic, subject, extra = _tom_subject(game, agent, result, bomb_here, rng)
     truth = tom_truth(game, topic, subject, agent, teammate, result.event)
     questions = tom_questions(topic, teammate, subject, **extra)
     requests = [Request([system, {"role": "user", "content":
@@ -432,7 +446,7 @@ def play_episodes(agent_type: str, config: TeamConfig, seeds: Iterable[int], *, 
         from tomlab.team.mappo import load_policies, mappo_policy
 
         policy = mappo_policy(load_policies(policies, config), config)
-        return [play_policy(config, s, policy, "mappo") for s in seeds]
+        return [play_policy(config, s, policy, "mappo", shuffle=config.rules == "paper") for s in seeds]
     if agent_type in LLM_TYPES:
         if lm is None:
             raise ValueError(f"agent type {agent_type} needs a language model")

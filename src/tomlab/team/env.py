@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -105,16 +106,17 @@ def parse_reply(text: str) -> tuple[Action | None, str | None]:
 _ORIGINAL_COLOURS = ("red", "blue", "green")  # the order in which the released parser looks for a colour
 
 
-def parse_reply_original(text: str) -> tuple[Action | None, str | None]:
+def parse_reply_original(text: str, rooms: Sequence[int] | None = None) -> tuple[Action | None, str | None]:
     """Read a reply as the released code does (``decode_action`` of multi_LLM_comm, re-implemented
     from its behaviour): the message is the text inside the first pair of double quotes after
     ``Message to Team:`` (straight quotes only) and is cut out of the reply; then, in this order, a
     reply containing "inspect" anywhere inspects; else one containing "move to room" moves to the
-    room named by the character after the following space (a single digit); else "go_to_node_"
+    room named by the character after the following space (a single digit; a room not among ``rooms``,
+    when given, is no action, as the released code refuses rooms off its map); else "go_to_node_"
     followed by a digit moves there; else one containing "apply" or "defuse" cuts with the first of
     red, blue, green it contains; else it names no action. Case is ignored. Where the released code
-    would raise (no digit after "move to room", an unclosed quote) this returns no action (or no
-    message) instead."""
+    would raise, this reads on: no digit after "move to room" is no action, and an unclosed quote
+    makes the rest of the reply the message."""
     text = str(text)
     message: str | None = None
     head, mark, tail = text.partition("Message to Team:")
@@ -129,7 +131,7 @@ def parse_reply_original(text: str) -> tuple[Action | None, str | None]:
         action = Action("inspect")
     elif "move to room" in low:
         room = low.split("move to room", 1)[1][1:2]
-        action = Action("move", room=int(room)) if room.isdigit() else None
+        action = Action("move", room=int(room)) if room.isdigit() and (rooms is None or int(room) in rooms) else None
     elif "go_to_node_" in low:
         room = low.split("go_to_node_", 1)[1][:1]
         action = Action("move", room=int(room)) if room.isdigit() else None
@@ -143,11 +145,14 @@ REPLY_PARSERS = {"original": parse_reply_original, "lenient": parse_reply}
 """The reply parsers by name (``team.llm.parser``)."""
 
 
-def reply_parser(rules: str, parser: str | None = None) -> Any:
-    """The parser ``parser`` names, or by default the rules' own (paper: original, assisted: lenient)."""
+def reply_parser(rules: str, parser: str | None = None, rooms: Sequence[int] | None = None) -> Any:
+    """The parser ``parser`` names, or by default the rules' own (paper: original, assisted: lenient);
+    the original one is given the map's ``rooms`` (it refuses rooms off the map, as released)."""
     name = parser or ("original" if rules == "paper" else "lenient")
     if name not in REPLY_PARSERS:
         raise ValueError(f"team.llm.parser must be one of {sorted(REPLY_PARSERS)} or null, got {name!r}")
+    if name == "original" and rooms is not None:
+        return functools.partial(parse_reply_original, rooms=tuple(rooms))
     return REPLY_PARSERS[name]
 
 

@@ -58,6 +58,7 @@ class Event:
 @dataclass
 class EpistemicLog:
     events: list[Event] = field(default_factory=list)
+    shown_only: bool = False  # the paper's rules: no witnessing; a message counts once read
 
     def add(self, **kw: Any) -> Event:
         event = Event(t=len(self.events), **kw)
@@ -70,52 +71,86 @@ class EpistemicLog:
     def at(self, t: int | None) -> Event:
         return self.events[-1] if t is None else self.events[t]
 
+    def read(self, agent: str, since: int, t: int | None) -> bool:
+        """Whether ``agent`` observed (read its news) after event ``since`` and by event ``t``."""
+        return any(e.kind == "observe" and e.agent == agent and e.t > since for e in self.upto(t))
+
+    def origin(self, event: Event) -> int:
+        """Where the agent of ``event`` was just before it (a move's starting room)."""
+        return self.events[event.t - 1].position(event.agent) if event.t > 0 else event.position(event.agent)
+
+
+def _told(log: EpistemicLog, e: Event, agent: str, t: int | None) -> bool:
+    """Whether message ``e`` has reached ``agent`` by event ``t`` (its sender, or a recipient who has read it)."""
+    if agent == e.agent:
+        return True
+    return agent in e.recipients and (not log.shown_only or log.read(agent, e.t, t))
+
 
 _LEARNS = ("inspect", "cut")  # actions whose reply can show the actor a bomb's remaining sequence
 
 
 def knows(log: EpistemicLog, agent: str, bomb: int, t: int | None = None) -> bool:
     """Whether ``agent`` knows bomb ``bomb``'s phase sequence after event ``t`` (default: now): an
-    inspection (or, under the paper's rules, a cut) showed it the sequence, or it received or sent a
-    message that stated the sequence while its sender knew it."""
+    inspection (or, under the paper's rules, a cut) showed it the sequence, or a message that stated
+    the sequence while its sender knew it has reached it."""
     for e in log.upto(t):
         if e.kind in _LEARNS and e.agent == agent and bomb in e.reveals:
             return True
-        if e.kind == "message" and bomb in e.reveals and (agent == e.agent or agent in e.recipients):
+        if e.kind == "message" and bomb in e.reveals and _told(log, e, agent, t):
             return True
     return False
 
 
 def knows_that_knows(log: EpistemicLog, observer: str, agent: str, bomb: int, t: int | None = None) -> bool:
-    """Whether ``observer`` knows that ``agent`` knows bomb ``bomb``'s sequence: the observer saw the
-    agent learn it (same room when the agent inspected, or made a revealing cut), or a message that
-    stated the sequence was sent or received by both of them (each knows the other received it)."""
+    """Whether ``observer`` knows that ``agent`` knows bomb ``bomb``'s sequence: a message that stated
+    the sequence has reached both of them (each knows the other is on the team channel), or, under
+    ``assisted``, the observer saw the agent learn it (same room when the agent inspected)."""
     if observer == agent:
         return knows(log, agent, bomb, t)
     for e in log.upto(t):
-        if e.kind in _LEARNS and e.agent == agent and bomb in e.reveals and observer in e.witnesses:
+        if (not log.shown_only and e.kind in _LEARNS and e.agent == agent and bomb in e.reveals
+                and observer in e.witnesses):
             return True
-        if e.kind == "message" and bomb in e.reveals:
-            party = {e.agent, *e.recipients}
-            if agent in party and observer in party:
-                return True
+        if e.kind == "message" and bomb in e.reveals and _told(log, e, agent, t) and _told(log, e, observer, t):
+            return True
     return False
+
+
+def _views(log: EpistemicLog, agent: str, room: int, t: int | None) -> int | None:
+    """The last event by ``t`` at which ``agent`` was shown ``room``'s contents (an observation taken
+    there, or its own move or stay into it), if any."""
+    for e in reversed(log.upto(t)):
+        if e.agent == agent and e.kind in ("observe", "move") and e.room == room:
+            return e.t
+    return None
 
 
 def knows_room(log: EpistemicLog, agent: str, room: int, t: int | None = None) -> bool:
     """Whether ``agent`` knows the current contents of ``room`` (who and which bomb is there) after
-    event ``t``: it is in the room, which it sees. An agent elsewhere cannot know them: a teammate
-    may have come or gone, or cut, since it last looked."""
-    return log.at(t).position(agent) == room
+    event ``t``. Under the paper's rules: it was shown the room (an observation there, or its move into
+    it) and nothing in it changed since (nobody else came or went, no bomb in it changed). Under
+    ``assisted``: it is in the room, where it sees everything happen."""
+    if not log.shown_only:
+        return log.at(t).position(agent) == room
+    seen = _views(log, agent, room, t)
+    if seen is None:
+        return False
+    for e in log.upto(t)[seen + 1:]:
+        if e.kind == "move" and e.agent != agent and room in (e.room, log.origin(e)) and e.room != log.origin(e):
+            return False
+        if e.kind == "cut" and e.changed and e.room == room:
+            return False
+    return True
 
 
 def knows_that_knows_room(log: EpistemicLog, observer: str, agent: str, room: int, t: int | None = None) -> bool:
-    """Whether ``observer`` knows that ``agent`` knows the contents of ``room``: the agent is in the
-    room, and the observer either is there too (it sees the agent) or its latest observation showed
-    the agent in that room (teammates' positions are part of every observation)."""
+    """Whether ``observer`` knows that ``agent`` knows the contents of ``room``: the agent does, and the
+    observer's latest observation showed the agent in that room (teammates' positions are part of every
+    observation; one in a room sees it), or, under ``assisted``, the observer is there too."""
     if not knows_room(log, agent, room, t):
         return False
-    if observer == agent or knows_room(log, observer, room, t):
+    if observer == agent or (not log.shown_only and log.at(t).position(observer) == room):
         return True
     for e in reversed(log.upto(t)):
         if e.kind == "observe" and e.agent == observer:
@@ -125,17 +160,21 @@ def knows_that_knows_room(log: EpistemicLog, observer: str, agent: str, room: in
 
 def knows_change(log: EpistemicLog, agent: str, event: int) -> bool:
     """Whether ``agent`` knows that the cut of log entry ``event`` changed the bomb's state: it did
-    change it (a refused cut changes nothing, so there is nothing to know), and ``agent`` made or saw
-    the cut."""
+    change it (a refused cut changes nothing, so there is nothing to know), and ``agent`` made the cut,
+    or, under ``assisted``, saw it. (A message about a cut is not read as telling: only sequences are.)"""
     e = log.events[event]
-    return e.kind == "cut" and e.changed and agent in e.witnesses
+    if e.kind != "cut" or not e.changed:
+        return False
+    return agent == e.agent or (not log.shown_only and agent in e.witnesses)
 
 
 def knows_that_knows_change(log: EpistemicLog, observer: str, agent: str, event: int) -> bool:
-    """Whether ``observer`` knows that ``agent`` knows of that change: both saw it (the cutter always
-    does), so each saw the other see it."""
+    """Whether ``observer`` knows that ``agent`` knows of that change: under ``assisted`` both saw it
+    (each saw the other see it); under the paper's rules only the cutter itself."""
     e = log.events[event]
-    return knows_change(log, agent, event) and observer in e.witnesses
+    if not knows_change(log, agent, event):
+        return False
+    return observer == agent or (not log.shown_only and observer in e.witnesses)
 
 
 class _Bomb(Protocol):

@@ -301,7 +301,7 @@ class BombGame:
         self.last_feedback: dict[str, str] = {a: "The game has started." for a in agents}
         self.inbox: dict[str, list[tuple[int, str, str]]] = {a: [] for a in agents}
         self.witnessed: dict[str, list[str]] = {a: [] for a in agents}
-        self.log = EpistemicLog()
+        self.log = EpistemicLog(shown_only=self.config.rules == "paper")
         self.log.add(round=0, kind="start", agent=agents[0], positions=self._snapshot())
         self._record = self._initial_record()
 
@@ -459,8 +459,9 @@ class BombGame:
         bomb = self.bomb_in(here)
         if bomb is None:
             return self._invalid(agent, action, f"there is no bomb left in room {here}.")
+        learns = not knows(self.log, agent, bomb.id)  # new knowledge counts as a change (stall, deadlock)
         if action.kind == "inspect":
-            first = bomb.id not in self.inspected[agent]
+            first = learns
             self.inspected[agent].add(bomb.id)
             self.log.add(round=self.round, kind="inspect", agent=agent, positions=self._snapshot(),
                          room=here, bomb=bomb.id, reveals=(bomb.id,))
@@ -474,6 +475,8 @@ class BombGame:
             delta = self.config.points_per_phase * len(bomb.sequence) if bomb.defused else 0
             self.score += delta
             reveal = paper and not bomb.defused  # the paper's cutter is told what remains
+            if reveal:
+                self.inspected[agent].add(bomb.id)
             self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
                          bomb=bomb.id, text=str(action.colour), reveals=(bomb.id,) if reveal else (), changed=True)
             self._witness(agent, f"cut a phase of bomb {bomb.id} with the {action.colour} cutter")
@@ -491,7 +494,9 @@ class BombGame:
                          bomb=bomb.id, text=str(action.colour), changed=True)
             self._witness(agent, f"used the wrong cutter on bomb {bomb.id}, which exploded")
             return Result(action, True, f"Wrong cutter: bomb {bomb.id} exploded and scores nothing.", -1.0, 0, True)
-        first = paper and bomb.id not in self.inspected[agent]
+        first = paper and learns
+        if paper:
+            self.inspected[agent].add(bomb.id)
         self.log.add(round=self.round, kind="cut", agent=agent, positions=self._snapshot(), room=here,
                      bomb=bomb.id, text=str(action.colour), reveals=(bomb.id,) if paper else ())
         told = f" Its remaining phases are {', '.join(bomb.remaining)}." if paper else ""
@@ -502,6 +507,8 @@ class BombGame:
         text = " ".join(str(text).split())[:300]
         recipients = tuple(a for a in self.config.agents if a != agent)
         reveals = tuple(b.id for b in self.bombs if message_reveals(text, b) and knows(self.log, agent, b.id))
+        if any(not knows(self.log, r, b) for r in recipients for b in reveals):
+            self.changed_this_round = True  # it tells someone a sequence it did not know
         self.log.add(round=self.round, kind="message", agent=agent, positions=self._snapshot(), text=text,
                      recipients=recipients, reveals=reveals)
         for r in recipients:
