@@ -248,8 +248,8 @@ def team_commentary(m: Manifest, setup: Mapping[str, Any] | None = None) -> str:
         if not tom.empty:
             tom = _pooled(tom)
             worse = tom[tom["accuracy"] <= tom["majority_baseline"] + 1e-9]
-            out.append(f"**Theory of mind.** {int(tom['n'].sum())} questions were asked in all (only after a valid "
-                       f"move, inspection or cut). In {len(worse)} of {len(tom)} (agent, order) cells the answers are no "
+            out.append(f"**Theory of mind.** {int(tom['n'].sum())} questions were asked in all (after the moves, "
+                       f"inspections and cuts the rules variant asks about). In {len(worse)} of {len(tom)} (agent, order) cells the answers are no "
                        "more accurate than always giving the majority answer, so there accuracy says nothing about "
                        "theory of mind; the 'said yes' column shows whether the model answers the question at all "
                        "or just repeats one word.")
