@@ -18,9 +18,10 @@ ALLOWED: dict[str, set[str]] = {
     "steering": {"backends", "bigtom", "probing"},
     "team": {"backends"},
     "debate": {"backends"},
-    "figures": {"bigtom", "probing", "steering", "team", "debate"},
-    "report": {"backends", "bigtom", "probing", "steering", "team", "debate", "figures"},
-    "cli": {"backends", "bigtom", "probing", "steering", "team", "debate", "figures", "report"},
+    "stress": {"backends", "bigtom", "probing", "steering"},
+    "figures": {"bigtom", "probing", "steering", "team", "debate", "stress"},
+    "report": {"backends", "bigtom", "probing", "steering", "team", "debate", "stress", "figures"},
+    "cli": {"backends", "bigtom", "probing", "steering", "team", "debate", "stress", "figures", "report"},
     "__main__": {"cli"},
 }
 

@@ -79,6 +79,10 @@ def test_whole_dag_on_smoke_config(tmp_path):
     res = tmp_path / "results"
     html = (res / "report/index.html").read_text(encoding="utf-8")
     assert "Probing" in html and "data:image/png;base64" in html
+    assert "Stress tests" in html and "The decodability curve" in html  # the stress section renders
+    verdicts = pd.read_parquet(res / "stress/verdicts.parquet")
+    assert len(verdicts) >= 1 and set(verdicts["verdict"]) <= {"supports the claim", "undermines it",
+                                                               "inconclusive at this scale"}
     assert (res / "report/index.pdf").read_bytes().startswith(b"%PDF")
 
     setup = json.loads((res / "setup.json").read_text())

@@ -153,7 +153,8 @@ REPORT_KEYED = {
 }
 # Named report inputs that are every output of one plot; the manifest keys their PNGs by output name
 # without "_png" (plot_steering's sweep_png becomes "sweep").
-REPORT_FIGURES = {"steering_figures": "plot_steering", "team_figures": "plot_team", "debate_figures": "plot_debate"}
+REPORT_FIGURES = {"steering_figures": "plot_steering", "stress_figures": "plot_stress", "team_figures": "plot_team",
+                  "debate_figures": "plot_debate"}
 
 
 def debate_arithmetic(pattern, method=None):

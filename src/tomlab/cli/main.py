@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tomlab.cli import bigtom, debate, probing, report, steering, team
+from tomlab.cli import bigtom, debate, probing, report, steering, stress, team
 
-MODULES = (bigtom, probing, steering, team, debate, report)
+MODULES = (bigtom, probing, steering, team, debate, stress, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

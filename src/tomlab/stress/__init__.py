@@ -1,0 +1,1 @@
+"""Stress tests of the belief-probing claims: each doubt about them as an experiment, and a verdict per doubt."""
