@@ -31,10 +31,10 @@ def cmd_stress_verdicts(args: argparse.Namespace) -> None:
 
 def cmd_plot_stress(args: argparse.Namespace) -> None:
     from tomlab.figures.stress import plot_decodability
-    from tomlab.stress.decodability import curve_summary
+    from tomlab.stress.decodability import chance_level, curve_summary
 
     correct = pd.read_parquet(args.decodability)
-    plot_decodability(curve_summary(correct), args.out_decodability, chance=1.0 / int(correct["n_classes"].iloc[0]))
+    plot_decodability(curve_summary(correct), args.out_decodability, chance=chance_level(correct))
 
 
 def add_commands(sub: Any) -> None:

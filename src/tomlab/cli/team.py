@@ -23,6 +23,7 @@ def cmd_team_play(args: argparse.Namespace) -> None:
     from tomlab.backends.build import build_backend, usage_report
     from tomlab.team.agents import (
         LLM_TYPES,
+        check_agent_models,
         episodes_frame,
         play_episodes,
         tom_frame,
@@ -34,9 +35,7 @@ def cmd_team_play(args: argparse.Namespace) -> None:
     lm: Any = None
     if args.agent_type in LLM_TYPES:
         own = {a: spec for a, spec in json.loads(args.agent_models_json or "{}").items() if spec}
-        if set(own) - set(config.agents):
-            raise ValueError(f"team.agent_models: no agent named {sorted(set(own) - set(config.agents))} "
-                             f"(agents: {list(config.agents)})")
+        check_agent_models(own, config)  # before any weights are loaded
         if own:
             from tomlab.backends.build import build_backends
 

@@ -21,9 +21,13 @@ PAPER_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
 """The model of the released BigToM scripts."""
 
 
+def _status(same: bool | None) -> str:
+    """A card row's status: ``addition`` (None), ``same`` or ``differs``."""
+    return "addition" if same is None else ("same" if same else "differs")
+
+
 def _row(aspect: str, original: str, this_run: str, same: bool | None) -> dict[str, str]:
-    status = "addition" if same is None else ("same" if same else "differs")
-    return {"aspect": aspect, "original": original, "this run": this_run, "status": status}
+    return {"aspect": aspect, "original": original, "this run": this_run, "status": _status(same)}
 
 
 def _card(rows: list[dict[str, str]]) -> pd.DataFrame:
@@ -183,8 +187,8 @@ _UNSTATED = "not stated"
 
 
 def _team_row(aspect: str, paper: str, released: str, this_run: str, same: bool | None) -> dict[str, str]:
-    status = "addition" if same is None else ("same" if same else "differs")
-    return {"aspect": aspect, "paper": paper, "released code": released, "this run": this_run, "status": status}
+    return {"aspect": aspect, "paper": paper, "released code": released, "this run": this_run,
+            "status": _status(same)}
 
 
 def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:

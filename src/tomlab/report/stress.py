@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tomlab.manifest import Manifest
-from tomlab.stress.decodability import curve_summary
+from tomlab.stress.decodability import chance_level, curve_summary
 from tomlab.stress.verdicts import DOUBT_SIMPLE
 
 CONDITION_NAMES = {"best_head": "best head (chosen on training data)",
@@ -59,7 +59,7 @@ def decodability_commentary(m: Manifest) -> str:
                  "spread widely, and finding one head that decodes it says little about where belief lives. ")
     else:
         text += "The validation set is too small, or the signal too weak, to tell the two apart at this scale. "
-    chance = 1.0 / int(correct["n_classes"].iloc[0])
+    chance = chance_level(correct)
     on_val = correct[correct["condition"] == "best_head_on_val"]["correct"].mean()
     if on_val < chance:
         text += (f"Even the best head on validation ({on_val:.2f}) is below chance ({chance:.2f}): with the "

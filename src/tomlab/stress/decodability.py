@@ -131,6 +131,11 @@ def decodability_curve(
     return out
 
 
+def chance_level(correct: pd.DataFrame) -> float:
+    """The accuracy of guessing, for the target of a :func:`decodability_curve` result."""
+    return 1.0 / int(correct["n_classes"].iloc[0])
+
+
 def curve_summary(correct: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per (condition, k): mean over draws, and the lowest and highest draw."""
     acc = correct.groupby(["condition", "k", "n_features", "draw"], as_index=False)["correct"].mean()

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tomlab.stats import bootstrap_ci
+from tomlab.stress.decodability import chance_level
 
 VERDICTS: tuple[str, ...] = ("supports the claim", "undermines it", "inconclusive at this scale")
 COLUMNS: tuple[str, ...] = ("doubt", "experiment", "statistic", "estimate", "ci_low", "ci_high", "verdict", "evidence")
@@ -47,8 +48,7 @@ def decodability_verdict(correct: pd.DataFrame, *, few: int = 4, n_boot: int = 1
     rand = _per_sample(correct, "random_heads", pool)
     diff = best - rand
     low, high = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
-    chance = 1.0 / correct["n_classes"].iloc[0] if "n_classes" in correct else 0.5
-    if best.mean() <= chance + margin:
+    if best.mean() <= chance_level(correct) + margin:
         verdict = VERDICTS[2]
     elif low > 0:
         verdict = VERDICTS[0]

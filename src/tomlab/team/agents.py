@@ -378,6 +378,13 @@ def _ask_tom(game: BombGame, agent: str, context: str, result: Result, bomb_here
                        "correct": said is not None and said == truth[order]})
 
 
+def check_agent_models(names: Iterable[str], config: TeamConfig) -> None:
+    """Refuse per-agent models (``team.agent_models``) for agents the game does not have."""
+    unknown = sorted(set(names) - set(config.agents))
+    if unknown:
+        raise ValueError(f"team.agent_models: no agent named {unknown} (agents: {list(config.agents)})")
+
+
 def play_llm_episodes(lm: LanguageModel | Mapping[str, LanguageModel], config: TeamConfig, seeds: Iterable[int],
                       agent_cfg: LLMAgentConfig, progress: bool = True) -> list[Episode]:
     """Play one episode per seed in lockstep, batching the prompts they wait on into one call to
@@ -387,9 +394,7 @@ def play_llm_episodes(lm: LanguageModel | Mapping[str, LanguageModel], config: T
     if isinstance(lm, LanguageModel):
         models: dict[str, LanguageModel] = {a: lm for a in config.agents}
     else:
-        unknown = set(lm) - set(config.agents) - {"default"}
-        if unknown:
-            raise ValueError(f"team.agent_models: no agent named {sorted(unknown)} (agents: {list(config.agents)})")
+        check_agent_models(set(lm) - {"default"}, config)
         missing = [a for a in config.agents if a not in lm and "default" not in lm]
         if missing:
             raise ValueError(f"team: no model for agent(s) {missing}")
