@@ -12,7 +12,6 @@ from tomlab.bigtom.conditions import build_conditions
 from tomlab.bigtom.raw import RAW_FIELDS, read_raw
 from tomlab.bigtom.stories import generate_stories
 from tomlab.stress.perturb import (
-    DECOYS,
     KEEP_BELIEF,
     PERTURBATIONS,
     perturb_frame,
@@ -94,7 +93,6 @@ def test_decoys_keep_the_words_and_sit_where_their_belief_belongs(real):
         tb, fb = frames["0_forward_belief_true_belief"], frames["0_forward_belief_false_belief"]
         assert (tb["correct"] == frame["belief_answer_aware"].to_numpy()).all()
         assert (fb["correct"] == frame["belief_answer_not_aware"].to_numpy()).all()
-    assert set(DECOYS) <= set(PERTURBATIONS)
 
 
 def test_a_row_it_cannot_apply_to_is_skipped_and_counted(real):
