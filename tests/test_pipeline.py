@@ -84,6 +84,18 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert len(verdicts) >= 1 and set(verdicts["verdict"]) <= {"supports the claim", "undermines it",
                                                                "inconclusive at this scale"}
     assert (res / "report/index.pdf").read_bytes().startswith(b"%PDF")
+    # every doubt gets its verdict; the shifts, the several minds and the behaviour are in their tables
+    assert len(verdicts) == 5 and verdicts["doubt"].is_unique
+    transfer = pd.read_parquet(res / "stress/transfer_stats.parquet")
+    assert {"original", "names", "noop", "percept_paraphrase", "percept_implicit", "decoy_told", "decoy_photo",
+            "generated", "kept_belief", "decoys"} == set(transfer["shift"])
+    assert set(pd.read_parquet(res / "stress/minds/probe_stats.parquet")["group"]) == {
+        "first_order", "second_order", "world", "joint", "seer", "unaware", "told"}
+    behaviour = pd.read_parquet(res / "stress/behaviour/accuracy.parquet")
+    assert {"original", "names@0", "names@1", "minds"} <= set(behaviour["set"]) and behaviour["steered"].notna().all()
+    for name in ("decodability", "transfer", "overlap", "minds"):
+        assert (res / f"figures/stress_{name}.svg").stat().st_size > 0
+    assert "Several minds" in html and "Token detectors?" in html and "What steering does beyond" in html
 
     setup = json.loads((res / "setup.json").read_text())
     assert setup["model"]["name"] == "random:llama" and setup["data"]["n_stories"] == 24

@@ -66,12 +66,13 @@ def test_bad_inputs_and_verdicts_are_refused():
                         "verdict": "probably", "evidence": ""}])
 
 
-def test_the_commands_write_the_curve_the_verdict_and_the_figure(tmp_path):
+def test_the_commands_write_the_curves_the_verdicts_and_the_figures(tmp_path):
     from tomlab.cli.main import main
 
     acts, meta, is_val = _planted(n=120)
     np.save(tmp_path / "acts.npy", acts)
-    meta = meta.assign(sample_id=np.arange(len(meta)))
+    meta = meta.assign(sample_id=np.arange(len(meta)), story_id=np.arange(len(meta)) // 4,
+                       prompt=[f"story {i // 4} words" for i in range(len(meta))])
     meta.to_parquet(tmp_path / "samples.parquet")
     pd.DataFrame({"sample_id": np.arange(len(meta)), "is_val": is_val}).to_parquet(tmp_path / "split.parquet")
     assert main(["decodability", "--activations", str(tmp_path / "acts.npy"), "--samples", str(tmp_path / "samples.parquet"),
@@ -79,11 +80,43 @@ def test_the_commands_write_the_curve_the_verdict_and_the_figure(tmp_path):
                  "--out", str(tmp_path / "dec.parquet")]) == 0
     correct = pd.read_parquet(tmp_path / "dec.parquet")
     assert set(correct["k"][correct["condition"] == "random_heads"]) == {1, 4}  # 64 > 16 heads: dropped
-    assert main(["stress-verdicts", "--decodability", str(tmp_path / "dec.parquet"), "--n-boot", "200",
-                 "--out", str(tmp_path / "verdicts.parquet")]) == 0
+    # a shift: the validation samples again, unpaired, with fresh noise in every other head
+    other = acts[is_val].copy()
+    noise = np.random.default_rng(9).standard_normal(other.shape)
+    keep = np.zeros(other.shape[1:3], dtype=bool)
+    keep[2, 1] = True
+    other[:, ~keep] = noise[:, ~keep]
+    np.save(tmp_path / "other.npy", other)
+    n_other = len(other)
+    meta[is_val].assign(sample_id=np.arange(n_other), story_id=np.arange(n_other) // 4, pair=-1, origin_story=-1,
+                        prompt="other story").to_parquet(tmp_path / "other.parquet")
+    assert main(["stress-transfer", "--activations", str(tmp_path / "acts.npy"), "--samples",
+                 str(tmp_path / "samples.parquet"), "--split", str(tmp_path / "split.parquet"), "--shift-activations",
+                 f"generated={tmp_path / 'other.npy'}", "--shift-samples", f"generated={tmp_path / 'other.parquet'}",
+                 "--top-k", "1", "--n-boot", "200", "--out", str(tmp_path / "transfer.parquet"),
+                 "--out-stats", str(tmp_path / "transfer_stats.parquet")]) == 0
+    stats = pd.read_parquet(tmp_path / "transfer_stats.parquet").set_index("shift")
+    assert stats.loc["generated", "top_acc"] > 0.9  # the planted head, on stories it never saw
+    assert main(["stress-minds", "--n", "8", "--eval-stories", "2", "--out-stories", str(tmp_path / "ms.parquet"),
+                 "--out-samples", str(tmp_path / "msamples.parquet"), "--out-items", str(tmp_path / "mitems.parquet")]) == 0
+    msamples = pd.read_parquet(tmp_path / "msamples.parquet")
+    assert len(pd.read_parquet(tmp_path / "mitems.parquet")) == 2 * 9 and len(msamples) == 8 * 18
+    np.save(tmp_path / "macts.npy", np.random.default_rng(0).standard_normal((len(msamples), 4, 4, 8)))
+    assert main(["stress-minds-probe", "--activations", str(tmp_path / "macts.npy"), "--samples",
+                 str(tmp_path / "msamples.parquet"), "--transfer", str(tmp_path / "transfer.parquet"), "--n-boot", "200",
+                 "--out", str(tmp_path / "minds.parquet"), "--out-stats", str(tmp_path / "minds_stats.parquet")]) == 0
+    assert main(["stress-verdicts", "--decodability", str(tmp_path / "dec.parquet"), "--transfer-stats",
+                 str(tmp_path / "transfer_stats.parquet"), "--minds-stats", str(tmp_path / "minds_stats.parquet"),
+                 "--n-boot", "200", "--out", str(tmp_path / "verdicts.parquet")]) == 0
     verdicts = pd.read_parquet(tmp_path / "verdicts.parquet")
     assert list(verdicts.columns) == ["doubt", "experiment", "statistic", "estimate", "ci_low", "ci_high", "verdict",
                                       "evidence"] and verdicts["verdict"].iloc[0] == "supports the claim"
-    assert main(["plot-stress", "--decodability", str(tmp_path / "dec.parquet"),
-                 "--out-decodability", str(tmp_path / "fig")]) == 0
-    assert (tmp_path / "fig.png").stat().st_size > 0 and (tmp_path / "fig.svg").exists()
+    # decodability, problem-specific (no decoys were run, so no token verdict), several minds
+    assert len(verdicts) == 3 and verdicts["verdict"].iloc[2] == "inconclusive at this scale"  # noise minds
+    assert main(["plot-stress", "--decodability", str(tmp_path / "dec.parquet"), "--transfer",
+                 str(tmp_path / "transfer.parquet"), "--transfer-stats", str(tmp_path / "transfer_stats.parquet"),
+                 "--minds", str(tmp_path / "minds.parquet"), "--out-decodability", str(tmp_path / "fig"),
+                 "--out-transfer", str(tmp_path / "tr"), "--out-overlap", str(tmp_path / "ov"),
+                 "--out-minds", str(tmp_path / "mi")]) == 0
+    for stem in ("fig", "tr", "ov", "mi"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 0 and (tmp_path / f"{stem}.svg").exists()

@@ -36,6 +36,7 @@ DIRECTION_KINDS = list(
         + STEER["sweep"]["directions"]
         + [STEER["mechanism"]["projection_direction"]]
         + STEER["free_text"]["directions"]
+        + [config["stress"]["behaviour"]["direction"]]
     )
 )
 # (source task of the directions, task evaluated): each task on itself (Table 1), then the
@@ -134,6 +135,50 @@ def debate_task_args(wildcards):
     t = DEBATE["translation"]
     out = f"--file {shlex.quote(t['file'])}" if t["file"] else ""
     return out + (f" --max-items {t['max_items']}" if t["max_items"] else "")
+
+
+# --- the stress tests ---------------------------------------------------------------------------
+STRESS = config["stress"]
+PERTURBS = STRESS["perturbations"]
+SHIFTS = PERTURBS + ["generated"]  # perturbed originals (doubt 3), then other stories (doubt 2)
+SYMBOLIC = [f"names@{i}" for i in range(STRESS["behaviour"]["instantiations"])]  # GSM-Symbolic draws
+# the names draws replace the names perturbation's own items in behaviour (with seed 0 they are the same)
+BEHAVIOUR_SETS = [p for p in PERTURBS if p != "names" or not SYMBOLIC] + SYMBOLIC
+STRESS_SITE = SITES[0]
+
+
+def shift_raw(wildcards):
+    if wildcards.shift in PERTURBS:
+        return rules.stress_perturb.output.raw
+    if wildcards.shift in SYMBOLIC:
+        return expand(rules.stress_symbolic.output.raw, seed=wildcards.shift.removeprefix("names@"))[0]
+    return rules.stress_generated.output.raw
+
+
+def shift_pairing(wildcards):
+    """A perturbation's samples are paired with the original validation samples they came from."""
+    if wildcards.shift not in PERTURBS:
+        return {}
+    return {"origin": rules.stress_perturb.output.origin,
+            "original": expand(rules.probe_samples.output.samples, task=MAIN_TASK)[0],
+            "split": rules.stress_split.output.split}
+
+
+def shift_pairing_args(wildcards, input):
+    if wildcards.shift not in PERTURBS:
+        return ""
+    return (f"--origin {shlex.quote(input.origin)} --original-samples {shlex.quote(input.original)}"
+            f" --split {shlex.quote(input.split)}")
+
+
+def origin_of(shift):
+    if shift in SYMBOLIC:
+        return expand(rules.stress_symbolic.output.origin, seed=shift.removeprefix("names@"))[0]
+    return expand(rules.stress_perturb.output.origin, shift=shift)[0]
+
+
+# the names draws replace the names perturbation's own items in behaviour (with seed 0 they are the same)
+BEHAVIOUR_SETS = [p for p in PERTURBS if p != "names" or not SYMBOLIC] + SYMBOLIC
 
 
 # --- the report -----------------------------------------------------------------------------------

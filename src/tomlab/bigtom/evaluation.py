@@ -57,6 +57,7 @@ def build_items(
     max_stories: int | None = None,
     protocol: str = "original",
     parser: str | None = None,
+    story_ids: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """The two-option evaluation items of the stories in the evaluation split.
 
@@ -70,7 +71,9 @@ def build_items(
     (:func:`tomlab.bigtom.protocol.correct_in_b`); ``in_original`` is false for the conditions
     the released evaluation does not run (the controls, tomlab's addition); ``parser`` names the
     headline parser of generated answers (None: the protocol's, see
-    :func:`tomlab.bigtom.protocol.protocol_parser`).
+    :func:`tomlab.bigtom.protocol.protocol_parser`).  ``story_ids``, when given, replaces the
+    evaluation split (and ``max_stories``) with exactly these stories, in this order (the stress
+    tests evaluate perturbed copies of the evaluation stories).
     """
     root = Path(conditions_dir)
     parser = check_parser(parser or protocol_parser(protocol))
@@ -88,6 +91,10 @@ def build_items(
     eval_ids, _ = split_stories(n_stories, eval_fraction)
     if max_stories is not None:
         eval_ids = eval_ids[: max(int(max_stories), 0)]
+    if story_ids is not None:
+        eval_ids = np.asarray(story_ids, dtype=np.int64)
+        if len(eval_ids) and (eval_ids.min() < 0 or eval_ids.max() >= n_stories):
+            raise ValueError(f"{root}: story_ids outside 0..{n_stories - 1}")
     rows: list[dict[str, Any]] = []
     for task in tasks:
         for condition in conditions:

@@ -8,8 +8,19 @@ from typing import Any
 import pandas as pd
 
 from tomlab import io
-from tomlab.cli.common import _load_split, _task_activations
+from tomlab.bigtom.conditions import MAIN_TASK, TASKS
+from tomlab.cli.common import (
+    _add_answer_args,
+    _by_task,
+    _generation,
+    _kinds,
+    _load_split,
+    _model_cfg,
+    _print_usage,
+    _task_activations,
+)
 from tomlab.schema import default as schema_default
+from tomlab.schema import vocabulary
 
 
 def cmd_decodability(args: argparse.Namespace) -> None:
@@ -22,19 +33,186 @@ def cmd_decodability(args: argparse.Namespace) -> None:
     io.write_parquet(args.out, correct)
 
 
+def cmd_stress_shift(args: argparse.Namespace) -> None:
+    from tomlab.bigtom.raw import read_raw, write_raw
+    from tomlab.stress.perturb import perturb_frame
+    from tomlab.stress.transfer import origin_table
+
+    raw = read_raw(args.raw)
+    shifted, skipped = perturb_frame(raw, args.kind, seed=args.seed)
+    if shifted.empty:
+        raise SystemExit(f"tomlab: the perturbation {args.kind!r} applies to none of the {len(raw)} stories of {args.raw}")
+    print(f"{args.kind}: {len(shifted)} stories perturbed, {len(skipped)} skipped (it cannot apply to them)")
+    write_raw(shifted, args.out_raw)
+    io.write_parquet(args.out_origin, origin_table(len(raw), shifted["story_id"].tolist()))
+
+
+def cmd_stress_samples(args: argparse.Namespace) -> None:
+    from tomlab.stress.transfer import shifted_samples
+
+    if args.origin:
+        if not (args.original_samples and args.split):
+            raise SystemExit("tomlab: --origin needs --original-samples and --split (to pair with the originals)")
+        original = pd.read_parquet(args.original_samples)
+        samples = shifted_samples(args.conditions, task=args.task, statements=args.statements, original=original,
+                                  is_val=_load_split(original, args.split), origin=pd.read_parquet(args.origin))
+    else:
+        samples = shifted_samples(args.conditions, task=args.task, statements=args.statements)
+    io.write_parquet(args.out, samples)
+
+
+def cmd_stress_transfer(args: argparse.Namespace) -> None:
+    from tomlab.stress.transfer import POOLS, transfer_correct, transfer_stats
+
+    samples, acts = _task_activations(args.samples, args.activations)
+    original = (acts, samples, _load_split(samples, args.split))
+    shift_acts, shift_samples = _by_task(args.shift_activations, "--shift-activations"), _by_task(
+        args.shift_samples, "--shift-samples")
+    if set(shift_acts) != set(shift_samples):
+        raise SystemExit("tomlab: --shift-activations and --shift-samples must name the same shifts")
+    shifts = {}
+    for name in shift_acts:
+        s_samples, s_acts = _task_activations(shift_samples[name], shift_acts[name])
+        shifts[name] = (s_acts, s_samples)
+    if args.reverse and args.reverse not in shifts:
+        raise SystemExit(f"tomlab: --reverse {args.reverse!r} is not among the shifts given")
+    correct = transfer_correct(original, shifts, target=args.target, max_iter=args.max_iter, seed=args.seed,
+                               reverse=args.reverse)
+    io.write_parquet(args.out, correct)
+    io.write_parquet(args.out_stats, transfer_stats(correct, top_k=args.top_k, n_boot=args.n_boot, seed=args.seed,
+                                                         pools=POOLS))
+
+
+def cmd_stress_examples(args: argparse.Namespace) -> None:
+    from tomlab.bigtom.raw import read_raw
+    from tomlab.stress.transfer import shift_examples
+
+    raws, origins = _by_task(args.shifted, "--shifted"), _by_task(args.origin, "--origin")
+    if set(raws) != set(origins):
+        raise SystemExit("tomlab: --shifted and --origin must name the same perturbations")
+    shifted = {k: (read_raw(raws[k]), pd.read_parquet(origins[k])) for k in raws}
+    io.write_parquet(args.out, shift_examples(read_raw(args.raw), shifted))
+
+
+def cmd_stress_minds(args: argparse.Namespace) -> None:
+    from tomlab.stress.minds import (
+        generate_minds,
+        minds_items,
+        minds_probe_samples,
+        write_minds,
+    )
+
+    stories = generate_minds(args.n, args.seed)
+    items = minds_items(stories.head(args.eval_stories), protocol=args.protocol, seed=args.eval_seed,
+                        parser=args.parser)
+    write_minds(stories, args.out_stories)
+    io.write_parquet(args.out_samples, minds_probe_samples(stories))
+    io.write_parquet(args.out_items, items)
+
+
+def cmd_stress_minds_probe(args: argparse.Namespace) -> None:
+    from tomlab.stress.minds_probes import minds_correct, minds_stats
+
+    samples, acts = _task_activations(args.samples, args.activations)
+    correct = minds_correct(acts, samples, val_fraction=args.val_fraction, seed=args.seed, max_iter=args.max_iter)
+    io.write_parquet(args.out, correct)
+    stats = minds_stats(correct, pd.read_parquet(args.transfer), top_k=args.top_k, n_boot=args.n_boot, seed=args.seed)
+    io.write_parquet(args.out_stats, stats)
+
+
+def cmd_stress_items(args: argparse.Namespace) -> None:
+    from tomlab.bigtom.conditions import split_stories
+    from tomlab.bigtom.raw import read_raw
+    from tomlab.stress.behaviour import stress_items
+
+    folders, origins = _by_task(args.set, "--set"), _by_task(args.origin, "--origin")
+    if set(folders) != set(origins):
+        raise SystemExit("tomlab: --set and --origin must name the same item sets")
+    eval_ids, _ = split_stories(len(read_raw(args.raw)), args.eval_fraction)
+    items = stress_items(args.conditions, eval_ids[: args.max_stories],
+                         {k: (folders[k], pd.read_parquet(origins[k])) for k in folders},
+                         minds=pd.read_parquet(args.minds_items) if args.minds_items else None,
+                         protocol=args.protocol, seed=args.seed, parser=args.parser)
+    io.write_parquet(args.out, items)
+
+
+def cmd_stress_behaviour(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tomlab.backends.build import generator, load_local
+    from tomlab.bigtom.evaluation import evaluate_items
+    from tomlab.steering.directions import load_direction_sets
+    from tomlab.steering.run import evaluate_steered
+    from tomlab.stress.behaviour import behaviour_table
+
+    items = pd.read_parquet(args.items)
+    loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
+    lm = generator(loaded, args.batch_size, args.completion_cache)
+    config = _generation(args, items)
+    plain = evaluate_items(loaded, items, lm, config, modes=args.modes, batch_size=args.batch_size)
+    kind = _kinds([args.kind])[0]
+    sets = load_direction_sets(args.directions)
+    if kind not in sets:
+        raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
+    entry = sets[kind]
+    intervention = entry.intervention(args.site, entry.spread(np.load(args.activations, mmap_mode="r")), args.alpha)
+    steered, _ = evaluate_steered(loaded, items, generator(loaded, args.batch_size), config, intervention,
+                                  cache_dir=args.completion_cache, modes=args.modes, batch_size=args.batch_size)
+    scored = pd.concat([plain.assign(direction="none"), steered.assign(direction=kind)], ignore_index=True)
+    io.write_parquet(args.out, scored)
+    io.write_parquet(args.out_table, behaviour_table(scored, n_boot=args.n_boot, seed=args.seed))
+    _print_usage(lm)
+
+
 def cmd_stress_verdicts(args: argparse.Namespace) -> None:
-    from tomlab.stress.verdicts import decodability_verdict, verdict_table
+    from tomlab.stress.verdicts import (
+        decodability_verdict,
+        minds_verdict,
+        steering_verdict,
+        transfer_verdicts,
+        verdict_table,
+    )
 
     rows = [decodability_verdict(pd.read_parquet(args.decodability), few=args.few, n_boot=args.n_boot)]
+    if args.transfer_stats:
+        rows += transfer_verdicts(pd.read_parquet(args.transfer_stats))
+    behaviour = pd.read_parquet(args.behaviour) if args.behaviour else None
+    if args.minds_stats:
+        rows.append(minds_verdict(pd.read_parquet(args.minds_stats), behaviour))
+    if behaviour is not None:
+        row = steering_verdict(behaviour, n_boot=args.n_boot)
+        rows += [row] if row is not None else []
     io.write_parquet(args.out, verdict_table(rows))
 
 
 def cmd_plot_stress(args: argparse.Namespace) -> None:
-    from tomlab.figures.stress import plot_decodability
+    from tomlab.figures.stress import (
+        plot_decodability,
+        plot_minds,
+        plot_overlap,
+        plot_transfer,
+    )
     from tomlab.stress.decodability import chance_level, curve_summary
+    from tomlab.stress.minds_probes import head_map
+    from tomlab.stress.transfer import overlap_matrix
 
     correct = pd.read_parquet(args.decodability)
     plot_decodability(curve_summary(correct), args.out_decodability, chance=chance_level(correct))
+    transfer = pd.read_parquet(args.transfer)
+    plot_transfer(pd.read_parquet(args.transfer_stats), args.out_transfer, chance=chance_level(transfer))
+    plot_overlap(overlap_matrix(transfer, top_k=args.top_k), args.out_overlap, top_k=args.top_k)
+    minds = pd.read_parquet(args.minds)
+    plot_minds({g: head_map(minds, g) for g in ("first_order", "second_order")}, args.out_minds)
+
+
+def _add_probe_stat_args(p: argparse.ArgumentParser) -> None:
+    """The options of a command that fits per-head probes and writes them with their statistics."""
+    p.add_argument("--top-k", type=int, default=schema_default("stress.top_k"))
+    p.add_argument("--seed", type=int, default=schema_default("stress.seed"))
+    p.add_argument("--n-boot", type=int, default=schema_default("stress.n_boot"))
+    p.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--out-stats", required=True)
 
 
 def add_commands(sub: Any) -> None:
@@ -43,7 +221,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--activations", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
-    p.add_argument("--target", default=schema_default("stress.decodability.target"))
+    p.add_argument("--target", default=schema_default("stress.target"))
     p.add_argument("--ks", type=int, nargs="+", default=schema_default("stress.decodability.ks"))
     p.add_argument("--draws", type=int, default=schema_default("stress.decodability.draws"))
     p.add_argument("--seed", type=int, default=schema_default("stress.seed"))
@@ -51,14 +229,106 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_decodability)
 
+    p = sub.add_parser("stress-shift", help="a perturbation of every story of a raw BigToM file it applies to")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--kind", required=True, help="one of tomlab.stress.perturb.PERTURBATIONS")
+    p.add_argument("--seed", type=int, default=schema_default("stress.seed"))
+    p.add_argument("--out-raw", required=True)
+    p.add_argument("--out-origin", required=True, help="where each original story went (-1: skipped)")
+    p.set_defaults(func=cmd_stress_shift)
+
+    p = sub.add_parser("stress-samples", help="probing samples of a shifted story set, paired with the originals")
+    p.add_argument("--conditions", required=True)
+    p.add_argument("--task", default=MAIN_TASK, choices=TASKS)
+    p.add_argument("--statements", choices=vocabulary("statement_style"), default=schema_default("probing.statements"))
+    p.add_argument("--origin", help="the perturbation's origin table (omit for other stories)")
+    p.add_argument("--original-samples")
+    p.add_argument("--split")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_stress_samples)
+
+    p = sub.add_parser("stress-transfer", help="probes trained on the originals, tested on every shift")
+    p.add_argument("--activations", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--shift-activations", nargs="+", required=True, metavar="SHIFT=PATH")
+    p.add_argument("--shift-samples", nargs="+", required=True, metavar="SHIFT=PATH")
+    p.add_argument("--reverse", help="also train on this (unpaired) shift and test on the originals")
+    p.add_argument("--target", default=schema_default("stress.target"))
+    _add_probe_stat_args(p)
+    p.set_defaults(func=cmd_stress_transfer)
+
+    p = sub.add_parser("stress-examples", help="one before/after example per perturbation")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--shifted", nargs="+", required=True, metavar="KIND=PATH")
+    p.add_argument("--origin", nargs="+", required=True, metavar="KIND=PATH")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_stress_examples)
+
+    p = sub.add_parser("stress-minds", help="stories with three minds: the stories, probe samples and items")
+    p.add_argument("--n", type=int, default=schema_default("stress.minds.n"))
+    p.add_argument("--seed", type=int, default=schema_default("stress.seed"))
+    p.add_argument("--eval-stories", type=int, default=schema_default("stress.minds.eval_stories"),
+                   help="the first N stories give the evaluation items")
+    p.add_argument("--protocol", default=schema_default("evaluation.protocol"), choices=vocabulary("eval_protocol"))
+    p.add_argument("--parser", default=schema_default("evaluation.parser"), choices=vocabulary("answer_parser"))
+    p.add_argument("--eval-seed", type=int, default=schema_default("evaluation.seed"), help="option order")
+    p.add_argument("--out-stories", required=True)
+    p.add_argument("--out-samples", required=True)
+    p.add_argument("--out-items", required=True)
+    p.set_defaults(func=cmd_stress_minds)
+
+    p = sub.add_parser("stress-minds-probe", help="per-head probes on the several-minds stories")
+    p.add_argument("--activations", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--transfer", required=True, help="stress-transfer's per-sample results (the belief heads)")
+    p.add_argument("--val-fraction", type=float, default=schema_default("split.val_fraction"))
+    _add_probe_stat_args(p)
+    p.set_defaults(func=cmd_stress_minds_probe)
+
+    p = sub.add_parser("stress-items", help="evaluation items of the original, perturbed and several-minds stories")
+    p.add_argument("--raw", required=True, help="the original raw stories (for the evaluation split)")
+    p.add_argument("--conditions", required=True, help="the original stories' condition folder")
+    p.add_argument("--eval-fraction", type=float, default=schema_default("split.eval_fraction"))
+    p.add_argument("--max-stories", type=int, default=schema_default("stress.behaviour.max_stories"))
+    p.add_argument("--set", nargs="*", default=[], metavar="NAME=CONDITIONS", help="perturbed condition folders")
+    p.add_argument("--origin", nargs="*", default=[], metavar="NAME=ORIGIN", help="their origin tables")
+    p.add_argument("--minds-items")
+    p.add_argument("--protocol", default=schema_default("evaluation.protocol"), choices=vocabulary("eval_protocol"))
+    p.add_argument("--parser", default=schema_default("evaluation.parser"), choices=vocabulary("answer_parser"))
+    p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"), help="option order")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_stress_items)
+
+    p = sub.add_parser("stress-behaviour", help="answer the stress items plainly and steered along one direction")
+    _add_answer_args(p)
+    p.add_argument("--directions", required=True, help="the main task's directions (.npz)")
+    p.add_argument("--activations", required=True, help="the main task's activations at --site (sets sigma)")
+    p.add_argument("--site", required=True)
+    p.add_argument("--kind", default=schema_default("stress.behaviour.direction"))
+    p.add_argument("--alpha", type=float, default=float(schema_default("steering.alpha")))
+    p.add_argument("--out", required=True)
+    p.add_argument("--out-table", required=True)
+    p.set_defaults(func=cmd_stress_behaviour)
+
     p = sub.add_parser("stress-verdicts", help="one verdict per doubt, with its statistic and 95%% interval")
     p.add_argument("--decodability", required=True)
     p.add_argument("--few", type=int, default=schema_default("stress.decodability.few"))
+    p.add_argument("--transfer-stats")
+    p.add_argument("--minds-stats")
+    p.add_argument("--behaviour", help="the scored stress items (stress-behaviour --out)")
     p.add_argument("--n-boot", type=int, default=schema_default("stress.n_boot"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_stress_verdicts)
 
     p = sub.add_parser("plot-stress", help="the stress tests' figures")
     p.add_argument("--decodability", required=True)
+    p.add_argument("--transfer", required=True)
+    p.add_argument("--transfer-stats", required=True)
+    p.add_argument("--top-k", type=int, default=schema_default("stress.top_k"))
     p.add_argument("--out-decodability", required=True, help="file stem (PNG and SVG)")
+    p.add_argument("--out-transfer", required=True, help="file stem (PNG and SVG)")
+    p.add_argument("--out-overlap", required=True, help="file stem (PNG and SVG)")
+    p.add_argument("--minds", required=True)
+    p.add_argument("--out-minds", required=True, help="file stem (PNG and SVG)")
     p.set_defaults(func=cmd_plot_stress)

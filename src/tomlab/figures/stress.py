@@ -1,4 +1,4 @@
-"""Stress-test figures: the decodability curve."""
+"""Stress-test figures: the decodability curve, accuracy under shift, the top heads' overlap."""
 
 from __future__ import annotations
 
@@ -38,4 +38,49 @@ def plot_decodability(summary: pd.DataFrame, stem: str | os.PathLike[str], chanc
     ax.set_xscale("log", base=2)
     ax.set(xlabel="features pooled (heads' worth)", ylabel="validation accuracy", ylim=(min(0.4, chance - 0.1), 1.02))
     ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, stem)
+
+
+def plot_transfer(stats: pd.DataFrame, stem: str | os.PathLike[str], chance: float = 0.5) -> list[Path]:
+    """Accuracy of the top heads (trained on the originals) on each story set, with the lexical baseline
+    beside it and the same stories unperturbed behind it; 95% bootstrap intervals."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    palette = sns.color_palette("colorblind")
+    x = range(len(stats))
+    for offset, (col, low, high, label, colour) in zip(
+            (-0.2, 0.2), (("top_acc", "top_acc_low", "top_acc_high", "top heads", palette[0]),
+                          ("lexical_acc", "lexical_low", "lexical_high", "bag of words", palette[1]))):
+        pos = [i + offset for i in x]
+        yerr = [(stats[col] - stats[low]).clip(lower=0), (stats[high] - stats[col]).clip(lower=0)]
+        ax.errorbar(pos, stats[col], yerr=yerr, fmt="o", capsize=3,
+                    color=colour, label=label)
+    ax.scatter([i - 0.2 for i in x], stats["original_top_acc"], marker="_", s=200, color="black",
+               label="top heads, same stories unperturbed")
+    ax.axhline(chance, color="grey", ls=":", lw=1)
+    ax.set_xticks(list(x), [s.replace("_", " ") for s in stats["shift"]], rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=7, loc="lower left")
+    return save_figure(fig, stem)
+
+
+def plot_overlap(overlap: pd.DataFrame, stem: str | os.PathLike[str], top_k: int = 16) -> list[Path]:
+    """Jaccard overlap of the top heads between every two story sets."""
+    labels = [s.replace("_", " ") for s in overlap.index]
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    sns.heatmap(overlap.to_numpy(), vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"size": 7},
+                xticklabels=labels, yticklabels=labels, ax=ax, cbar_kws={"label": f"Jaccard of top-{top_k} heads"})
+    ax.tick_params(labelsize=7)
+    return save_figure(fig, stem)
+
+
+def plot_minds(maps: dict[str, pd.DataFrame], stem: str | os.PathLike[str]) -> list[Path]:
+    """Per-head validation accuracy (layer x head) of the several-minds probes, one panel per group
+    (first-order and second-order belief)."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 4.2), squeeze=False)
+    for ax, (group, table) in zip(axes[0], maps.items()):
+        sns.heatmap(table, vmin=0.3, vmax=1.0, cmap="viridis", ax=ax, cbar=ax is axes[0][-1],
+                    cbar_kws={"label": "validation accuracy"})
+        ax.set(title=group.replace("_", " ") + " belief", xlabel="head", ylabel="layer")
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=6)
     return save_figure(fig, stem)

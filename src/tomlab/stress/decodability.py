@@ -3,7 +3,7 @@
 Probe accuracy against the number of features pooled, for
 
 - ``best_head``: the single head chosen on the training data alone (an inner split of the training
-  samples picks it, then it is refitted on all of them), so its validation accuracy is unbiased;
+  stories picks it, then it is refitted on all of them), so its validation accuracy is unbiased;
 - ``best_head_on_val``: the head with the best validation accuracy, as the paper picks it (optimistic:
   the maximum over hundreds of heads of a noisy estimate);
 - ``random_heads``: K heads drawn at random across layers, their features concatenated (K = 1, 2, 4,
@@ -15,8 +15,8 @@ Probe accuracy against the number of features pooled, for
   capture).
 
 Every fit is an L2 logistic regression (:class:`BatchedLogisticRegression`, the probes' own solver and
-C); wide designs are reduced exactly to the training row space. The result is per validation sample,
-so intervals can be paired across conditions.
+C); wide designs are reduced exactly to the training row space. The result is per validation sample
+(with its ``story``: intervals resample stories), so intervals can be paired across conditions.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tomlab.probing.estimator import (
     BatchedLogisticRegression,
 )
 from tomlab.probing.probes import TARGETS, _row_space_features, head_groups
+from tomlab.stress.transfer import inner_split
 
 CONDITIONS: tuple[str, ...] = ("best_head", "best_head_on_val", "random_heads", "layer", "random_projection")
 DEFAULT_KS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -49,12 +50,13 @@ def _correct(x_train: np.ndarray, x_val: np.ndarray, y_train: np.ndarray, y_val:
     return est.predict(x_val) == np.asarray(y_val)[None, :]
 
 
-def _rows(condition: str, k: int, n_features: int, correct: np.ndarray, units: Sequence[str]) -> pd.DataFrame:
+def _rows(condition: str, k: int, n_features: int, correct: np.ndarray, units: Sequence[str],
+          stories: np.ndarray) -> pd.DataFrame:
     g, n_val = correct.shape
     return pd.DataFrame({
         "condition": condition, "k": k, "n_features": n_features,
         "draw": np.repeat(np.arange(g), n_val), "unit": np.repeat(np.asarray(units, dtype=object), n_val),
-        "sample": np.tile(np.arange(n_val), g), "correct": correct.ravel(),
+        "sample": np.tile(np.arange(n_val), g), "story": np.tile(stories, g), "correct": correct.ravel(),
     })
 
 
@@ -93,17 +95,17 @@ def decodability_curve(
     heads = head_groups(acts, dtype=np.float64)  # (G, N, D), group = layer * H + head
     x_tr, x_va, y_tr, y_va = heads[:, ~is_val], heads[:, is_val], y[~is_val], y[is_val]
     names = [f"L{g // n_heads}H{g % n_heads}" for g in range(n_layers * n_heads)]
+    stories = meta["story_id"].to_numpy() if "story_id" in meta.columns else np.arange(n)
+    val_stories = stories[is_val]
     frames = []
 
     every = _correct(x_tr, x_va, y_tr, y_va, C, max_iter)  # every head, fitted on all training samples
     on_val = int(every.mean(axis=1).argmax())
-    frames.append(_rows("best_head_on_val", 1, d, every[[on_val]], [names[on_val]]))
-    inner = rng.random(x_tr.shape[1]) < inner_fraction
-    if inner.all() or not inner.any() or len(np.unique(y_tr[~inner])) < len(np.unique(y_tr)):
-        inner = np.zeros(x_tr.shape[1], dtype=bool)
-        inner[:: max(2, round(1 / inner_fraction))] = True
+    frames.append(_rows("best_head_on_val", 1, d, every[[on_val]], [names[on_val]], val_stories))
+    # the inner split holds out whole training stories (each sample is its own story without story_id)
+    inner = inner_split(stories[~is_val], y_tr, seed=seed, inner_fraction=inner_fraction)
     picked = int(_correct(x_tr[:, ~inner], x_tr[:, inner], y_tr[~inner], y_tr[inner], C, max_iter).mean(axis=1).argmax())
-    frames.append(_rows("best_head", 1, d, every[[picked]], [names[picked]]))
+    frames.append(_rows("best_head", 1, d, every[[picked]], [names[picked]], val_stories))
 
     n_groups = n_layers * n_heads
     for k in [k for k in ks if 1 <= k <= n_groups]:
@@ -111,7 +113,7 @@ def decodability_curve(
         xt = np.stack([np.concatenate(list(x_tr[s]), axis=1) for s in subsets])
         xv = np.stack([np.concatenate(list(x_va[s]), axis=1) for s in subsets])
         frames.append(_rows("random_heads", k, k * d, _correct(xt, xv, y_tr, y_va, C, max_iter),
-                            ["+".join(names[i] for i in s) for s in subsets]))
+                            ["+".join(names[i] for i in s) for s in subsets], val_stories))
         if k < n_heads:
             layers = rng.integers(n_layers, size=draws)
             proj = [rng.standard_normal((n_heads * d, k * d)) / np.sqrt(k * d) for _ in range(draws)]
@@ -120,11 +122,11 @@ def decodability_curve(
             xt = np.stack([w @ p for w, p in zip(whole_tr, proj)])
             xv = np.stack([w @ p for w, p in zip(whole_va, proj)])
             frames.append(_rows("random_projection", k, k * d, _correct(xt, xv, y_tr, y_va, C, max_iter),
-                                [f"L{lay} projected" for lay in layers]))
+                                [f"L{lay} projected" for lay in layers], val_stories))
     whole = np.ascontiguousarray(np.moveaxis(acts, 0, 1)).reshape(n_layers, n, n_heads * d).astype(np.float64)
     frames.append(_rows("layer", n_heads, n_heads * d,
                         _correct(whole[:, ~is_val], whole[:, is_val], y_tr, y_va, C, max_iter),
-                        [f"L{lay}" for lay in range(n_layers)]))
+                        [f"L{lay}" for lay in range(n_layers)], val_stories))
     out = pd.concat(frames, ignore_index=True)
     out["target"] = target
     out["n_classes"] = k_classes
