@@ -157,6 +157,19 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone(lm):
     assert [x.text for x in greedy] != [x.text for x in a]
 
 
+def test_a_sample_depends_on_its_prompt_alone_not_its_batch_or_the_cache(lm, tmp_path):
+    cfg = GenerationConfig(max_new_tokens=8, temperature=1.0, top_p=0.95, seed=3)
+    together = [c.text for c in lm.generate(PROMPTS, cfg)]
+    alone = [lm.generate([p], cfg)[0].text for p in PROMPTS]
+    assert together == alone
+    cached = CachedLM(lm, tmp_path)
+    full = [c.text for c in cached.generate(PROMPTS, cfg)]
+    for p in PROMPTS[::2]:  # lose half the cache: the misses are sampled again, with other batch-mates
+        cached.path_for(cached.key(p, cfg)).unlink()
+    again = cached.generate(PROMPTS, cfg)
+    assert [c.text for c in again] == full and any(not c.cached for c in again) and any(c.cached for c in again)
+
+
 def test_token_accounting_and_usage(tiny_llama):
     lm = TransformersLM(tiny_llama, batch_size=2)
     tok = tiny_llama.tokenizer

@@ -42,12 +42,49 @@ def test_dry_run_plans_the_default_dag():
         assert rule in proc.stdout
 
 
+def test_the_workflow_profile_loads(tmp_path):
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next((x for x in (proc.stdout + proc.stderr).splitlines() if "workflow specific profile" in x), "")
+    assert line.startswith("Using workflow specific profile") and "profiles/default" in line
+
+
+def test_the_slurm_profile_plans_the_paper_run_with_its_gpu_request(tmp_path, bigtom_csv):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="the slurm extra is not installed")
+    proc = _snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles/slurm"), "--configfile",
+                      str(REPO / "config/bigtom.yaml"), str(REPO / "config/paper.yaml"), "--config",
+                      f"bigtom_csv={bigtom_csv}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    extract = out[out.index("rule extract_activations:"):][:1500]
+    assert "gpu=1" in extract  # the resource the slurm executor turns into the job's GPU request
+
+
 def test_bad_config_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("split:\n  mode: by_coin_flip\n")
     proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(bad), "-n")
     assert proc.returncode != 0
     assert "by_coin_flip" in proc.stdout + proc.stderr
+
+
+def test_a_misspelt_key_is_named_in_a_few_lines(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("probing:\n  C_binnary: 3\n")
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(bad), "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "probing.C_binnary (did you mean C_binary?)" in out
+    assert len(out.splitlines()) < 40  # not the schema dumped
+
+
+def test_an_inline_key_is_refused_without_being_printed(tmp_path):
+    secret = "sk-never-echo-0123456789"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"debate:\n  models:\n    judge: {{base_url: 'http://h/v1', api_key: '{secret}'}}\n")
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(bad), "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "debate.models.judge: an inline API key is refused" in out
+    assert secret not in out
 
 
 def test_bigtom_source_without_file_is_a_clear_error(tmp_path):
@@ -93,7 +130,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
         "first_order", "second_order", "world", "joint", "seer", "unaware", "told"}
     behaviour = pd.read_parquet(res / "stress/behaviour/accuracy.parquet")
     assert {"original", "names@0", "names@1", "minds"} <= set(behaviour["set"]) and behaviour["steered"].notna().all()
-    for name in ("decodability", "transfer", "overlap", "minds"):
+    for name in ("decodability", "transfer", "overlap", "minds", "maps"):
         assert (res / f"figures/stress_{name}.svg").stat().st_size > 0
     assert "Several minds" in html and "Token detectors?" in html and "What steering does beyond" in html
 

@@ -117,6 +117,6 @@ def test_the_commands_write_the_curves_the_verdicts_and_the_figures(tmp_path):
                  str(tmp_path / "transfer.parquet"), "--transfer-stats", str(tmp_path / "transfer_stats.parquet"),
                  "--minds", str(tmp_path / "minds.parquet"), "--out-decodability", str(tmp_path / "fig"),
                  "--out-transfer", str(tmp_path / "tr"), "--out-overlap", str(tmp_path / "ov"),
-                 "--out-minds", str(tmp_path / "mi")]) == 0
-    for stem in ("fig", "tr", "ov", "mi"):
+                 "--out-minds", str(tmp_path / "mi"), "--out-maps", str(tmp_path / "maps")]) == 0
+    for stem in ("fig", "tr", "ov", "mi", "maps"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 0 and (tmp_path / f"{stem}.svg").exists()

@@ -7,10 +7,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
-from tomlab.schema import SCHEMA_PATH
+from tomlab.schema import SCHEMA_PATH, check_keys, check_model_specs
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 
 
+check_keys(config)  # a misspelt key is named, with the nearest valid ones
+check_model_specs(config)  # served models: allowed keys and types, no secret in the config or the URL
 validate(config, schema=str(SCHEMA_PATH), set_default=True)
 
 if config["stories"]["source"] == "bigtom" and not config.get("bigtom_csv"):

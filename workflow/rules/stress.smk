@@ -377,11 +377,14 @@ rule plot_stress:
         overlap_svg="results/figures/stress_overlap.svg",
         minds_png="results/figures/stress_minds.png",
         minds_svg="results/figures/stress_minds.svg",
+        maps_png="results/figures/stress_maps.png",
+        maps_svg="results/figures/stress_maps.svg",
     params:
         stem=lambda wildcards, output: output.decodability_png.removesuffix(".png"),
         transfer=lambda wildcards, output: output.transfer_png.removesuffix(".png"),
         overlap=lambda wildcards, output: output.overlap_png.removesuffix(".png"),
         minds=lambda wildcards, output: output.minds_png.removesuffix(".png"),
+        maps=lambda wildcards, output: output.maps_png.removesuffix(".png"),
         top_k=STRESS["top_k"],
     conda:
         ENV
@@ -391,4 +394,4 @@ rule plot_stress:
         "tomlab plot-stress --decodability {input.decodability:q} --transfer {input.transfer:q}"
         " --transfer-stats {input.transfer_stats:q} --top-k {params.top_k} --out-decodability {params.stem:q}"
         " --out-transfer {params.transfer:q} --out-overlap {params.overlap:q} --minds {input.minds:q}"
-        " --out-minds {params.minds:q} > {log:q} 2>&1"
+        " --out-minds {params.minds:q} --out-maps {params.maps:q} > {log:q} 2>&1"

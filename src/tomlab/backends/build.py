@@ -16,9 +16,9 @@ from typing import Any
 from tomlab.backends.lm import CachedLM, LanguageModel, TransformersLM
 from tomlab.backends.models import LoadedModel, load_model_from_config
 from tomlab.backends.served import OpenAICompatibleLM
+from tomlab.schema import served_spec_problems
 
 #: The keys a served-model spec may hold (``base_url`` marks a spec as served).
-SERVED_KEYS: frozenset[str] = frozenset({"base_url", "model", "api_key_env", "timeout", "max_retries", "concurrency"})
 
 
 def offline_unless_allowed(spec: Mapping[str, Any]) -> None:
@@ -38,9 +38,9 @@ def load_local(spec: Mapping[str, Any], cache_dir: str | os.PathLike[str] | None
 
 def served_model(spec: Mapping[str, Any], where: str = "model") -> OpenAICompatibleLM:
     """A client for the served model a spec with ``base_url`` describes."""
-    unknown = set(spec) - SERVED_KEYS
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+    problems = served_spec_problems(spec, where)
+    if problems:
+        raise ValueError("; ".join(problems))
     return OpenAICompatibleLM(spec["base_url"], spec.get("model", "default"),
                               api_key_env=spec.get("api_key_env", "OPENAI_API_KEY"),
                               timeout=spec.get("timeout", 60.0), max_retries=spec.get("max_retries", 3),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 import hashlib
 import itertools
 import json
@@ -138,6 +137,12 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return text[:cut], True
 
 
+def prompt_seed(seed: int, token_ids: Sequence[int]) -> int:
+    """The sampling seed of one prompt: a digest of the configured seed and the prompt's tokens."""
+    blob = f"{int(seed)}:" + ",".join(str(int(t)) for t in token_ids)
+    return int(hashlib.sha256(blob.encode()).hexdigest()[:15], 16)
+
+
 def cache_key(model_id: str, prompt: Prompt, config: GenerationConfig, namespace: str = "") -> str:
     payload = {
         "model": model_id,
@@ -154,6 +159,12 @@ class LanguageModel(abc.ABC):
 
     def __init__(self) -> None:
         self.usage = Usage()
+
+    @property
+    def cache_identity(self) -> str:
+        """What names this model in cache keys: everything that changes its answers beyond the prompt and
+        the generation settings (by default its id; a local model adds its weights' fingerprint)."""
+        return self.model_id
 
     @property
     @abc.abstractmethod
@@ -210,8 +221,9 @@ class TransformersLM(LanguageModel):
     """A local causal LM (a :class:`tomlab.models.LoadedModel`) behind :class:`LanguageModel`.
 
     Prompts are sorted by length into batches of ``batch_size`` and left-padded; greedy decoding gives
-    the same text whatever the batching. Sampling is seeded once per ``generate`` call from
-    ``config.seed`` (the draws then depend on the batch composition) and leaves torch's global RNG as it was.
+    the same text whatever the batching. Sampling runs one prompt at a time, seeded from ``config.seed``
+    and the prompt's tokens (:func:`prompt_seed`), so a sample is a function of (model, prompt, settings,
+    seed) alone, whatever else is asked with it or already cached; torch's global RNG is left as it was.
     The model, its generation config and the tokenizer are not modified, so forward hooks that callers
     put on the model (steering) apply during ``generate`` and are theirs to remove.
     """
@@ -232,6 +244,13 @@ class TransformersLM(LanguageModel):
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    @property
+    def cache_identity(self) -> str:
+        """The id with the loaded model's fingerprint (weights sample, dtype, device type, tokenizer and
+        chat template): another seed, config or checkpoint under the same name misses the cache."""
+        fingerprint = getattr(self.loaded, "fingerprint", None)
+        return f"{self._model_id}#{fingerprint()}" if callable(fingerprint) else self._model_id
 
     # rendering -------------------------------------------------------------------------------
 
@@ -275,12 +294,16 @@ class TransformersLM(LanguageModel):
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[Completion | None] = [None] * len(encoded)
         eos = self._eos_ids()
-        rng = seeded(config.seed, self.device) if not config.greedy else contextlib.nullcontext()
-        with rng, torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                for i, c in zip(idx, self._generate_batch([encoded[i] for i in idx], config, eos)):
-                    results[i] = c
+        with torch.inference_mode():
+            if config.greedy:
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    for i, c in zip(idx, self._generate_batch([encoded[i] for i in idx], config, eos)):
+                        results[i] = c
+            else:  # one prompt at a time, seeded from itself: a sample never depends on its batch-mates
+                for i in order:
+                    with seeded(prompt_seed(config.seed, encoded[i]), self.device):
+                        results[i] = self._generate_batch([encoded[i]], config, eos)[0]
         out = [c for c in results if c is not None]
         assert len(out) == len(prompts)
         self._record(out)
@@ -361,7 +384,9 @@ def decode_after(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[in
 class CachedLM(LanguageModel):
     """A content-addressed on-disk cache in front of any :class:`LanguageModel`.
 
-    Key: sha256 of the JSON of ``{"model", "namespace", "prompt", "config"}``; one JSON file per key at
+    Key: sha256 of the JSON of ``{"model", "namespace", "prompt", "config"}``, where ``model`` is the inner
+    model's :attr:`LanguageModel.cache_identity` (a local model's includes its weights' fingerprint); one
+    JSON file per key at
     ``cache_dir/<first two hex>/<rest>.json``, written atomically. ``namespace`` separates generations
     that share a model id but not a behaviour (e.g. steered vs unsteered). Unreadable or malformed files
     count as misses and are overwritten. ``usage`` counts what this wrapper returned (hits included);
@@ -380,8 +405,12 @@ class CachedLM(LanguageModel):
     def model_id(self) -> str:
         return self.inner.model_id
 
+    @property
+    def cache_identity(self) -> str:
+        return self.inner.cache_identity
+
     def key(self, prompt: Prompt, config: GenerationConfig) -> str:
-        return cache_key(self.inner.model_id, prompt, config, self.namespace)
+        return cache_key(self.inner.cache_identity, prompt, config, self.namespace)
 
     def path_for(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key[2:]}.json"
@@ -400,7 +429,7 @@ class CachedLM(LanguageModel):
                 finish_reason=c["finish_reason"],
                 cached=True,
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def _store(self, key: str, prompt: Prompt, config: GenerationConfig, completion: Completion) -> None:

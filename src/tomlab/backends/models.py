@@ -99,6 +99,33 @@ class LoadedModel:
         body = getattr(self.model, prefix, None) if prefix else None
         return body if isinstance(body, nn.Module) else self.model
 
+    def fingerprint(self) -> str:
+        """A digest of what makes this model answer as it does, for cache keys: name, family, geometry,
+        dtype, device type, every parameter's name and shape with a strided sample of its values (up to
+        4096 per tensor, so a new seed, random config, checkpoint or fine-tune changes it without
+        hashing gigabytes), and the tokenizer (class, vocabulary, special tokens, chat template).
+        Computed once per loaded model."""
+        cached = self.extra.get("fingerprint")
+        if cached:
+            return str(cached)
+        h = hashlib.sha256()
+        head = {"name": self.name, "family": self.family, "geometry": [self.n_layers, self.n_heads, self.head_dim],
+                "dtype": str(self.dtype), "device": torch.device(self.device).type}
+        h.update(json.dumps(head, sort_keys=True).encode())
+        with torch.no_grad():
+            for pname, param in self.model.named_parameters():
+                flat = param.detach().reshape(-1)
+                step = max(1, flat.numel() // 4096)
+                h.update(f"{pname}:{tuple(param.shape)}".encode())
+                h.update(flat[::step][:4096].to("cpu", torch.float32).numpy().tobytes())
+        tok = self.tokenizer
+        vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+        h.update(json.dumps({"class": type(tok).__name__, "vocab": sorted(vocab.items()),
+                             "special": getattr(tok, "all_special_tokens", []),
+                             "chat_template": getattr(tok, "chat_template", None)}, default=str).encode())
+        self.extra["fingerprint"] = h.hexdigest()
+        return self.extra["fingerprint"]
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

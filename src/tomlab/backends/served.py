@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from tomlab.backends.lm import (
     normalize_prompt,
     prompt_text,
 )
+from tomlab.schema import served_spec_problems
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -31,8 +33,9 @@ class OpenAICompatibleLM(LanguageModel):
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5, concurrency: int = 4) -> None:
         super().__init__()
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        problems = served_spec_problems({"base_url": base_url}, "base_url")
+        if problems:
+            raise ValueError("; ".join(problems))
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -40,6 +43,14 @@ class OpenAICompatibleLM(LanguageModel):
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.concurrency = max(1, int(concurrency))
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the API key (the value of ``api_key_env``) and any bearer token blanked: a server
+        that echoes the request must not put the key into errors and logs."""
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key and len(key) >= 4:
+            text = text.replace(key, "[redacted]")
+        return re.sub(r"(?i)(bearer\s+)\S+", r"\1[redacted]", text)
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatibleLM(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
@@ -68,12 +79,12 @@ class OpenAICompatibleLM(LanguageModel):
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return json.loads(response.read().decode("utf-8"))
             except urllib.error.HTTPError as err:
-                detail = err.read().decode("utf-8", "replace")[:300]
+                detail = self._redact(err.read().decode("utf-8", "replace")[:300])
                 last = f"HTTP {err.code} from {url}: {detail}"
                 if err.code not in RETRY_STATUS:
                     raise ServerError(last) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                last = f"{type(err).__name__} talking to {url}: {getattr(err, 'reason', err)}"
+                last = self._redact(f"{type(err).__name__} talking to {url}: {getattr(err, 'reason', err)}")
             except json.JSONDecodeError:
                 last = f"{url} answered with something that is not JSON"
         raise ServerError(f"{last} (after {self.max_retries + 1} attempts)")

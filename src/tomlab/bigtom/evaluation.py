@@ -95,6 +95,9 @@ def build_items(
         eval_ids = np.asarray(story_ids, dtype=np.int64)
         if len(eval_ids) and (eval_ids.min() < 0 or eval_ids.max() >= n_stories):
             raise ValueError(f"{root}: story_ids outside 0..{n_stories - 1}")
+    elif len(eval_ids) == 0:
+        raise ValueError(f"{root}: no evaluation stories: split.eval_fraction={eval_fraction} keeps none of "
+                         f"{n_stories} stories for evaluation (raise it, or give more stories)")
     rows: list[dict[str, Any]] = []
     for task in tasks:
         for condition in conditions:

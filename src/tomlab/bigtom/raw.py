@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -87,12 +88,26 @@ def _row_problem(fields: Sequence[object]) -> str | None:
     not_text = [name for name, value in zip(RAW_FIELDS, fields) if not isinstance(value, str)]
     if not_text:
         return f"fields are not text: {', '.join(not_text)}"
+    nul = [name for name, value in zip(RAW_FIELDS, fields) if "\x00" in value]
+    if nul:
+        return f"fields contain a NUL byte: {', '.join(nul)}"
     empty = [name for name, value in zip(RAW_FIELDS, fields) if not str(value).strip()]
     if "story" in empty:
         return "the story is empty"
     if empty:
         return f"required fields are empty: {', '.join(empty)}"
     return _story_problem(str(fields[0]))
+
+
+def _first_bad_utf8_line(path: Path) -> int | None:
+    """The 1-based line of the first byte sequence that is not UTF-8 (the decoder reads in chunks, so
+    its own position says little about the line)."""
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return None
 
 
 def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -115,7 +130,8 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
             except csv.Error as exc:
                 raise BigToMFormatError(path, max(reader.line_num, start), f"CSV error: {exc}") from exc
             except UnicodeDecodeError as exc:
-                raise BigToMFormatError(path, start, f"the file is not valid UTF-8 near here: {exc}") from exc
+                bad = _first_bad_utf8_line(path)
+                raise BigToMFormatError(path, bad or start, f"the file is not valid UTF-8 on this line: {exc.reason}") from exc
             line = reader.line_num + 1
             if not row:
                 if pending_blank is None:
@@ -141,11 +157,19 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     records: list[list[str]] = []
+    first_line: dict[str, int] = {}
+    duplicates: list[str] = []
     for start, row in _records(path):
         problem = _row_problem(row)
         if problem is not None:
             raise BigToMFormatError(path, start, problem)
         records.append(row[: len(RAW_FIELDS)])
+        if row[0] in first_line:
+            duplicates.append(f"line {start} repeats the story of line {first_line[row[0]]}")
+        first_line.setdefault(row[0], start)
+    if duplicates:
+        shown = "; ".join(duplicates[:5]) + (f"; and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+        warnings.warn(f"{path}: {len(duplicates)} duplicated stories: {shown}", stacklevel=2)
     if not records:
         raise BigToMFormatError(path, 1, "the file contains no stories")
     frame = pd.DataFrame(records, columns=list(RAW_FIELDS), dtype=object)

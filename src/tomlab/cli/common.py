@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK, TASKS
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
@@ -72,7 +73,7 @@ def _by_task(values: Sequence[str] | None, what: str) -> dict[str, str]:
 
 def _task_activations(samples_path: str, acts_path: str) -> tuple[pd.DataFrame, np.ndarray]:
     samples = pd.read_parquet(samples_path)
-    acts = np.load(acts_path, mmap_mode="r")
+    acts = io.read_npy(acts_path)
     if acts.shape[0] != len(samples):
         raise SystemExit(f"tomlab: {acts_path} has {acts.shape[0]} samples, {samples_path} has {len(samples)}")
     return samples, acts

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tomlab import io
@@ -113,7 +112,7 @@ def cmd_bench_probing(args: argparse.Namespace) -> None:
     from tomlab.probing.bench import bench_joint_cap, bench_probing
 
     samples = pd.read_parquet(args.samples)
-    acts = np.load(args.activations, mmap_mode="r")
+    acts = io.read_npy(args.activations)
     is_val = _load_split(samples, args.split)
     result = bench_probing(
         acts, samples, is_val, target=args.target, C=args.C, max_iter=args.max_iter,

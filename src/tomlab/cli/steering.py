@@ -41,7 +41,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
 
 
 def _acts(path: str) -> np.ndarray:
-    return np.load(path, mmap_mode="r")
+    return io.read_npy(path)
 
 
 def cmd_steer(args: argparse.Namespace) -> None:

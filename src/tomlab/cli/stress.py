@@ -137,8 +137,6 @@ def cmd_stress_items(args: argparse.Namespace) -> None:
 
 
 def cmd_stress_behaviour(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from tomlab.backends.build import generator, load_local
     from tomlab.bigtom.evaluation import evaluate_items
     from tomlab.steering.directions import load_direction_sets
@@ -155,7 +153,7 @@ def cmd_stress_behaviour(args: argparse.Namespace) -> None:
     if kind not in sets:
         raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
     entry = sets[kind]
-    intervention = entry.intervention(args.site, entry.spread(np.load(args.activations, mmap_mode="r")), args.alpha)
+    intervention = entry.intervention(args.site, entry.spread(io.read_npy(args.activations)), args.alpha)
     steered, _ = evaluate_steered(loaded, items, generator(loaded, args.batch_size), config, intervention,
                                   cache_dir=args.completion_cache, modes=args.modes, batch_size=args.batch_size)
     scored = pd.concat([plain.assign(direction="none"), steered.assign(direction=kind)], ignore_index=True)
@@ -188,6 +186,7 @@ def cmd_stress_verdicts(args: argparse.Namespace) -> None:
 def cmd_plot_stress(args: argparse.Namespace) -> None:
     from tomlab.figures.stress import (
         plot_decodability,
+        plot_head_maps,
         plot_minds,
         plot_overlap,
         plot_transfer,
@@ -201,6 +200,8 @@ def cmd_plot_stress(args: argparse.Namespace) -> None:
     transfer = pd.read_parquet(args.transfer)
     plot_transfer(pd.read_parquet(args.transfer_stats), args.out_transfer, chance=chance_level(transfer))
     plot_overlap(overlap_matrix(transfer, top_k=args.top_k), args.out_overlap, top_k=args.top_k)
+    if args.out_maps:
+        plot_head_maps(transfer, args.out_maps, chance=chance_level(transfer))
     minds = pd.read_parquet(args.minds)
     plot_minds({g: head_map(minds, g) for g in ("first_order", "second_order")}, args.out_minds)
 
@@ -329,6 +330,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out-decodability", required=True, help="file stem (PNG and SVG)")
     p.add_argument("--out-transfer", required=True, help="file stem (PNG and SVG)")
     p.add_argument("--out-overlap", required=True, help="file stem (PNG and SVG)")
+    p.add_argument("--out-maps", help="file stem (PNG and SVG) of the per-head maps under each shift")
     p.add_argument("--minds", required=True)
     p.add_argument("--out-minds", required=True, help="file stem (PNG and SVG)")
     p.set_defaults(func=cmd_plot_stress)

@@ -84,3 +84,32 @@ def plot_minds(maps: dict[str, pd.DataFrame], stem: str | os.PathLike[str]) -> l
         ax.invert_yaxis()
         ax.tick_params(labelsize=6)
     return save_figure(fig, stem)
+
+
+def plot_head_maps(correct: pd.DataFrame, stem: str | os.PathLike[str], chance: float = 0.5) -> list[Path]:
+    """Every head's accuracy on each story set against its accuracy on the original validation stories
+    (one panel per set; probes trained on the originals), with the diagonal: the per-head maps whose
+    correlation and top-head overlap the stress table reports."""
+    heads = correct[(correct["method"] == "head") & ~correct["shift"].str.startswith("inner")]
+    acc = heads.groupby(["shift", "layer", "head"], sort=False)["correct"].mean().rename("accuracy").reset_index()
+    original = acc[acc["shift"] == "original"].set_index(["layer", "head"])["accuracy"]
+    shifts = [s for s in dict.fromkeys(acc["shift"]) if s != "original"]
+    cols = min(4, max(1, len(shifts)))
+    rows = -(-len(shifts) // cols) if shifts else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows), squeeze=False, sharex=True, sharey=True)
+    for ax in axes.ravel()[len(shifts):]:
+        ax.set_visible(False)
+    for ax, shift in zip(axes.ravel(), shifts):
+        part = acc[acc["shift"] == shift].set_index(["layer", "head"])["accuracy"]
+        x = original.reindex(part.index)
+        ax.scatter(x, part, s=6, alpha=0.6, color=sns.color_palette("colorblind")[0], lw=0)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.axhline(chance, color="grey", ls=":", lw=0.8)
+        ax.axvline(chance, color="grey", ls=":", lw=0.8)
+        ax.set_title(shift.replace("_", " "), fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("originals", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("this set", fontsize=7)
+    return save_figure(fig, stem)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab.io import read_npz
 from tomlab.probing.estimator import (
     DEFAULT_C_BINARY,
     DEFAULT_C_JOINT,
@@ -308,18 +309,18 @@ def save_direction_sets(path: str | Any, sets: Mapping[str, DirectionSet]) -> No
     for kind, entry in sets.items():
         arrays[f"theta/{kind}"] = entry.theta
         arrays[f"heads/{kind}"] = entry.heads
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def load_direction_sets(path: str | Any) -> dict[str, DirectionSet]:
     """Read what :func:`save_direction_sets` wrote."""
     parts: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(path) as data:
-        for name in data.files:
-            part, kind = name.split("/", 1)
-            parts.setdefault(kind, {})[part] = data[name]
+    for name, array in read_npz(path).items():
+        part, sep, kind = name.partition("/")
+        if not sep:
+            raise ValueError(f"{path}: {name!r} is not a direction array (expected 'theta/<kind>' or 'heads/<kind>')")
+        parts.setdefault(kind, {})[part] = array
     for kind, entry in parts.items():
         if set(entry) != {"theta", "heads"}:
             raise ValueError(f"{path}: direction kind {kind!r} lacks {sorted({'theta', 'heads'} - set(entry))}")
