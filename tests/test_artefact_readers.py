@@ -51,3 +51,16 @@ def test_the_command_line_reports_the_file_not_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "acts.npy: not a readable .npy" in err and "Traceback" not in err
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_truncated_parquet_is_named_by_the_command_line(tmp_path, capsys):
+    import pandas as pd
+
+    samples = tmp_path / "samples.parquet"
+    io.write_parquet(samples, pd.DataFrame({"sample_id": range(8), "protagonist": [1, 0] * 4}))
+    _truncate(samples, 0.5)
+    with pytest.raises(ValueError, match="samples.parquet: not a readable parquet table"):
+        io.read_parquet(samples)
+    code = main(["split", "--samples", str(samples), "--out", str(tmp_path / "split.parquet")])
+    err = capsys.readouterr().err
+    assert code == 1 and "samples.parquet: not a readable parquet table" in err and "Traceback" not in err

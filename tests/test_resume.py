@@ -36,13 +36,13 @@ def test_a_run_killed_during_a_model_rule_resumes_to_the_clean_tables(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     proc = subprocess.Popen(_cmd(killed), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    log = killed / "results/logs/evaluate_baseline.log"
+    cache = killed / "results/cache/completions"
     deadline = time.time() + 600
-    while time.time() < deadline and not (log.exists() and log.stat().st_size > 0) and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before the model rule could be killed"
-    time.sleep(1.0)  # inside the model rule
+    # kill once the model rule has answered its first batch (the cache's first entry), mid-rule
+    while time.time() < deadline and proc.poll() is None and not (cache.is_dir() and any(cache.rglob("*.json"))):
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.poll() is None or proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     proc.wait(timeout=60)
     assert not (killed / TARGET).exists()  # nothing half-written in place
     # a kill leaves Snakemake's lock behind: unlock, as Snakemake asks, then run again

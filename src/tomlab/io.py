@@ -92,6 +92,15 @@ def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
 _UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
 
 
+def read_parquet(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
+    """A parquet table; a missing, truncated or malformed file raises a ValueError that names it (pyarrow's
+    own message does not)."""
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (OSError, ValueError, TypeError) as err:  # pyarrow's errors derive from these
+        raise ValueError(f"{path}: not a readable parquet table ({type(err).__name__}: {err})") from err
+
+
 def read_npy(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
     """A ``.npy`` array (memory-mapped unless ``mmap`` is false); a missing, truncated or malformed file
     raises a ValueError that names it."""

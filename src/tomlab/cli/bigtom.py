@@ -6,8 +6,6 @@ import argparse
 import shutil
 from typing import Any
 
-import pandas as pd
-
 from tomlab import io
 from tomlab.cli.common import _add_answer_args, _generation, _model_cfg, _print_usage
 from tomlab.schema import default as schema_default
@@ -47,7 +45,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from tomlab.backends.build import generator, load_local
     from tomlab.bigtom.evaluation import evaluate_items, mode_tables
 
-    items = pd.read_parquet(args.items)
+    items = io.read_parquet(args.items)
     spec = _model_cfg(args)
     if "base_url" in spec:  # a served model answers by generation only: no log-likelihoods over a server
         from tomlab.backends.build import build_backend

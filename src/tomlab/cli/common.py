@@ -33,7 +33,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_split(samples: pd.DataFrame, split_path: str) -> np.ndarray:
-    split = pd.read_parquet(split_path)
+    split = io.read_parquet(split_path)
     merged = samples[["sample_id"]].merge(split[["sample_id", "is_val"]], on="sample_id", how="left")
     if merged["is_val"].isna().any():
         raise SystemExit(f"tomlab: {split_path} does not cover every sample of the sample table")
@@ -72,7 +72,7 @@ def _by_task(values: Sequence[str] | None, what: str) -> dict[str, str]:
 
 
 def _task_activations(samples_path: str, acts_path: str) -> tuple[pd.DataFrame, np.ndarray]:
-    samples = pd.read_parquet(samples_path)
+    samples = io.read_parquet(samples_path)
     acts = io.read_npy(acts_path)
     if acts.shape[0] != len(samples):
         raise SystemExit(f"tomlab: {acts_path} has {acts.shape[0]} samples, {samples_path} has {len(samples)}")

@@ -40,7 +40,7 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
     from tomlab.backends.build import build_backends
     from tomlab.debate.run import ROLES, run_method
 
-    rows = pd.read_parquet(args.tasks)
+    rows = io.read_parquet(args.tasks)
     settings = json.loads(args.debate_json) if args.debate_json else {}
     models = build_backends(json.loads(args.models_json), ROLES, where="debate.models", batch_size=args.batch_size,
                             completion_cache=args.completion_cache, cache_dir=args.cache_dir)
@@ -56,9 +56,9 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
 def cmd_debate_tables(args: argparse.Namespace) -> None:
     from tomlab.debate.tables import debate_tables
 
-    answers = pd.concat([pd.read_parquet(p) for p in args.answers], ignore_index=True)
-    turns = pd.concat([pd.read_parquet(p) for p in args.turns], ignore_index=True)
-    tables = debate_tables(args.task, pd.read_parquet(args.tasks), answers, turns, json.loads(args.models_json),
+    answers = pd.concat([io.read_parquet(p) for p in args.answers], ignore_index=True)
+    turns = pd.concat([io.read_parquet(p) for p in args.turns], ignore_index=True)
+    tables = debate_tables(args.task, io.read_parquet(args.tasks), answers, turns, json.loads(args.models_json),
                            n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out_scored, tables["scored"])
     io.write_parquet(args.out_accuracy, tables["accuracy"])
@@ -117,8 +117,8 @@ def add_commands(sub: Any) -> None:
 def cmd_plot_debate(args: argparse.Namespace) -> None:
     from tomlab.figures.debate import plot_debate_accuracy, plot_debate_disagreement
 
-    plot_debate_accuracy(pd.read_parquet(args.accuracy), args.out_accuracy)
-    plot_debate_disagreement(pd.read_parquet(args.disagreement), args.out_disagreement)
+    plot_debate_accuracy(io.read_parquet(args.accuracy), args.out_accuracy)
+    plot_debate_disagreement(io.read_parquet(args.disagreement), args.out_disagreement)
 
 
 def _add_plot_command(sub: Any) -> None:

@@ -34,7 +34,7 @@ def cmd_probe_samples(args: argparse.Namespace) -> None:
 def cmd_split(args: argparse.Namespace) -> None:
     from tomlab.probing.probes import split_train_val
 
-    samples = pd.read_parquet(args.samples)
+    samples = io.read_parquet(args.samples)
     is_val = split_train_val(samples, val_fraction=args.val_fraction, mode=args.mode, seed=args.seed)
     io.write_parquet(
         args.out, pd.DataFrame({"sample_id": samples["sample_id"], "story_id": samples["story_id"], "is_val": is_val})
@@ -52,7 +52,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from tomlab.backends.activations import extract_activations, prompt_lengths
     from tomlab.backends.build import load_local
 
-    samples = pd.read_parquet(args.samples)
+    samples = io.read_parquet(args.samples)
     lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     prompts = samples["prompt"].tolist()
     lengths = prompt_lengths(lm, prompts)
@@ -83,7 +83,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 def cmd_lexical(args: argparse.Namespace) -> None:
     from tomlab.probing.probes import lexical_baseline
 
-    samples = pd.read_parquet(args.samples)
+    samples = io.read_parquet(args.samples)
     is_val = _load_split(samples, args.split)
     io.write_parquet(
         args.out,
@@ -94,7 +94,7 @@ def cmd_lexical(args: argparse.Namespace) -> None:
 def cmd_plot_probing(args: argparse.Namespace) -> None:
     from tomlab.figures.probing import plot_probe_accuracy, plot_probe_selectivity
 
-    heads = pd.read_parquet(args.heads)
+    heads = io.read_parquet(args.heads)
     plot_probe_accuracy(heads, args.accuracy, site=args.site)
     plot_probe_selectivity(heads, args.selectivity, site=args.site)
 
@@ -102,7 +102,7 @@ def cmd_plot_probing(args: argparse.Namespace) -> None:
 def cmd_cross_task(args: argparse.Namespace) -> None:
     from tomlab.probing.probes import cross_task_correlation
 
-    heads = {task: pd.read_parquet(path) for task, path in _by_task(args.heads, "--heads").items()}
+    heads = {task: io.read_parquet(path) for task, path in _by_task(args.heads, "--heads").items()}
     wide, corr = cross_task_correlation(heads, top_k=args.top_k)
     io.write_parquet(args.out_wide, wide)
     io.write_parquet(args.out_correlations, corr)
@@ -111,7 +111,7 @@ def cmd_cross_task(args: argparse.Namespace) -> None:
 def cmd_bench_probing(args: argparse.Namespace) -> None:
     from tomlab.probing.bench import bench_joint_cap, bench_probing
 
-    samples = pd.read_parquet(args.samples)
+    samples = io.read_parquet(args.samples)
     acts = io.read_npy(args.activations)
     is_val = _load_split(samples, args.split)
     result = bench_probing(
@@ -132,7 +132,7 @@ def cmd_bench_extract(args: argparse.Namespace) -> None:
     from tomlab.backends.activations import bench_extract
     from tomlab.backends.build import load_local
 
-    samples = pd.read_parquet(args.samples)
+    samples = io.read_parquet(args.samples)
     prompts = samples["prompt"].tolist()[: args.n_prompts]
     lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     result = bench_extract(lm, prompts, batch_size=args.batch_size, sites=args.sites)

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from tomlab import io
 from tomlab.schema import default as schema_default
 
@@ -18,7 +16,7 @@ def cmd_setup_summary(args: argparse.Namespace) -> None:
     from tomlab.report.setup import run_summary
 
     summary = run_summary(json.loads(args.config_json), args.config_hash, io.read_json(args.model_info),
-                          read_raw(args.raw), pd.read_parquet(args.samples), pd.read_parquet(args.split))
+                          read_raw(args.raw), io.read_parquet(args.samples), io.read_parquet(args.split))
     io.write_json(args.out, summary)
 
 

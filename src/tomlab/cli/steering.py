@@ -31,7 +31,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
 
     samples, acts = _task_activations(args.samples, args.activations)
     is_val = _load_split(samples, args.split)
-    heads = pd.read_parquet(args.heads)
+    heads = io.read_parquet(args.heads)
     sets = build_direction_sets(
         np.asarray(acts, dtype=np.float32), samples, heads, _kinds(args.kinds), k=args.top_k, is_val=is_val, seed=args.seed,
         C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter,
@@ -61,7 +61,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
     kind = _kinds([args.kind])[0]
     directions = {task: load_direction_sets(path) for task, path in direction_paths.items()}
     activations = {target: _acts(activation_paths[target]) for _, target in pairs}
-    items = pd.read_parquet(args.items)
+    items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, report = steer_pairs(
         loaded, items, directions, activations, pairs, kind, _generation(args, items), site=args.site, alpha=args.alpha,
@@ -75,8 +75,8 @@ def cmd_steer(args: argparse.Namespace) -> None:
 def cmd_steering_tables(args: argparse.Namespace) -> None:
     from tomlab.steering.tables import steering_accuracy
 
-    baseline = pd.read_parquet(args.baseline)
-    steered = pd.concat([pd.read_parquet(path) for path in args.steered], ignore_index=True)
+    baseline = io.read_parquet(args.baseline)
+    steered = pd.concat([io.read_parquet(path) for path in args.steered], ignore_index=True)
     table = steering_accuracy(baseline, steered, n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out, table)
 
@@ -87,7 +87,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from tomlab.steering.run import alpha_sweep
 
     sets = load_direction_sets(args.directions)
-    items = pd.read_parquet(args.items)
+    items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, table, report = alpha_sweep(
         loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args, items),
@@ -105,7 +105,7 @@ def cmd_mechanism(args: argparse.Namespace) -> None:
     from tomlab.steering.run import mechanism
 
     sets = load_direction_sets(args.directions)
-    items = pd.read_parquet(args.items)
+    items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     letters, projections = mechanism(
         loaded, items, sets, _kinds(args.kinds), _acts(args.activations), task=args.task, site=args.site,
@@ -122,7 +122,7 @@ def cmd_free_text(args: argparse.Namespace) -> None:
     from tomlab.steering.run import free_text
 
     sets = load_direction_sets(args.directions)
-    items = pd.read_parquet(args.items)
+    items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     texts = free_text(
         loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args, items),
@@ -140,11 +140,11 @@ def cmd_plot_steering(args: argparse.Namespace) -> None:
         plot_token_projections,
     )
 
-    sweep = pd.read_parquet(args.sweep)
+    sweep = io.read_parquet(args.sweep)
     plot_alpha_sweep(sweep[sweep["task"] == sweep["task"].iloc[0]], args.sweep_stem)
-    plot_cross_task(pd.read_parquet(args.cross_wide), pd.read_parquet(args.cross_correlations), args.cross_stem)
-    plot_letter_probs(pd.read_parquet(args.letters), args.letters_stem)
-    plot_token_projections(pd.read_parquet(args.projections), args.projections_stem)
+    plot_cross_task(io.read_parquet(args.cross_wide), io.read_parquet(args.cross_correlations), args.cross_stem)
+    plot_letter_probs(io.read_parquet(args.letters), args.letters_stem)
+    plot_token_projections(io.read_parquet(args.projections), args.projections_stem)
 
 
 def add_commands(sub: Any) -> None:

@@ -53,9 +53,9 @@ def cmd_stress_samples(args: argparse.Namespace) -> None:
     if args.origin:
         if not (args.original_samples and args.split):
             raise SystemExit("tomlab: --origin needs --original-samples and --split (to pair with the originals)")
-        original = pd.read_parquet(args.original_samples)
+        original = io.read_parquet(args.original_samples)
         samples = shifted_samples(args.conditions, task=args.task, statements=args.statements, original=original,
-                                  is_val=_load_split(original, args.split), origin=pd.read_parquet(args.origin))
+                                  is_val=_load_split(original, args.split), origin=io.read_parquet(args.origin))
     else:
         samples = shifted_samples(args.conditions, task=args.task, statements=args.statements)
     io.write_parquet(args.out, samples)
@@ -90,7 +90,7 @@ def cmd_stress_examples(args: argparse.Namespace) -> None:
     raws, origins = _by_task(args.shifted, "--shifted"), _by_task(args.origin, "--origin")
     if set(raws) != set(origins):
         raise SystemExit("tomlab: --shifted and --origin must name the same perturbations")
-    shifted = {k: (read_raw(raws[k]), pd.read_parquet(origins[k])) for k in raws}
+    shifted = {k: (read_raw(raws[k]), io.read_parquet(origins[k])) for k in raws}
     io.write_parquet(args.out, shift_examples(read_raw(args.raw), shifted))
 
 
@@ -116,7 +116,7 @@ def cmd_stress_minds_probe(args: argparse.Namespace) -> None:
     samples, acts = _task_activations(args.samples, args.activations)
     correct = minds_correct(acts, samples, val_fraction=args.val_fraction, seed=args.seed, max_iter=args.max_iter)
     io.write_parquet(args.out, correct)
-    stats = minds_stats(correct, pd.read_parquet(args.transfer), top_k=args.top_k, n_boot=args.n_boot, seed=args.seed)
+    stats = minds_stats(correct, io.read_parquet(args.transfer), top_k=args.top_k, n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out_stats, stats)
 
 
@@ -130,8 +130,8 @@ def cmd_stress_items(args: argparse.Namespace) -> None:
         raise SystemExit("tomlab: --set and --origin must name the same item sets")
     eval_ids, _ = split_stories(len(read_raw(args.raw)), args.eval_fraction)
     items = stress_items(args.conditions, eval_ids[: args.max_stories],
-                         {k: (folders[k], pd.read_parquet(origins[k])) for k in folders},
-                         minds=pd.read_parquet(args.minds_items) if args.minds_items else None,
+                         {k: (folders[k], io.read_parquet(origins[k])) for k in folders},
+                         minds=io.read_parquet(args.minds_items) if args.minds_items else None,
                          protocol=args.protocol, seed=args.seed, parser=args.parser)
     io.write_parquet(args.out, items)
 
@@ -143,7 +143,7 @@ def cmd_stress_behaviour(args: argparse.Namespace) -> None:
     from tomlab.steering.run import evaluate_steered
     from tomlab.stress.behaviour import behaviour_table
 
-    items = pd.read_parquet(args.items)
+    items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     lm = generator(loaded, args.batch_size, args.completion_cache)
     config = _generation(args, items)
@@ -171,12 +171,12 @@ def cmd_stress_verdicts(args: argparse.Namespace) -> None:
         verdict_table,
     )
 
-    rows = [decodability_verdict(pd.read_parquet(args.decodability), few=args.few, n_boot=args.n_boot)]
+    rows = [decodability_verdict(io.read_parquet(args.decodability), few=args.few, n_boot=args.n_boot)]
     if args.transfer_stats:
-        rows += transfer_verdicts(pd.read_parquet(args.transfer_stats))
-    behaviour = pd.read_parquet(args.behaviour) if args.behaviour else None
+        rows += transfer_verdicts(io.read_parquet(args.transfer_stats))
+    behaviour = io.read_parquet(args.behaviour) if args.behaviour else None
     if args.minds_stats:
-        rows.append(minds_verdict(pd.read_parquet(args.minds_stats), behaviour))
+        rows.append(minds_verdict(io.read_parquet(args.minds_stats), behaviour))
     if behaviour is not None:
         row = steering_verdict(behaviour, n_boot=args.n_boot)
         rows += [row] if row is not None else []
@@ -195,14 +195,14 @@ def cmd_plot_stress(args: argparse.Namespace) -> None:
     from tomlab.stress.minds_probes import head_map
     from tomlab.stress.transfer import overlap_matrix
 
-    correct = pd.read_parquet(args.decodability)
+    correct = io.read_parquet(args.decodability)
     plot_decodability(curve_summary(correct), args.out_decodability, chance=chance_level(correct))
-    transfer = pd.read_parquet(args.transfer)
-    plot_transfer(pd.read_parquet(args.transfer_stats), args.out_transfer, chance=chance_level(transfer))
+    transfer = io.read_parquet(args.transfer)
+    plot_transfer(io.read_parquet(args.transfer_stats), args.out_transfer, chance=chance_level(transfer))
     plot_overlap(overlap_matrix(transfer, top_k=args.top_k), args.out_overlap, top_k=args.top_k)
     if args.out_maps:
         plot_head_maps(transfer, args.out_maps, chance=chance_level(transfer))
-    minds = pd.read_parquet(args.minds)
+    minds = io.read_parquet(args.minds)
     plot_minds({g: head_map(minds, g) for g in ("first_order", "second_order")}, args.out_minds)
 
 

@@ -77,8 +77,8 @@ def cmd_team_train(args: argparse.Namespace) -> None:
 def cmd_team_tables(args: argparse.Namespace) -> None:
     from tomlab.team.tables import summary_table, tom_table
 
-    episodes = pd.concat([pd.read_parquet(p) for p in args.episodes], ignore_index=True)
-    toms = [pd.read_parquet(p) for p in args.tom]
+    episodes = pd.concat([io.read_parquet(p) for p in args.episodes], ignore_index=True)
+    toms = [io.read_parquet(p) for p in args.tom]
     tom = pd.concat([t for t in toms if not t.empty], ignore_index=True) if any(not t.empty for t in toms) else toms[0]
     io.write_parquet(args.out_episodes, episodes)
     io.write_parquet(args.out_summary, summary_table(episodes))
@@ -88,8 +88,8 @@ def cmd_team_tables(args: argparse.Namespace) -> None:
 def cmd_plot_team(args: argparse.Namespace) -> None:
     from tomlab.figures.team import plot_mappo_curve, plot_team_rounds
 
-    plot_team_rounds(pd.read_parquet(args.episodes), args.out_rounds, max_rounds=args.max_rounds)
-    curve = pd.read_parquet(args.curve) if args.curve else pd.DataFrame(columns=["timestep", "score", "rounds"])
+    plot_team_rounds(io.read_parquet(args.episodes), args.out_rounds, max_rounds=args.max_rounds)
+    curve = io.read_parquet(args.curve) if args.curve else pd.DataFrame(columns=["timestep", "score", "rounds"])
     plot_mappo_curve(curve, args.out_curve)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from tomlab import io
 from tomlab.manifest import Manifest
 
 NOT_TRANSCRIBED = "not transcribed"
@@ -72,7 +73,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"missing results file {path}")
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        return io.read_parquet(path)
     return pd.read_csv(path)
 
 
@@ -90,9 +91,9 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
             return "–"
         if isinstance(value, bool):
             return str(value)
-        if isinstance(value, float) or (hasattr(value, "dtype") and getattr(value, "dtype").kind == "f"):
+        if isinstance(value, float) or (hasattr(value, "dtype") and value.dtype.kind == "f"):
             return "–" if not math.isfinite(float(value)) else format(float(value), floatfmt)
-        if isinstance(value, int) or (hasattr(value, "dtype") and getattr(value, "dtype").kind in "iu"):
+        if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
             return str(int(value))
         return str(value).replace("|", r"\|").replace("\n", " ")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tomlab import io
 from tomlab.debate.tables import answer_line_rate, instantiation_spread
 from tomlab.manifest import Manifest
 
@@ -45,7 +46,7 @@ def available(m: Manifest, task: str = "arithmetic") -> bool:
 
 
 def display_accuracy(m: Manifest) -> pd.DataFrame:
-    acc = pd.read_parquet(m.path("debate_accuracy", "arithmetic"))
+    acc = io.read_parquet(m.path("debate_accuracy", "arithmetic"))
     return pd.DataFrame({
         "method": acc["method"].map(lambda m: METHOD_NAMES.get(m, m)),
         "n": acc["n"],
@@ -57,7 +58,7 @@ def display_accuracy(m: Manifest) -> pd.DataFrame:
 
 
 def display_translation(m: Manifest) -> pd.DataFrame:
-    acc = pd.read_parquet(m.path("debate_accuracy", "translation"))
+    acc = io.read_parquet(m.path("debate_accuracy", "translation"))
     return pd.DataFrame({
         "method": acc["method"].map(lambda m: METHOD_NAMES.get(m, m)),
         "n": acc["n"],
@@ -70,7 +71,7 @@ def display_translation(m: Manifest) -> pd.DataFrame:
 
 
 def display_spread(m: Manifest) -> pd.DataFrame:
-    spread = instantiation_spread(pd.read_parquet(m.path("debate_scored")))
+    spread = instantiation_spread(io.read_parquet(m.path("debate_scored")))
     return pd.DataFrame({
         "method": spread["method"].map(lambda m: METHOD_NAMES.get(m, m)),
         "sets x items": [f"{a} x {b}" for a, b in zip(spread["sets"], spread["items_per_set"])],
@@ -81,7 +82,7 @@ def display_spread(m: Manifest) -> pd.DataFrame:
 
 
 def judge_table(m: Manifest) -> pd.DataFrame:
-    t = pd.read_parquet(m.path("debate_judge_preference"))
+    t = io.read_parquet(m.path("debate_judge_preference"))
     return t.assign(share=[f"{x:.0%}" if pd.notna(x) else "-" for x in t["share"]])
 
 
@@ -124,7 +125,7 @@ def _existing(m: Manifest, name: str, key: str | None = None) -> Path | None:
 
 
 def debate_commentary(m: Manifest) -> str:
-    acc = pd.read_parquet(m.path("debate_accuracy", "arithmetic")).set_index("method")
+    acc = io.read_parquet(m.path("debate_accuracy", "arithmetic")).set_index("method")
     out: list[str] = []
     if "debate" in acc.index:
         d = acc.loc["debate"]
@@ -145,14 +146,14 @@ def debate_commentary(m: Manifest) -> str:
             adaptive_path = _existing(m, "debate_answers", "debate")
             forced_path = _existing(m, "debate_answers", "debate_forced")
             if adaptive_path is not None and forced_path is not None:
-                limit = int(pd.read_parquet(forced_path)["rounds_run"].max())
-                early = int((pd.read_parquet(adaptive_path)["rounds_run"] < limit).sum())
+                limit = int(io.read_parquet(forced_path)["rounds_run"].max())
+                early = int((io.read_parquet(adaptive_path)["rounds_run"] < limit).sum())
                 out[-1] += (f" The judge stopped {early} of {int(d['n'])} debates before round {limit}; every "
                             "round it does not stop costs one more judge call, so a break that rarely fires costs "
                             "more tokens than running every debate to the limit.")
     dis_path = _existing(m, "debate_disagreement")
     if dis_path is not None:
-        dis = pd.read_parquet(dis_path)
+        dis = io.read_parquet(dis_path)
         dis = dis[dis["disagreement"].notna()] if "disagreement" in dis else dis
         if len(dis):
             first, last = dis.iloc[0], dis.iloc[-1]
@@ -167,7 +168,7 @@ def debate_commentary(m: Manifest) -> str:
     judge_path = _existing(m, "debate_judge")
     unreadable = float("nan")
     if judge_path is not None:
-        judge = pd.read_parquet(judge_path)
+        judge = io.read_parquet(judge_path)
         if len(judge):
             bad = int((~judge["parsed"].astype(bool)).sum())
             unreadable = bad / len(judge)
@@ -179,7 +180,7 @@ def debate_commentary(m: Manifest) -> str:
                    f"{a['accuracy']:.0%} [{a['ci_low']:.0%}, {a['ci_high']:.0%}]: the gap to the judged "
                    f"{acc.loc['debate', 'accuracy']:.0%} is what the judge adds or loses.")
     turns_path = _existing(m, "debate_turns")
-    rate = answer_line_rate(pd.read_parquet(turns_path)) if turns_path is not None else float("nan")
+    rate = answer_line_rate(io.read_parquet(turns_path)) if turns_path is not None else float("nan")
     if not np.isnan(rate):
         out.append(f"**Protocol.** {rate:.0%} of debater turns state an answer in the form every debater was asked "
                    "for (`Answer: <number>`).")

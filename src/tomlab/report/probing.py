@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK
 from tomlab.manifest import Manifest
 from tomlab.probing.probes import CHANCE, TARGETS
@@ -46,7 +47,7 @@ def _heads(m: Manifest, site: str) -> pd.DataFrame:
 def _lexical(m: Manifest) -> pd.DataFrame | None:
     """The main task's lexical baseline, if the run has one."""
     path = m.get("lexical", MAIN_TASK)
-    return pd.read_parquet(path) if path is not None and path.is_file() else None
+    return io.read_parquet(path) if path is not None and path.is_file() else None
 
 
 def _try_setup(m: Manifest) -> dict[str, Any] | None:
@@ -133,7 +134,7 @@ def _target_stats(
         n_val=n_val,
         mean_acc=float(sub["val_acc"].mean()),
         max_control=max_control,
-        n_heads=int(len(sub)),
+        n_heads=len(sub),
         n_above_control=int((sub["val_acc"] > max_control + margin).sum()),
         lexical_acc=lex_acc,
         majority_acc=maj_acc,
@@ -146,7 +147,7 @@ def _target_stats(
 def _all_stats(m: Manifest, site: str, margin: float = 0.05) -> dict[str, _TargetStats]:
     heads = _heads(m, site)
     layers_path = m.get("layers", site)
-    layers = pd.read_parquet(layers_path) if layers_path is not None and layers_path.is_file() else None
+    layers = io.read_parquet(layers_path) if layers_path is not None and layers_path.is_file() else None
     lexical = _lexical(m)
     return {t: _target_stats(heads, layers, lexical, t, margin) for t in _targets_in(heads)}
 

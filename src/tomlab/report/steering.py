@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK, TASK_TITLES
 from tomlab.manifest import Manifest
 from tomlab.report.common import NOT_TRANSCRIBED
@@ -39,7 +40,7 @@ def available(m: Manifest) -> bool:
 
 
 def _accuracy(m: Manifest) -> pd.DataFrame:
-    return pd.read_parquet(m.path("steering"))
+    return io.read_parquet(m.path("steering"))
 
 
 def _interval(acc: float, low: float, high: float) -> str:
@@ -62,7 +63,7 @@ def _direction_rank(direction: str) -> int:
 def baseline_table(m: Manifest, name: str = "baseline") -> pd.DataFrame:
     """The plain model on every task and condition: accuracy [95% CI] per scoring mode, invalid rate.
     ``name="served"``: the same for the served model of ``evaluation.served`` (generation only)."""
-    table = pd.read_parquet(m.path(name))
+    table = io.read_parquet(m.path(name))
     rows = []
     for (task, condition), frame in table.groupby(["task", "condition"], sort=False):
         row: dict[str, Any] = {"task": TASK_TITLES.get(task, task), "condition": CONDITION_NAMES.get(condition, condition),
@@ -121,7 +122,7 @@ def steering_table(m: Manifest, *, cross: bool = False, mode: str = "generation"
 
 def sweep_table(m: Manifest, mode: str = "generation") -> pd.DataFrame:
     """Accuracy [95% CI] against alpha for each swept direction, TB and FB (the data of Figure 5)."""
-    table = pd.read_parquet(m.path("sweep"))
+    table = io.read_parquet(m.path("sweep"))
     table = table[table["mode"] == mode]
     rows = []
     for (direction, alpha), frame in table.groupby(["direction", "alpha"], sort=False):
@@ -138,7 +139,7 @@ def sweep_table(m: Manifest, mode: str = "generation") -> pd.DataFrame:
 
 def cross_task_table(m: Manifest) -> pd.DataFrame:
     """Correlation of per-head probe accuracies between tasks, per target (the data of Figure 6)."""
-    corr = pd.read_parquet(m.path("cross"))
+    corr = io.read_parquet(m.path("cross"))
     return pd.DataFrame({
         "target": corr["target"],
         "tasks": [f"{TASK_TITLES.get(a, a)} vs {TASK_TITLES.get(b, b)}" for a, b in zip(corr["task_a"], corr["task_b"])],
@@ -178,7 +179,7 @@ def parser_comparison(m: Manifest) -> pd.DataFrame:
     parser and tomlab's lenient one, side by side; empty if the run scored no generations."""
     from tomlab.bigtom.evaluation import parser_table
 
-    scored = pd.read_parquet(m.path("baseline_scored"))
+    scored = io.read_parquet(m.path("baseline_scored"))
     if scored.empty or "parsed_original" not in scored.columns:
         return pd.DataFrame()
     table = parser_table(scored)
@@ -241,7 +242,7 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
             f"cell's 95% interval spans roughly ±{half:.2f} around an accuracy near 0.5: differences smaller "
             "than that between cells are not evidence of anything."
         )
-    scored = pd.read_parquet(m.path("baseline_scored"))
+    scored = io.read_parquet(m.path("baseline_scored"))
     bias = letter_bias(scored)
     if bias:
         top = max(("a", "b"), key=lambda k: bias[k])
@@ -316,7 +317,7 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
 def free_text_markdown(m: Manifest, max_stories: int | None = None) -> str:
     """The free-text generations, verbatim: for each story and condition the question, then the
     model's answer without intervention and under each configured intervention."""
-    texts = pd.read_parquet(m.path("free_text"))
+    texts = io.read_parquet(m.path("free_text"))
     blocks: list[str] = []
     stories = list(dict.fromkeys(texts["story_id"]))
     if max_stories is not None:

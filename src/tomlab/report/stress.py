@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tomlab import io
 from tomlab.manifest import Manifest
 from tomlab.stress.decodability import chance_level, curve_summary
 from tomlab.stress.verdicts import (  # noqa: F401  (the section names the doubts through this module)
@@ -44,7 +45,7 @@ def available(m: Manifest) -> bool:
 
 def decodability_table(m: Manifest) -> pd.DataFrame:
     """The curve as a table: per condition and pool size, accuracy over draws (mean, lowest, highest)."""
-    summary = curve_summary(pd.read_parquet(m.path("stress_decodability")))
+    summary = curve_summary(io.read_parquet(m.path("stress_decodability")))
     return pd.DataFrame({
         "probe on": summary["condition"].map(lambda c: CONDITION_NAMES.get(c, c)),
         "heads' worth": summary["k"], "features": summary["n_features"], "draws": summary["draws"],
@@ -55,7 +56,7 @@ def decodability_table(m: Manifest) -> pd.DataFrame:
 
 def verdicts(m: Manifest) -> pd.DataFrame:
     """The verdict table as shown: doubt, experiment, estimate [95% CI], verdict, evidence."""
-    v = pd.read_parquet(m.path("stress_verdicts"))
+    v = io.read_parquet(m.path("stress_verdicts"))
     return pd.DataFrame({
         "doubt": v["doubt"], "experiment": v["experiment"], "statistic": v["statistic"],
         "estimate [95% CI]": [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in zip(v["estimate"], v["ci_low"],
@@ -66,12 +67,12 @@ def verdicts(m: Manifest) -> pd.DataFrame:
 
 def decodability_commentary(m: Manifest) -> str:
     """What the decodability curve says, generated from the verdict and the curve."""
-    v = pd.read_parquet(m.path("stress_verdicts"))
+    v = io.read_parquet(m.path("stress_verdicts"))
     row = v[v["doubt"] == DOUBT_SIMPLE]
     if row.empty:
         return ""
     r = row.iloc[0]
-    correct = pd.read_parquet(m.path("stress_decodability"))
+    correct = io.read_parquet(m.path("stress_decodability"))
     n_val = int(correct["sample"].nunique())
     text = (f"On this model the difference is {r['estimate']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
             f"({r['evidence']}): **{r['verdict']}**. ")
@@ -111,7 +112,7 @@ SHIFT_NAMES = {"original": "originals (validation stories)", "generated": "other
 def transfer_table(m: Manifest) -> pd.DataFrame:
     """Doubts 2 and 3 as numbers: per story set, the top heads and the bag of words, both trained on the
     originals, and how the per-head map compares with the originals'."""
-    s = pd.read_parquet(m.path("stress_transfer"))
+    s = io.read_parquet(m.path("stress_transfer"))
     return pd.DataFrame({
         "tested on": [SHIFT_NAMES.get(x, x.replace("_", " ")) for x in s["shift"]], "samples": s["n"],
         "top heads [95% CI]": [_ci(*r) for r in zip(s["top_acc"], s["top_acc_low"], s["top_acc_high"])],
@@ -126,7 +127,7 @@ def transfer_table(m: Manifest) -> pd.DataFrame:
 
 def examples(m: Manifest) -> pd.DataFrame:
     """One before/after example per perturbation, with how many stories it applied to and skipped."""
-    e = pd.read_parquet(m.path("stress_examples"))
+    e = io.read_parquet(m.path("stress_examples"))
     return pd.DataFrame({"perturbation": e["perturbation"].str.replace("_", " "), "story": e["story"],
                          "sentence": e["field"].map({"story": "story", "aware_of_event": "perception (true belief)",
                                                      "not_aware_of_event": "perception (false belief)"}),
@@ -136,7 +137,7 @@ def examples(m: Manifest) -> pd.DataFrame:
 def minds_table(m: Manifest) -> pd.DataFrame:
     """Doubt 4's probes: per group, the best head (chosen on training stories), the belief heads refitted
     on this group, and how this group's head map compares with the forward-belief one."""
-    s = pd.read_parquet(m.path("stress_minds"))
+    s = io.read_parquet(m.path("stress_minds"))
     return pd.DataFrame({
         "probe for": s["group"].str.replace("_", " "), "label": s["target"], "validation samples": s["n"],
         "stories": s["n_stories"], "chance": [f"{c:.2f}" for c in s["chance"]], "best head": s["best_head"],
@@ -151,7 +152,7 @@ def minds_table(m: Manifest) -> pd.DataFrame:
 def behaviour(m: Manifest, mode: str) -> pd.DataFrame:
     """Doubts 3 and 5 in behaviour, one scoring mode: plain accuracy per item set and condition, the change
     from the original items of the same stories, and the steered accuracy with its paired change."""
-    t = pd.read_parquet(m.path("stress_behaviour"))
+    t = io.read_parquet(m.path("stress_behaviour"))
     t = t[t["mode"] == mode]
     return pd.DataFrame({
         "items": t["set"].str.replace("_", " "), "question": t["task"].str.replace("_", " "),
@@ -166,7 +167,7 @@ def behaviour(m: Manifest, mode: str) -> pd.DataFrame:
 
 def behaviour_modes(m: Manifest) -> list[str]:
     """The scoring modes of the behavioural stress table, log-likelihood first."""
-    modes = set(pd.read_parquet(m.path("stress_behaviour"))["mode"])
+    modes = set(io.read_parquet(m.path("stress_behaviour"))["mode"])
     return [x for x in ("log-likelihood", "generation") if x in modes]
 
 
@@ -174,7 +175,7 @@ def symbolic(m: Manifest) -> pd.DataFrame:
     """GSM-Symbolic's view: accuracy over draws of new names, beside the original stories'."""
     from tomlab.stress.behaviour import symbolic_summary
 
-    s = symbolic_summary(pd.read_parquet(m.path("stress_behaviour")))
+    s = symbolic_summary(io.read_parquet(m.path("stress_behaviour")))
     return pd.DataFrame({"mode": s["mode"], "condition": s["condition"].str.replace("_", " "),
                          "draws": s["instantiations"], "mean": s["mean"].round(2), "sd": s["sd"].round(2),
                          "range": [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(s["lowest"], s["highest"])],
@@ -183,7 +184,7 @@ def symbolic(m: Manifest) -> pd.DataFrame:
 
 def verdict_sentence(m: Manifest, doubt: str) -> str:
     """The verdict of one doubt as a sentence (empty when that doubt was not run)."""
-    v = pd.read_parquet(m.path("stress_verdicts"))
+    v = io.read_parquet(m.path("stress_verdicts"))
     row = v[v["doubt"] == doubt]
     if row.empty:
         return ""
@@ -194,10 +195,10 @@ def verdict_sentence(m: Manifest, doubt: str) -> str:
 
 def closing(m: Manifest) -> str:
     """What the verdicts add up to on this model, and where the evidence is weak."""
-    v = pd.read_parquet(m.path("stress_verdicts"))
+    v = io.read_parquet(m.path("stress_verdicts"))
     counts = v["verdict"].value_counts()
     text = (f"Of {len(v)} doubts tested, " + ", ".join(f"{int(counts.get(x, 0))} {x}" for x in VERDICTS) + ". ")
-    t = pd.read_parquet(m.path("stress_transfer"))
+    t = io.read_parquet(m.path("stress_transfer"))
     orig = t[t["shift"] == "original"]
     if len(orig):
         o = orig.iloc[0]

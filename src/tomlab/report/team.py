@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from tomlab import io
 from tomlab.manifest import Manifest
 from tomlab.team.tables import summary_table
 
@@ -49,7 +50,7 @@ def available(m: Manifest) -> bool:
 
 
 def episodes(m: Manifest) -> pd.DataFrame:
-    return pd.read_parquet(m.path("team_episodes"))
+    return io.read_parquet(m.path("team_episodes"))
 
 
 # Which of our rows each paper row is compared with (like for like: the same kind of team).
@@ -95,7 +96,7 @@ def ours_vs_paper(m: Manifest, setup: Mapping[str, Any] | None = None) -> pd.Dat
 
 def tom_vs_paper(m: Manifest, setup: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """ToM accuracy per order, ours (with 95% intervals and the model that answered) above the paper's."""
-    tom = _pooled(pd.read_parquet(m.path("team_tom")))
+    tom = _pooled(io.read_parquet(m.path("team_tom")))
     rows = []
     for agent_type, g in tom.groupby("agent_type", sort=False):
         row = {"agents": AGENT_NAMES.get(agent_type, agent_type), "source": "ours", "model": _model_of(agent_type, setup)}
@@ -120,7 +121,7 @@ def _pooled(tom: pd.DataFrame) -> pd.DataFrame:
 
 def tom_display(m: Manifest) -> pd.DataFrame:
     """Every (agent, topic, order) cell: accuracy beside always-majority, the yes shares, unparseable."""
-    tom = pd.read_parquet(m.path("team_tom"))
+    tom = io.read_parquet(m.path("team_tom"))
     if tom.empty:
         return tom
     topic = tom["topic"] if "topic" in tom else pd.Series("all", index=tom.index)
@@ -206,7 +207,7 @@ def team_commentary(m: Manifest, setup: Mapping[str, Any] | None = None) -> str:
         curve_path = m.get("team_curve")
         trained = ""
         if curve_path is not None and curve_path.exists():
-            curve = pd.read_parquet(curve_path)
+            curve = io.read_parquet(curve_path)
             if len(curve):
                 tail = curve.tail(max(1, len(curve) // 10))
                 wall = (f" in {curve['wall_s'].max() / 60:.1f} minutes on this machine"
@@ -244,7 +245,7 @@ def team_commentary(m: Manifest, setup: Mapping[str, Any] | None = None) -> str:
                    "spread between seeds in the table.")
     tom_path = m.get("team_tom")
     if tom_path is not None and tom_path.exists():
-        tom = pd.read_parquet(tom_path)
+        tom = io.read_parquet(tom_path)
         if not tom.empty:
             tom = _pooled(tom)
             worse = tom[tom["accuracy"] <= tom["majority_baseline"] + 1e-9]

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab import io
 from tomlab.bigtom.evaluation import ITEM_COLUMNS
 from tomlab.bigtom.protocol import check_parser, correct_in_b, protocol_parser
 from tomlab.bigtom.protocol import make_prompt as item_prompt
@@ -423,7 +424,7 @@ def read_minds(path: str | os.PathLike[str]) -> pd.DataFrame:
     non-integer ids or a story whose three roles are not three different names."""
     path = Path(path)
     if _format(path) == ".parquet":
-        frame = pd.read_parquet(path)
+        frame = io.read_parquet(path)
     else:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in STORY_COLUMNS if c not in frame.columns]

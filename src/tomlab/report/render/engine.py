@@ -323,9 +323,9 @@ def _as_list(value: Any) -> list[str]:
 
 
 _EXTERNAL_RE = [
-    re.compile(r"""<(?:img|script|iframe|embed|source|audio|video|input)\b[^>]*?\ssrc\s*=\s*["']?(?!data:)([^"'\s>]+)""", re.I),
-    re.compile(r"""<link\b[^>]*?\shref\s*=\s*["']?(?!data:)([^"'\s>]+)""", re.I),
-    re.compile(r"""url\(\s*["']?(?!data:|#)([^"')]+)""", re.I),
+    re.compile(r"""<(?:img|script|iframe|embed|source|audio|video|input)\b[^>]*?\ssrc\s*=\s*["']?(?!data:)([^"'\s>]+)""", re.IGNORECASE),
+    re.compile(r"""<link\b[^>]*?\shref\s*=\s*["']?(?!data:)([^"'\s>]+)""", re.IGNORECASE),
+    re.compile(r"""url\(\s*["']?(?!data:|#)([^"')]+)""", re.IGNORECASE),
 ]
 
 
