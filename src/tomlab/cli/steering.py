@@ -40,10 +40,6 @@ def cmd_directions(args: argparse.Namespace) -> None:
     print(json.dumps({kind: entry.heads.tolist() for kind, entry in sets.items()}))
 
 
-def _acts(path: str) -> np.ndarray:
-    return io.read_npy(path)
-
-
 def cmd_steer(args: argparse.Namespace) -> None:
     from tomlab.backends.build import load_local
     from tomlab.steering.directions import load_direction_sets
@@ -60,7 +56,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
         pairs.append((source, target))
     kind = _kinds([args.kind])[0]
     directions = {task: load_direction_sets(path) for task, path in direction_paths.items()}
-    activations = {target: _acts(activation_paths[target]) for _, target in pairs}
+    activations = {target: io.read_npy(activation_paths[target]) for _, target in pairs}
     items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, report = steer_pairs(
@@ -90,7 +86,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, table, report = alpha_sweep(
-        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args, items),
+        loaded, items, sets, _kinds(args.kinds), args.alphas, io.read_npy(args.activations), _generation(args, items),
         task=args.task, site=args.site, conditions=args.conditions, completion_cache=args.completion_cache,
         modes=args.modes, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed,
     )
@@ -108,7 +104,7 @@ def cmd_mechanism(args: argparse.Namespace) -> None:
     items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     letters, projections = mechanism(
-        loaded, items, sets, _kinds(args.kinds), _acts(args.activations), task=args.task, site=args.site,
+        loaded, items, sets, _kinds(args.kinds), io.read_npy(args.activations), task=args.task, site=args.site,
         alpha=args.alpha, conditions=args.conditions, projection_kind=_kinds([args.projection_kind])[0],
         n_stories=args.n_stories, batch_size=args.batch_size, chat_template=_chat_template(args, items),
     )
@@ -125,7 +121,7 @@ def cmd_free_text(args: argparse.Namespace) -> None:
     items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     texts = free_text(
-        loaded, items, sets, _kinds(args.kinds), args.alphas, _acts(args.activations), _generation(args, items),
+        loaded, items, sets, _kinds(args.kinds), args.alphas, io.read_npy(args.activations), _generation(args, items),
         task=args.task, site=args.site, conditions=args.conditions, n_stories=args.n_stories,
         batch_size=args.batch_size, completion_cache=args.completion_cache,
     )

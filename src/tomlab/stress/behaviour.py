@@ -26,7 +26,8 @@ ORIGINAL = "original"
 MINDS = "minds"
 SYMBOLIC_PREFIX = "names@"
 CONDITIONS: tuple[str, ...] = ("true_belief", "false_belief")
-_MODE_COLUMNS = {"generation": "correct_pred", "log-likelihood": "ll_correct"}
+MODE_COLUMNS: dict[str, str] = {"generation": "correct_pred", "log-likelihood": "ll_correct"}
+"""Each scoring mode and the scored items' column that says whether it answered right."""
 TABLE_COLUMNS: tuple[str, ...] = (
     "set", "task", "condition", "mode", "n", "plain", "plain_low", "plain_high", "steered", "delta", "delta_low",
     "delta_high", "versus_original", "versus_original_low", "versus_original_high",
@@ -79,7 +80,7 @@ def behaviour_table(scored: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) 
     steered = scored[scored["direction"] != "none"].set_index("item_id")
     original = plain[plain["set"] == ORIGINAL].set_index(["origin_story", "condition"])
     rows: list[dict[str, Any]] = []
-    for mode, col in _MODE_COLUMNS.items():
+    for mode, col in MODE_COLUMNS.items():
         if col not in scored.columns:
             continue
         for (name, task, condition), frame in plain.groupby(["set", "task", "condition"], sort=False):

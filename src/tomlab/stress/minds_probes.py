@@ -11,7 +11,6 @@ stories beside it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,8 @@ from tomlab.stress.transfer import (
     ORIGINAL,
     head_correct,
     inner_ranking,
+    interval_fields,
     jaccard_columns,
-    percentile_interval,
     spearman_columns,
     story_weights,
     top_sets,
@@ -118,8 +117,8 @@ def minds_stats(correct: pd.DataFrame, transfer: pd.DataFrame, *, top_k: int = 1
         rows.append({
             "group": group, "target": part["target"].iloc[0], "n": n, "n_stories": len(np.unique(stories)),
             "chance": 1.0 / n_classes, "best_head": f"L{best // _n_heads(part)}H{best % _n_heads(part)}",
-            "best_acc": float(h[best].mean()), **_ci("best", h[best] @ w),
-            "belief_heads_acc": float(pooled.mean()), **_ci("belief_heads", pooled @ w),
+            "best_acc": float(h[best].mean()), **interval_fields("best", h[best] @ w),
+            "belief_heads_acc": float(pooled.mean()), **interval_fields("belief_heads", pooled @ w),
             "best_on_val_acc": float(mean.max()),
             "spearman": float(spearman_columns(mean[:, None], belief_map[:, None])[0]),
             "jaccard": float(jaccard_columns(top_sets(mean[:, None], top_k, rng),
@@ -131,11 +130,6 @@ def minds_stats(correct: pd.DataFrame, transfer: pd.DataFrame, *, top_k: int = 1
 
 def _n_heads(part: pd.DataFrame) -> int:
     return int(part["head"].max()) + 1
-
-
-def _ci(name: str, values: np.ndarray) -> Mapping[str, float]:
-    low, high = percentile_interval(values)
-    return {f"{name}_low": low, f"{name}_high": high}
 
 
 def head_map(correct: pd.DataFrame, group: str) -> pd.DataFrame:

@@ -292,6 +292,12 @@ def percentile_interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def interval_fields(name: str, values: np.ndarray) -> dict[str, float]:
+    """``{name}_low`` and ``{name}_high``: the percentile interval of bootstrap ``values``."""
+    low, high = percentile_interval(values)
+    return {f"{name}_low": low, f"{name}_high": high}
+
+
 def split_half_ceiling(h: np.ndarray, stories: np.ndarray, *, top_k: int, draws: int,
                        rng: np.random.Generator) -> tuple[float, float]:
     """What the statistics reach with no shift at all: the per-head accuracy maps of two random halves of
@@ -330,22 +336,18 @@ def _stat_row(shift: str, h: np.ndarray, lex: np.ndarray, pairs: np.ndarray, sto
     top_b, top_o_b, lex_b = per_top @ w, per_top_o @ w_o, lex @ w
     mean, mean_o = h.mean(axis=1, keepdims=True), h_o.mean(axis=1, keepdims=True)
 
-    def ci(name: str, values: np.ndarray) -> dict[str, float]:
-        low, high = percentile_interval(values)
-        return {f"{name}_low": low, f"{name}_high": high}
-
     spearman = float(spearman_columns(mean, mean_o)[0])
     jaccard = float(_overlap(mean, mean_o, top_k, rng)[0])
     return {
         "shift": shift, "paired": paired, "n": n, "n_stories": len(np.unique(stories)), "top_k": top_k,
-        "top_acc": float(per_top.mean()), **ci("top_acc", top_b),
+        "top_acc": float(per_top.mean()), **interval_fields("top_acc", top_b),
         "original_top_acc": float(per_top_o.mean()), "drop": float(per_top_o.mean() - per_top.mean()),
-        **ci("drop", top_o_b - top_b),
-        "lexical_acc": float(lex.mean()), **ci("lexical", lex_b),
-        "margin": float(per_top.mean() - lex.mean()), **ci("margin", top_b - lex_b),
-        "spearman": spearman, **ci("spearman", spearman_columns(maps, maps_o)),
+        **interval_fields("drop", top_o_b - top_b),
+        "lexical_acc": float(lex.mean()), **interval_fields("lexical", lex_b),
+        "margin": float(per_top.mean() - lex.mean()), **interval_fields("margin", top_b - lex_b),
+        "spearman": spearman, **interval_fields("spearman", spearman_columns(maps, maps_o)),
         "jaccard": jaccard,
-        **ci("jaccard", _overlap(maps, maps_o, top_k, rng)),
+        **interval_fields("jaccard", _overlap(maps, maps_o, top_k, rng)),
     }
 
 

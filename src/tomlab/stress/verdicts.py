@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 
 from tomlab.stats import bootstrap_ci
+from tomlab.stress.behaviour import MODE_COLUMNS
 from tomlab.stress.decodability import chance_level
 from tomlab.stress.transfer import percentile_interval, story_weights
 
 VERDICTS: tuple[str, ...] = ("supports the claim", "undermines it", "inconclusive at this scale")
 COLUMNS: tuple[str, ...] = ("doubt", "experiment", "statistic", "estimate", "ci_low", "ci_high", "verdict", "evidence")
 
-_MODE_COLUMNS = {"log-likelihood": "ll_correct", "generation": "correct_pred"}
+_MODE_COLUMNS = {mode: MODE_COLUMNS[mode] for mode in ("log-likelihood", "generation")}  # log-likelihood first
 
 MIN_STORIES = 5
 """Fewer validation stories than this give no verdict but "inconclusive at this scale": a bootstrap over
