@@ -16,12 +16,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/probing.smk"
-include: "workflow/rules/bench.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/steering.smk"
 include: "workflow/rules/stress.smk"
 include: "workflow/rules/team.smk"
 include: "workflow/rules/debate.smk"
+include: "workflow/rules/bench.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -99,7 +99,7 @@ def test_served_config_sends_the_team_the_debate_and_the_evaluation_to_the_serve
                       "results/eval/served/accuracy.parquet")
     assert proc.returncode == 0, proc.stderr[-2000:]
     plays = [line for line in proc.stdout.splitlines()
-             if "team-play" in line or "debate-run" in line or ("tomlab evaluate " in line and "--modes generation " in line)]
+             if "team-play" in line or "debate-run" in line or (" evaluate --model-json " in line and "--modes generation " in line)]
     assert len(plays) == 3 and all('"base_url": "http://127.0.0.1:8000/v1"' in line for line in plays)
     served_eval = proc.stdout.split("rule evaluate_served:")[1].split("rule ")[0].split("Job stats")[0]
     assert "prepare_model" not in served_eval
@@ -214,6 +214,24 @@ def test_whole_dag_on_smoke_config(tmp_path):
         assert (res / f"figures/{name}.svg").stat().st_size > 0
     assert "Debate" in html and "Counter-intuitive arithmetic" in html
 
+    # Cost: every job's benchmark file, the model rules' usage, the tables and the report's section.
+    jobs = pd.read_parquet(res / "cost/jobs.parquet")
+    assert {"steer", "debate_run", "team_play", "extract_activations", "stress_behaviour"} <= set(jobs["rule"])
+    assert (jobs["seconds"] > 0).all() and jobs["rule"].nunique() >= 40
+    model_rules = jobs[jobs["rule"].isin(["steer", "debate_run", "evaluate_baseline"])]
+    assert (model_rules["model_tokens"] > 0).all()
+    assert (jobs.loc[jobs["rule"] == "debate_run", "completion_tokens"] > 0).all()
+    experiments = pd.read_parquet(res / "cost/experiments.parquet")
+    assert experiments["experiment"].iloc[-1] == "total" and {"steering", "debate", "stress"} <= set(experiments["experiment"])
+    assert experiments["seconds"].iloc[-1] == pytest.approx(jobs["seconds"].sum())
+    assert "Cost" in html and "minutes in all" in html
+    steering_bench = json.loads((res / "bench/steering.json").read_text())
+    assert steering_bench["speedup"] > 0 and steering_bench["float32_identical_answers"] is not None
+    assert steering_bench["vs_stepwise_rows"] == steering_bench["items"] * steering_bench["interventions"]
+    generation_bench = json.loads((res / "bench/generation.json").read_text())
+    assert len(generation_bench["by_batch_size"]) >= 2
+    assert {"mfu", "peak_gflops"} <= set(json.loads((res / "bench/extract.json").read_text()))
+
     # A second run has nothing to do.
     again = _snakemake(tmp_path, "--configfile", config)
     assert again.returncode == 0
@@ -234,7 +252,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     before = pd.read_parquet(run_path)
     again = _snakemake(tmp_path, str(run_path.relative_to(tmp_path)), "--forcerun", "steer", "--configfile", config)
     assert again.returncode == 0, again.stderr[-4000:]
-    log = (res / "logs/steer_head_z_plus_tpfo.log").read_text()
+    log = (res / "logs/steer_head_z.log").read_text()
     assert '"cache_misses": 0' in log and '"cache_hits": 0' not in log
     pd.testing.assert_frame_equal(pd.read_parquet(run_path), before)
 

@@ -173,7 +173,7 @@ def test_cli_steer_rejects_a_pair_without_inputs(tmp_path, capsys):
     items = tmp_path / "items.parquet"
     pd.DataFrame({"item_id": ["0/forward_belief/true_belief"], "task": ["forward_belief"]}).to_parquet(items)
     with pytest.raises(SystemExit, match="needs --directions for 'forward_action'"):
-        main(["steer", "--model", "random:llama", "--items", str(items), "--site", "head_z", "--kind", "plus_tpfo",
+        main(["steer", "--model", "random:llama", "--items", str(items), "--site", "head_z", "--kinds", "plus_tpfo",
               "--pairs", "forward_action:forward_belief", "--directions", f"forward_belief={tmp_path}/d.npz",
               "--activations", f"forward_belief={tmp_path}/a.npy", "--out", str(tmp_path / "out.parquet")])
     with pytest.raises(SystemExit, match="TASK=PATH"):

@@ -20,8 +20,11 @@ rule extract_activations:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/extract_activations/{task}.tsv"
     log:
-        "results/logs/extract_activations_{task}.log",
+        log="results/logs/extract_activations_{task}.log",
+        usage="results/logs/usage/extract_activations/{task}.json",
     shell:
-        "tomlab --threads {threads} extract --model-json {params.model:q} --samples {input.samples:q}"
-        " --sites {params.sites} --batch-size {params.batch_size} --dtype {params.dtype} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "tomlab --threads {threads} --usage {log.usage:q} extract --model-json {params.model:q} --samples {input.samples:q}"
+        " --sites {params.sites} --batch-size {params.batch_size} --dtype {params.dtype} --out-dir {params.out_dir:q} > {log.log:q} 2>&1"

@@ -1,5 +1,6 @@
 # Benchmarks (not tests): batched vs reference probing (and the original's 100-iteration joint probe vs
-# the converged one), batched vs one-at-a-time extraction.
+# the converged one), batched vs one-at-a-time extraction (with its FLOP utilisation), shared-prefix vs
+# token-by-token steering, and generation throughput against the batch size.
 # Each takes every core so that nothing else runs beside it while it is timed.
 rule bench_probing:
     input:
@@ -18,6 +19,8 @@ rule bench_probing:
     threads: workflow.cores
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/bench_probing.tsv"
     log:
         "results/logs/bench_probing.log",
     shell:
@@ -43,9 +46,76 @@ rule bench_extract:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/bench_extract.tsv"
     log:
-        "results/logs/bench_extract.log",
+        log="results/logs/bench_extract.log",
+        usage="results/logs/usage/bench_extract.json",
     shell:
-        "tomlab --threads {threads} bench extract --model-json {params.model:q} --samples {input.samples:q}"
+        "tomlab --threads {threads} --usage {log.usage:q} bench extract --model-json {params.model:q} --samples {input.samples:q}"
         " --sites {params.sites} --n-prompts {params.n_prompts} --batch-size {params.batch_size}"
-        " --out {output.json:q} > {log:q} 2>&1"
+        " --out {output.json:q} > {log.log:q} 2>&1"
+
+
+rule bench_steering:
+    input:
+        eval_items=rules.eval_items.output.eval_items,
+        model=rules.prepare_model.output.info,
+        directions=rules.alpha_sweep.input.directions,
+        acts=rules.alpha_sweep.input.acts,
+    output:
+        json="results/bench/steering.json",
+    params:
+        model=MODEL_JSON,
+        chat=CHAT,
+        batch_size=EVAL["batch_size"],
+        max_new_tokens=EVAL["max_new_tokens"],
+        modes=" ".join(EVAL["modes"]),
+        task=MAIN_TASK,
+        site=STEER["site"],
+        kinds=slugs(STEER["sweep"]["directions"]),
+        alphas=" ".join(str(a) for a in STEER["sweep"]["alphas"]),
+        n_items=config["bench"]["steering_items"],
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    benchmark:
+        "results/benchmarks/bench_steering.tsv"
+    log:
+        log="results/logs/bench_steering.log",
+        usage="results/logs/usage/bench_steering.json",
+    shell:
+        "tomlab --threads {threads} --usage {log.usage:q} bench steering --model-json {params.model:q}"
+        " --items {input.eval_items:q} {params.chat} --batch-size {params.batch_size}"
+        " --max-new-tokens {params.max_new_tokens} --modes {params.modes} --directions {input.directions:q}"
+        " --activations {input.acts:q} --task {params.task} --site {params.site} --kinds {params.kinds}"
+        " --alphas {params.alphas} --n-items {params.n_items} --out {output.json:q} > {log.log:q} 2>&1"
+
+
+rule bench_generation:
+    input:
+        task_items=expand(rules.debate_tasks.output.task_items, task="arithmetic"),
+        model=rules.prepare_model.output.info,
+    output:
+        json="results/bench/generation.json",
+    params:
+        model=MODEL_JSON,
+        n_prompts=config["bench"]["generation_prompts"],
+        batch_sizes=" ".join(str(b) for b in config["bench"]["generation_batch_sizes"]),
+        max_new_tokens=config["bench"]["generation_max_new_tokens"],
+    threads: workflow.cores
+    resources:
+        gpu=GPUS,
+    conda:
+        ENV
+    benchmark:
+        "results/benchmarks/bench_generation.tsv"
+    log:
+        log="results/logs/bench_generation.log",
+        usage="results/logs/usage/bench_generation.json",
+    shell:
+        "tomlab --threads {threads} --usage {log.usage:q} bench generation --model-json {params.model:q}"
+        " --items {input.task_items:q} --n-prompts {params.n_prompts} --batch-sizes {params.batch_sizes}"
+        " --max-new-tokens {params.max_new_tokens} --out {output.json:q} > {log.log:q} 2>&1"

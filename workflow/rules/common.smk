@@ -47,6 +47,7 @@ STEER_PAIRS = [f"{t}:{t}" for t in TASKS] + [f"{MAIN_TASK}:{t}" for t in TASKS i
 EVAL = config["evaluation"]
 # None: the evaluation protocol's choice, which the command reads from the items
 CHAT = {True: "--chat-template", False: "--no-chat-template", None: ""}[EVAL["chat_template"]]
+SHARED_PREFIX = "--shared-prefix" if STEER["shared_prefix"] else "--no-shared-prefix"
 COMPLETION_CACHE = "results/cache/completions"  # content-addressed; shared by the model rules
 REPORT_DIR = Path(workflow.basedir) / "report"
 REPORT_SOURCES = sorted(
@@ -226,3 +227,14 @@ def report_manifest(wildcards, input):
         else:
             manifest[name] = value if isinstance(value, str) else list(value)
     return json.dumps(manifest, sort_keys=True)
+
+
+# Where the rules write their Snakemake benchmark files and the model usage of their commands
+# (`tomlab --usage`); the cost rule reads both.
+BENCHMARKS = "results/benchmarks"
+USAGE = "results/logs/usage"
+
+
+def rule_experiments(wildcards):
+    """JSON: the experiment of every workflow rule, which is the name of the file that defines it."""
+    return json.dumps({r.name: Path(str(r.snakefile)).stem for r in workflow.rules}, sort_keys=True)

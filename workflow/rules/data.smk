@@ -8,6 +8,8 @@ if config["stories"]["source"] == "bigtom":
             csv="results/data/raw_stories.csv",
         conda:
             ENV
+        benchmark:
+            "results/benchmarks/raw_stories.tsv"
         log:
             "results/logs/raw_stories.log",
         shell:
@@ -23,6 +25,8 @@ else:
             seed=config["stories"]["seed"],
         conda:
             ENV
+        benchmark:
+            "results/benchmarks/raw_stories.tsv"
         log:
             "results/logs/raw_stories.log",
         shell:
@@ -36,6 +40,8 @@ rule bigtom_conditions:
         conditions=directory("results/data/conditions"),
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/bigtom_conditions.tsv"
     log:
         "results/logs/bigtom_conditions.log",
     shell:
@@ -60,6 +66,8 @@ rule probe_samples:
         ),
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/probe_samples/{task}.tsv"
     log:
         "results/logs/probe_samples_{task}.log",
     shell:
@@ -81,6 +89,8 @@ rule split:
         seed=config["split"]["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/split/{task}.tsv"
     log:
         "results/logs/split_{task}.log",
     shell:

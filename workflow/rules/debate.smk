@@ -19,6 +19,8 @@ rule debate_tasks:
         languages=lambda wildcards: DEBATE_LANGUAGES if wildcards.task == "translation" else "",
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/debate_tasks/{task}.tsv"
     log:
         "results/logs/debate_tasks/{task}.log",
     shell:
@@ -48,14 +50,17 @@ rule debate_run:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/debate_run/{task}_{method}.tsv"
     log:
-        "results/logs/debate_run/{task}_{method}.log",
+        log="results/logs/debate_run/{task}_{method}.log",
+        usage="results/logs/usage/debate_run/{task}_{method}.json",
     shell:
-        "tomlab --threads {threads} debate-run --task {wildcards.task} --tasks {input.task_items:q}"
+        "tomlab --threads {threads} --usage {log.usage:q} debate-run --task {wildcards.task} --tasks {input.task_items:q}"
         " --method {wildcards.method} --models-json {params.models:q} --debate-json {params.settings:q}"
         " --batch-size {params.batch_size} --completion-cache {params.cache:q} --out {output.answers:q}"
         " --out-turns {output.turns:q} --out-judge {output.judge:q} --transcripts {output.transcripts:q}"
-        " > {log:q} 2>&1"
+        " > {log.log:q} 2>&1"
 
 
 rule debate_tables:
@@ -75,6 +80,8 @@ rule debate_tables:
         n_boot=DEBATE["n_boot"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/debate_tables/{task}.tsv"
     log:
         "results/logs/debate_tables/{task}.log",
     shell:
@@ -98,6 +105,8 @@ rule plot_debate:
         disagreement_stem=lambda wildcards, output: output.disagreement_png.removesuffix(".png"),
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/plot_debate.tsv"
     log:
         "results/logs/plot_debate.log",
     shell:

@@ -12,6 +12,8 @@ rule eval_items:
         max_stories=f"--max-stories {EVAL['max_stories']}" if EVAL["max_stories"] else "",
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/eval_items.tsv"
     log:
         "results/logs/eval_items.log",
     shell:
@@ -40,13 +42,16 @@ rule evaluate_baseline:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/evaluate_baseline.tsv"
     log:
-        "results/logs/evaluate_baseline.log",
+        log="results/logs/evaluate_baseline.log",
+        usage="results/logs/usage/evaluate_baseline.json",
     shell:
-        "tomlab --threads {threads} evaluate --model-json {params.model:q} --items {input.eval_items:q}"
+        "tomlab --threads {threads} --usage {log.usage:q} evaluate --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens}"
         " --modes {params.modes} --n-boot {params.n_boot} --seed {params.seed}"
-        " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log:q} 2>&1"
+        " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log.log:q} 2>&1"
 
 
 rule evaluate_served:
@@ -64,9 +69,12 @@ rule evaluate_served:
         cache=COMPLETION_CACHE,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/evaluate_served.tsv"
     log:
-        "results/logs/evaluate_served.log",
+        log="results/logs/evaluate_served.log",
+        usage="results/logs/usage/evaluate_served.json",
     shell:
-        "tomlab evaluate --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        "tomlab --usage {log.usage:q} evaluate --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
         " --max-new-tokens {params.max_new_tokens} --modes generation --n-boot {params.n_boot} --seed {params.seed}"
-        " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log:q} 2>&1"
+        " --completion-cache {params.cache:q} --out {output.scored:q} --out-table {output.table:q} > {log.log:q} 2>&1"

@@ -8,7 +8,10 @@ rule prepare_model:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/prepare_model.tsv"
     log:
-        "results/logs/prepare_model.log",
+        log="results/logs/prepare_model.log",
+        usage="results/logs/usage/prepare_model.json",
     shell:
-        "tomlab prepare-model --model-json {params.model:q} --out {output.info:q} > {log:q} 2>&1"
+        "tomlab --usage {log.usage:q} prepare-model --model-json {params.model:q} --out {output.info:q} > {log.log:q} 2>&1"

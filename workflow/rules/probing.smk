@@ -20,6 +20,8 @@ rule probe:
     threads: 2
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/probe/{task}_{site}.tsv"
     log:
         "results/logs/probe_{task}_{site}.log",
     shell:
@@ -43,6 +45,8 @@ rule lexical_baseline:
         max_iter=config["probing"]["max_iter"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/lexical_baseline/{task}.tsv"
     log:
         "results/logs/lexical_baseline_{task}.log",
     shell:
@@ -66,6 +70,8 @@ rule plot_probing:
         selectivity=lambda wildcards, output: os.path.splitext(output.selectivity_png)[0],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/plot_probing/{task}_{site}.tsv"
     log:
         "results/logs/plot_probing_{task}_{site}.log",
     shell:

@@ -21,6 +21,8 @@ rule steering_directions:
     threads: 2
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/steering_directions/{task}_{site}.tsv"
     log:
         "results/logs/steering_directions_{task}_{site}.log",
     shell:
@@ -30,8 +32,9 @@ rule steering_directions:
         " --max-iter {params.max_iter} --out {output.directions:q} > {log:q} 2>&1"
 
 
-# One kind of direction at one site: every task with its own directions (Table 1) and the
-# forward-belief directions on the other tasks (Table 2), true- and false-belief items.
+# Every kind of direction at one site: every task with its own directions (Table 1) and the
+# forward-belief directions on the other tasks (Table 2), true- and false-belief items; one scored
+# file per kind. All interventions on a task's items branch from one pass over its prompts.
 rule steer:
     input:
         eval_items=rules.eval_items.output.eval_items,
@@ -39,10 +42,9 @@ rule steer:
         directions=expand(rules.steering_directions.output.directions, task=TASKS, allow_missing=True),
         acts=lambda wildcards: [activations(t, wildcards.site) for t in TASKS],
     output:
-        scored="results/steering/runs/{site}/{kind}.parquet",
+        scored=expand("results/steering/runs/{{site}}/{kind}.parquet", kind=[slug(k) for k in STEER["directions"]]),
     wildcard_constraints:
         site="|".join(SITES),
-        kind="|".join(slug(k) for k in STEER["directions"]),
     params:
         model=MODEL_JSON,
         chat=CHAT,
@@ -50,31 +52,34 @@ rule steer:
         max_new_tokens=EVAL["max_new_tokens"],
         modes=" ".join(EVAL["modes"]),
         alpha=STEER["alpha"],
+        kinds=slugs(STEER["directions"]),
         pairs=" ".join(STEER_PAIRS),
         directions=lambda wildcards, input: task_args(input.directions),
         acts=lambda wildcards, input: task_args(input.acts),
         cache=COMPLETION_CACHE,
+        prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/steer/{site}.tsv"
     log:
-        "results/logs/steer_{site}_{kind}.log",
+        log="results/logs/steer_{site}.log",
+        usage="results/logs/usage/steer/{site}.json",
     shell:
-        "tomlab --threads {threads} steer --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
-        " --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} --modes {params.modes}"
-        " --site {wildcards.site} --kind {wildcards.kind} --alpha {params.alpha} --pairs {params.pairs}"
-        " --directions {params.directions} --activations {params.acts} --completion-cache {params.cache:q}"
-        " --out {output.scored:q} > {log:q} 2>&1"
+        "tomlab --threads {threads} --usage {log.usage:q} steer --model-json {params.model:q} --items {input.eval_items:q}"
+        " {params.chat} {params.prefix} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens}"
+        " --modes {params.modes} --site {wildcards.site} --kinds {params.kinds} --alpha {params.alpha}"
+        " --pairs {params.pairs} --directions {params.directions} --activations {params.acts}"
+        " --completion-cache {params.cache:q} --out {output.scored:q} > {log.log:q} 2>&1"
 
 
 rule steering_tables:
     input:
         baseline=rules.evaluate_baseline.output.scored,
-        runs=expand(
-            rules.steer.output.scored, site=SITES, kind=[slug(k) for k in STEER["directions"]]
-        ),
+        runs=expand(rules.steer.output.scored, site=SITES),
     output:
         table="results/steering/accuracy.parquet",
     params:
@@ -82,6 +87,8 @@ rule steering_tables:
         seed=EVAL["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/steering_tables.tsv"
     log:
         "results/logs/steering_tables.log",
     shell:
@@ -111,20 +118,25 @@ rule alpha_sweep:
         kinds=slugs(STEER["sweep"]["directions"]),
         alphas=" ".join(str(a) for a in STEER["sweep"]["alphas"]),
         cache=COMPLETION_CACHE,
+        prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/alpha_sweep.tsv"
     log:
-        "results/logs/alpha_sweep.log",
+        log="results/logs/alpha_sweep.log",
+        usage="results/logs/usage/alpha_sweep.json",
     shell:
-        "tomlab --threads {threads} sweep --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        "tomlab --threads {threads} --usage {log.usage:q} sweep --model-json {params.model:q} --items {input.eval_items:q}"
+        " {params.chat} {params.prefix}"
         " --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} --modes {params.modes}"
         " --n-boot {params.n_boot} --seed {params.seed} --directions {input.directions:q}"
         " --activations {input.acts:q} --task {params.task} --site {params.site} --kinds {params.kinds}"
         " --alphas {params.alphas} --completion-cache {params.cache:q} --out {output.scored:q}"
-        " --out-table {output.table:q} > {log:q} 2>&1"
+        " --out-table {output.table:q} > {log.log:q} 2>&1"
 
 
 rule cross_task:
@@ -138,6 +150,8 @@ rule cross_task:
         top_k=STEER["top_k"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/cross_task.tsv"
     log:
         "results/logs/cross_task.log",
     shell:
@@ -164,19 +178,24 @@ rule mechanism:
         alpha=STEER["alpha"],
         projection_kind=slug(STEER["mechanism"]["projection_direction"]),
         n_stories=STEER["mechanism"]["n_stories"],
+        prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/mechanism.tsv"
     log:
-        "results/logs/mechanism.log",
+        log="results/logs/mechanism.log",
+        usage="results/logs/usage/mechanism.json",
     shell:
-        "tomlab --threads {threads} mechanism --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        "tomlab --threads {threads} --usage {log.usage:q} mechanism --model-json {params.model:q} --items {input.eval_items:q}"
+        " {params.chat} {params.prefix}"
         " --batch-size {params.batch_size} --directions {input.directions:q} --activations {input.acts:q}"
         " --task {params.task} --site {params.site} --kinds {params.kinds} --alpha {params.alpha}"
         " --projection-kind {params.projection_kind} --n-stories {params.n_stories}"
-        " --out-letters {output.letters:q} --out-projections {output.projections:q} > {log:q} 2>&1"
+        " --out-letters {output.letters:q} --out-projections {output.projections:q} > {log.log:q} 2>&1"
 
 
 rule free_text:
@@ -198,19 +217,24 @@ rule free_text:
         n_stories=STEER["free_text"]["n_stories"],
         max_new_tokens=STEER["free_text"]["max_new_tokens"],
         cache=COMPLETION_CACHE,
+        prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/free_text.tsv"
     log:
-        "results/logs/free_text.log",
+        log="results/logs/free_text.log",
+        usage="results/logs/usage/free_text.json",
     shell:
-        "tomlab --threads {threads} free-text --model-json {params.model:q} --items {input.eval_items:q} {params.chat}"
+        "tomlab --threads {threads} --usage {log.usage:q} free-text --model-json {params.model:q} --items {input.eval_items:q}"
+        " {params.chat} {params.prefix}"
         " --batch-size {params.batch_size} --directions {input.directions:q} --activations {input.acts:q}"
         " --task {params.task} --site {params.site} --kinds {params.kinds} --alphas {params.alphas}"
         " --n-stories {params.n_stories} --max-new-tokens {params.max_new_tokens}"
-        " --completion-cache {params.cache:q} --out {output.texts:q} > {log:q} 2>&1"
+        " --completion-cache {params.cache:q} --out {output.texts:q} > {log.log:q} 2>&1"
 
 
 rule plot_steering:
@@ -236,6 +260,8 @@ rule plot_steering:
         projections=lambda wildcards, output: os.path.splitext(output.projections_png)[0],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/plot_steering.tsv"
     log:
         "results/logs/plot_steering.log",
     shell:

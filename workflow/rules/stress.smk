@@ -14,6 +14,8 @@ rule stress_split:
         seed=STRESS["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_split.tsv"
     log:
         "results/logs/stress_split.log",
     shell:
@@ -37,6 +39,8 @@ rule stress_decodability:
     threads: 2
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_decodability.tsv"
     log:
         "results/logs/stress_decodability.log",
     shell:
@@ -58,6 +62,8 @@ rule stress_perturb:
         seed=STRESS["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_perturb/{shift}.tsv"
     log:
         "results/logs/stress_perturb_{shift}.log",
     shell:
@@ -73,6 +79,8 @@ rule stress_generated:
         seed=STRESS["generated"]["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_generated.tsv"
     log:
         "results/logs/stress_generated.log",
     shell:
@@ -89,6 +97,8 @@ rule stress_symbolic:
         seed=r"\d+",
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_symbolic/{seed}.tsv"
     log:
         "results/logs/stress_symbolic_{seed}.log",
     shell:
@@ -105,6 +115,8 @@ rule stress_conditions:
         shift="|".join(SHIFTS + SYMBOLIC) or "generated",
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_conditions/{shift}.tsv"
     log:
         "results/logs/stress_conditions_{shift}.log",
     shell:
@@ -125,6 +137,8 @@ rule stress_samples:
         pairing=shift_pairing_args,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_samples/{shift}.tsv"
     log:
         "results/logs/stress_samples_{shift}.log",
     shell:
@@ -152,12 +166,15 @@ rule stress_extract:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_extract/{shift}.tsv"
     log:
-        "results/logs/stress_extract_{shift}.log",
+        log="results/logs/stress_extract_{shift}.log",
+        usage="results/logs/usage/stress_extract/{shift}.json",
     shell:
-        "tomlab --threads {threads} extract --model-json {params.model:q} --samples {input.samples:q}"
+        "tomlab --threads {threads} --usage {log.usage:q} extract --model-json {params.model:q} --samples {input.samples:q}"
         " --sites {params.site} --batch-size {params.batch_size} --dtype {params.dtype} --out-dir {params.out_dir:q}"
-        " > {log:q} 2>&1"
+        " > {log.log:q} 2>&1"
 
 
 rule stress_transfer:
@@ -185,6 +202,8 @@ rule stress_transfer:
     threads: 2
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_transfer.tsv"
     log:
         "results/logs/stress_transfer.log",
     shell:
@@ -207,6 +226,8 @@ rule stress_examples:
         origin=lambda wildcards, input: " ".join(f"{s}={shlex.quote(p)}" for s, p in zip(PERTURBS, input.origin)),
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_examples.tsv"
     log:
         "results/logs/stress_examples.log",
     shell:
@@ -229,6 +250,8 @@ rule stress_minds:
         eval_seed=EVAL["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_minds.tsv"
     log:
         "results/logs/stress_minds.log",
     shell:
@@ -244,8 +267,11 @@ use rule stress_extract as stress_minds_extract with:
     output:
         acts=f"results/stress/minds/activations/{STRESS_SITE}.npy",
         meta="results/stress/minds/activations/samples.parquet",
+    benchmark:
+        "results/benchmarks/stress_minds_extract.tsv"
     log:
-        "results/logs/stress_minds_extract.log",
+        log="results/logs/stress_minds_extract.log",
+        usage="results/logs/usage/stress_minds_extract.json",
 
 
 rule stress_minds_probe:
@@ -265,6 +291,8 @@ rule stress_minds_probe:
     threads: 2
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_minds_probe.tsv"
     log:
         "results/logs/stress_minds_probe.log",
     shell:
@@ -296,6 +324,8 @@ rule stress_items:
         seed=EVAL["seed"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_items.tsv"
     log:
         "results/logs/stress_items.log",
     shell:
@@ -314,6 +344,7 @@ rule stress_behaviour:
         scored="results/stress/behaviour/scored.parquet",
         table="results/stress/behaviour/accuracy.parquet",
     params:
+        prefix=SHARED_PREFIX,
         model=MODEL_JSON,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
@@ -330,14 +361,17 @@ rule stress_behaviour:
         gpu=GPUS,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_behaviour.tsv"
     log:
-        "results/logs/stress_behaviour.log",
+        log="results/logs/stress_behaviour.log",
+        usage="results/logs/usage/stress_behaviour.json",
     shell:
-        "tomlab --threads {threads} stress-behaviour --model-json {params.model:q} --items {input.eval_items:q}"
+        "tomlab --threads {threads} --usage {log.usage:q} stress-behaviour {params.prefix} --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} --modes {params.modes}"
         " --n-boot {params.n_boot} --seed {params.seed} --directions {input.directions:q} --activations {input.acts:q}"
         " --site {params.site} --kind {params.kind} --alpha {params.alpha} --completion-cache {params.cache:q}"
-        " --out {output.scored:q} --out-table {output.table:q} > {log:q} 2>&1"
+        " --out {output.scored:q} --out-table {output.table:q} > {log.log:q} 2>&1"
 
 
 rule stress_verdicts:
@@ -353,6 +387,8 @@ rule stress_verdicts:
         n_boot=STRESS["n_boot"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/stress_verdicts.tsv"
     log:
         "results/logs/stress_verdicts.log",
     shell:
@@ -388,6 +424,8 @@ rule plot_stress:
         top_k=STRESS["top_k"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/plot_stress.tsv"
     log:
         "results/logs/plot_stress.log",
     shell:

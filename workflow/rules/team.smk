@@ -10,6 +10,8 @@ rule team_train_mappo:
     threads: 1
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/team_train_mappo.tsv"
     log:
         "results/logs/team_train_mappo.log",
     shell:
@@ -35,12 +37,15 @@ rule team_play:
         gpu=lambda wildcards: GPUS if wildcards.agent in LLM_AGENTS else 0,
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/team_play/{agent}.tsv"
     log:
-        "results/logs/team_play/{agent}.log",
+        log="results/logs/team_play/{agent}.log",
+        usage="results/logs/usage/team_play/{agent}.json",
     shell:
-        "tomlab --threads {threads} team-play --agent-type {wildcards.agent} --team-json {params.team:q}"
+        "tomlab --threads {threads} --usage {log.usage:q} team-play --agent-type {wildcards.agent} --team-json {params.team:q}"
         " --seeds {params.seeds} {params.extra} --out-episodes {output.episodes:q} --out-tom {output.tom:q}"
-        " --transcripts {output.transcripts:q} > {log:q} 2>&1"
+        " --transcripts {output.transcripts:q} > {log.log:q} 2>&1"
 
 
 rule team_tables:
@@ -55,6 +60,8 @@ rule team_tables:
         n_boot=TEAM["n_boot"],
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/team_tables.tsv"
     log:
         "results/logs/team_tables.log",
     shell:
@@ -78,6 +85,8 @@ rule plot_team:
         curve_stem=lambda wildcards, output: output.curve_png.removesuffix(".png"),
     conda:
         ENV
+    benchmark:
+        "results/benchmarks/plot_team.tsv"
     log:
         "results/logs/plot_team.log",
     shell:

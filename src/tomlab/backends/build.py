@@ -52,13 +52,16 @@ def cached(lm: LanguageModel, completion_cache: str | os.PathLike[str] | None, n
     return CachedLM(lm, completion_cache, namespace=namespace) if completion_cache else lm
 
 
-def generator(loaded: LoadedModel, batch_size: int = 8,
+def generator(loaded: LoadedModel, batch_size: int | str = 8,
               completion_cache: str | os.PathLike[str] | None = None) -> LanguageModel:
-    """A loaded local model as a text generator, behind the completion cache when one is given."""
-    return cached(TransformersLM(loaded, batch_size=batch_size), completion_cache)
+    """A loaded local model as a text generator, behind the completion cache when one is given;
+    ``batch_size="auto"`` lets the backend choose (:func:`tomlab.backends.batching.auto_batch_size`)."""
+    from tomlab.backends.batching import resolve_batch_size
+
+    return cached(TransformersLM(loaded, batch_size=resolve_batch_size(loaded, batch_size)), completion_cache)
 
 
-def build_backend(spec: Mapping[str, Any], *, batch_size: int = 8, completion_cache: str | os.PathLike[str] | None = None,
+def build_backend(spec: Mapping[str, Any], *, batch_size: int | str = 8, completion_cache: str | os.PathLike[str] | None = None,
                   cache_dir: str | os.PathLike[str] | None = None, where: str = "model") -> LanguageModel:
     """The backend one spec describes: served when it has a ``base_url``, else local."""
     if "base_url" in spec:
@@ -66,7 +69,7 @@ def build_backend(spec: Mapping[str, Any], *, batch_size: int = 8, completion_ca
     return generator(load_local(spec, cache_dir, where), batch_size, completion_cache)
 
 
-def build_backends(models: Mapping[str, Any], roles: tuple[str, ...], *, batch_size: int = 8,
+def build_backends(models: Mapping[str, Any], roles: tuple[str, ...], *, batch_size: int | str = 8,
                    completion_cache: str | os.PathLike[str] | None = None,
                    cache_dir: str | os.PathLike[str] | None = None, where: str = "models") -> dict[str, LanguageModel]:
     """A backend per role from ``{"default": spec, role: spec | None, ...}``; equal specs share one backend."""

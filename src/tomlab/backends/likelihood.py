@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tomlab.backends import meter
 from tomlab.backends.models import LoadedModel
 
 
@@ -44,6 +45,13 @@ def _forward_kwargs(model: torch.nn.Module) -> set[str]:
         return set(inspect.signature(model.forward).parameters)
     except (TypeError, ValueError):
         return set()
+
+
+def scoring_ids(tok: Any, prompt: str, continuation: str, chat_template: bool) -> tuple[list[int], list[int]]:
+    """The prompt's and the continuation's token ids as :func:`continuation_logprobs` scores them."""
+    text, sep, special = _render_for_scoring(tok, prompt, chat_template)
+    ids, n_prompt = _continuation_ids(tok, text, sep + str(continuation), add_special_tokens=special)
+    return ids[:n_prompt], ids[n_prompt:]
 
 
 def _render_for_scoring(tok: Any, prompt: str, chat_template: bool) -> tuple[str, str, bool]:
@@ -134,6 +142,7 @@ def continuation_logprobs(
             target = input_ids[row, width - c:]
             scores[i] = float(pred.gather(-1, target.unsqueeze(-1)).sum())
     lengths = np.array([len(ids) - n for ids, n in sequences], dtype=np.int64)
+    meter.record(scored_sequences=len(sequences), scored_tokens=sum(len(ids) for ids, _ in sequences))
     return scores, lengths
 
 
@@ -170,11 +179,17 @@ def option_logprobs(
         lm, prompts, continuations, batch_size=batch_size, chat_template=chat_template,
         progress=progress, intervention=intervention, desc="option log-probs",
     )
+    return option_columns(items, scores[0::2], scores[1::2], lengths[0::2], lengths[1::2])
+
+
+def option_columns(items: pd.DataFrame, logp_a: np.ndarray, logp_b: np.ndarray, n_a: np.ndarray,
+                   n_b: np.ndarray) -> pd.DataFrame:
+    """``items`` with the option scores of :func:`option_logprobs` and the prediction they make."""
     out = items.copy()
-    out["logp_a"] = scores[0::2]
-    out["logp_b"] = scores[1::2]
-    out["n_tokens_a"] = lengths[0::2]
-    out["n_tokens_b"] = lengths[1::2]
+    out["logp_a"] = np.asarray(logp_a, dtype=np.float64)
+    out["logp_b"] = np.asarray(logp_b, dtype=np.float64)
+    out["n_tokens_a"] = np.asarray(n_a, dtype=np.int64)
+    out["n_tokens_b"] = np.asarray(n_b, dtype=np.int64)
     out["ll_pred"] = np.where(out["logp_b"].to_numpy() > out["logp_a"].to_numpy(), "b", "a")
     out["ll_correct"] = out["ll_pred"] == out["answer_letter"]
     return out
@@ -202,9 +217,14 @@ def letter_probs(
         lm, prompts, letters, batch_size=batch_size, chat_template=chat_template,
         progress=progress, intervention=intervention, desc="letter probs",
     )
+    return letter_columns(items, scores[0::2], scores[1::2])
+
+
+def letter_columns(items: pd.DataFrame, logp_a: np.ndarray, logp_b: np.ndarray) -> pd.DataFrame:
+    """``items`` with the letter probabilities of :func:`letter_probs` from the letters' log-probabilities."""
     out = items.copy()
-    out["p_a"] = np.exp(scores[0::2])
-    out["p_b"] = np.exp(scores[1::2])
+    out["p_a"] = np.exp(np.asarray(logp_a, dtype=np.float64))
+    out["p_b"] = np.exp(np.asarray(logp_b, dtype=np.float64))
     is_b = (out["answer_letter"] == "b").to_numpy()
     out["p_correct"] = np.where(is_b, out["p_b"], out["p_a"])
     out["p_wrong"] = np.where(is_b, out["p_a"], out["p_b"])

@@ -15,7 +15,8 @@ from typing import Any, Union
 
 import torch
 
-from tomlab.backends.models import seeded
+from tomlab.backends import meter
+from tomlab.backends.decoding import left_pad, sample_loop
 from tomlab.io import write_json
 
 Message = Mapping[str, Any]
@@ -63,6 +64,8 @@ class GenerationConfig:
             "seed": int(self.seed),
             "stop": list(self.stop),
             "chat_template": bool(self.chat_template),
+            # samples of the per-row sampler (batched, a generator per prompt) do not mix with earlier ones
+            **({} if self.greedy else {"sampler": "per-row"}),
         }
 
 
@@ -184,8 +187,15 @@ class LanguageModel(abc.ABC):
         u = self.usage
         u.calls += 1
         u.completions += len(completions)
-        u.prompt_tokens += sum(c.prompt_tokens for c in completions)
-        u.completion_tokens += sum(c.completion_tokens for c in completions)
+        prompt_tokens = sum(c.prompt_tokens for c in completions)
+        completion_tokens = sum(c.completion_tokens for c in completions)
+        u.prompt_tokens += prompt_tokens
+        u.completion_tokens += completion_tokens
+        self._meter(completions, prompt_tokens, completion_tokens)
+
+    def _meter(self, completions: Sequence[Completion], prompt_tokens: int, completion_tokens: int) -> None:
+        """Tell the active meters (:mod:`tomlab.backends.meter`) what this engine computed."""
+        meter.record(prompts=len(completions), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
     def reset_usage(self) -> None:
         self.usage = Usage()
@@ -217,13 +227,28 @@ class _StopOnStrings:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The token ids that end a completion: the model's generation config's and the tokenizer's."""
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for v in (gen_eos, tokenizer.eos_token_id):
+        if v is None:
+            continue
+        if isinstance(v, int):
+            ids.add(v)
+        else:
+            ids.update(int(x) for x in v)
+    return ids
+
+
 class TransformersLM(LanguageModel):
     """A local causal LM (a :class:`tomlab.models.LoadedModel`) behind :class:`LanguageModel`.
 
     Prompts are sorted by length into batches of ``batch_size`` and left-padded; greedy decoding gives
-    the same text whatever the batching. Sampling runs one prompt at a time, seeded from ``config.seed``
-    and the prompt's tokens (:func:`prompt_seed`), so a sample is a function of (model, prompt, settings,
-    seed) alone, whatever else is asked with it or already cached; torch's global RNG is left as it was.
+    the same text whatever the batching. Sampling runs in the same batches, each row drawing from its
+    own random generator seeded from ``config.seed`` and the prompt's tokens (:func:`prompt_seed`), so a
+    sample is a function of (model, prompt, settings, seed), whatever else is asked with it or already
+    cached (up to floating-point rounding of the batch shape); torch's global RNG is not used.
     The model, its generation config and the tokenizer are not modified, so forward hooks that callers
     put on the model (steering) apply during ``generate`` and are theirs to remove.
     """
@@ -272,16 +297,8 @@ class TransformersLM(LanguageModel):
         return list(ids)
 
     def _eos_ids(self) -> set[int]:
-        ids: set[int] = set()
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for v in (gen_eos, self.tokenizer.eos_token_id):
-            if v is None:
-                continue
-            if isinstance(v, int):
-                ids.add(v)
-            else:
-                ids.update(int(x) for x in v)
-        return ids
+        return eos_ids(self.model, self.tokenizer)
+
 
     # generation ------------------------------------------------------------------------------
 
@@ -300,14 +317,20 @@ class TransformersLM(LanguageModel):
                     idx = order[start:start + self.batch_size]
                     for i, c in zip(idx, self._generate_batch([encoded[i] for i in idx], config, eos)):
                         results[i] = c
-            else:  # one prompt at a time, seeded from itself: a sample never depends on its batch-mates
-                for i in order:
-                    with seeded(prompt_seed(config.seed, encoded[i]), self.device):
-                        results[i] = self._generate_batch([encoded[i]], config, eos)[0]
+            else:  # in batches, each row drawing from its own generator seeded from its prompt
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    for i, c in zip(idx, self._sample_batch([encoded[i] for i in idx], config, eos)):
+                        results[i] = c
         out = [c for c in results if c is not None]
         assert len(out) == len(prompts)
         self._record(out)
         return out
+
+    def _sample_batch(self, batch: list[list[int]], config: GenerationConfig, eos: set[int]) -> list[Completion]:
+        seeds = [prompt_seed(config.seed, ids) for ids in batch]
+        new = sample_loop(self.model, batch, int(self.tokenizer.pad_token_id), config, eos, seeds, self.device)
+        return finish_completions(self.tokenizer, batch, new, eos, config)
 
     def _generate_batch(self, batch: list[list[int]], config: GenerationConfig, eos: set[int]) -> list[Completion]:
         from transformers import GenerationConfig as HFGenerationConfig
@@ -315,14 +338,8 @@ class TransformersLM(LanguageModel):
 
         tok = self.tokenizer
         pad = int(tok.pad_token_id)
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids):] = 1
-        input_ids = input_ids.to(self.device)
-        attention = attention.to(self.device)
+        input_ids, attention = left_pad(batch, pad, self.device)
+        width = input_ids.shape[1]
 
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": int(config.max_new_tokens),
@@ -344,23 +361,29 @@ class TransformersLM(LanguageModel):
             generation_config=HFGenerationConfig(**gen_kwargs),
             stopping_criteria=stopping,
         )
-        new_tokens = output[:, width:].tolist()
+        return finish_completions(tok, batch, output[:, width:].tolist(), eos, config)
 
-        completions = []
-        for ids, gen in zip(batch, new_tokens):
-            end = next((k for k, t in enumerate(gen) if t in eos), None)
-            kept = gen if end is None else gen[:end]
-            text = decode_after(tok, ids, kept)
-            text, cut = truncate_at_stop(text, config.stop)
-            if cut:
-                n_completion = len(tok(text, add_special_tokens=False)["input_ids"]) if text else 0
-                reason = "stop"
-            else:
-                n_completion = len(kept)
-                reason = "stop" if end is not None else "length"
-            completions.append(Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_completion,
-                                          finish_reason=reason))
-        return completions
+
+def finish_completions(tokenizer: Any, prompts: Sequence[Sequence[int]], new_tokens: Sequence[Sequence[int]],
+                       eos: set[int], config: GenerationConfig) -> list[Completion]:
+    """Completions from each prompt's ids and the tokens generated after it: cut at the first end-of-sequence
+    token, decoded as they read after the prompt (:func:`decode_after`), cut at a stop string, with the
+    finish reason and token counts (shared by every local decoding loop)."""
+    completions = []
+    for ids, gen in zip(prompts, new_tokens):
+        end = next((k for k, t in enumerate(gen) if t in eos), None)
+        kept = list(gen if end is None else gen[:end])
+        text = decode_after(tokenizer, ids, kept)
+        text, cut = truncate_at_stop(text, config.stop)
+        if cut:
+            n_completion = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+            reason = "stop"
+        else:
+            n_completion = len(kept)
+            reason = "stop" if end is not None else "length"
+        completions.append(Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_completion,
+                                      finish_reason=reason))
+    return completions
 
 
 def decode_after(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
@@ -408,6 +431,18 @@ class CachedLM(LanguageModel):
     @property
     def cache_identity(self) -> str:
         return self.inner.cache_identity
+
+    def _meter(self, completions: Sequence[Completion], prompt_tokens: int, completion_tokens: int) -> None:
+        # the inner model reports what it computed; the meters learn how many answers came from disk
+        meter.record(cache_hits=sum(1 for c in completions if c.cached))
+
+    def lookup(self, prompt: Prompt, config: GenerationConfig) -> Completion | None:
+        """The cached completion of ``prompt`` (``cached=True``), or None; counts nothing."""
+        return self._load(self.key(prompt, config))
+
+    def remember(self, prompt: Prompt, config: GenerationConfig, completion: Completion) -> None:
+        """Store a completion computed elsewhere (e.g. by shared-prefix branches) under ``prompt``'s key."""
+        self._store(self.key(prompt, config), prompt, config, completion)
 
     def key(self, prompt: Prompt, config: GenerationConfig) -> str:
         return cache_key(self.inner.cache_identity, prompt, config, self.namespace)
@@ -457,8 +492,9 @@ class CachedLM(LanguageModel):
             if c is not None:
                 found[k] = c
         miss_keys = [k for k in dict.fromkeys(keys) if k not in found]
-        self.hits += sum(1 for k in keys if k in found)
-        self.misses += len(keys) - sum(1 for k in keys if k in found)
+        hits = sum(1 for k in keys if k in found)
+        self.hits += hits
+        self.misses += len(keys) - hits
         if miss_keys:
             first = {k: p for k, p in reversed(list(zip(keys, prompts)))}  # first prompt with each key
             fresh = self.inner.generate([first[k] for k in miss_keys], config)

@@ -114,3 +114,11 @@ def _add_answer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
     p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"), help="bootstrap seed")
     p.add_argument("--completion-cache", default=None, help="folder of the on-disk completion cache")
+
+
+def _add_shared_prefix(p: argparse.ArgumentParser) -> None:
+    """How steered evaluation runs: shared prefixes (the default) or the token-by-token path."""
+    p.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction,
+                   default=schema_default("steering.shared_prefix"),
+                   help="branch every intervention from one pass over each prompt's prefix (KV cache); "
+                        "--no-shared-prefix: the token-by-token path")

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from tomlab import io
+from tomlab.backends.batching import parse_batch_size
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
 
@@ -89,7 +90,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--method", choices=vocabulary("debate_method"), required=True)
     p.add_argument("--models-json", required=True, help='{"default": model, "affirmative": ..., "negative": ..., "judge": ...}')
     p.add_argument("--debate-json", help="the config's debate section as JSON (rounds, tit_for_tat, ...)")
-    p.add_argument("--batch-size", type=int, default=schema_default("debate.batch_size"))
+    p.add_argument("--batch-size", type=parse_batch_size, default=schema_default("debate.batch_size"),
+                   help="prompts generated at once: an integer, or auto (the backend chooses)")
     p.add_argument("--cache-dir")
     p.add_argument("--completion-cache")
     p.add_argument("--out", required=True)

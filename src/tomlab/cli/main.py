@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
-from tomlab.cli import bigtom, debate, probing, report, steering, stress, team
+from tomlab.backends.meter import metered
+from tomlab.cli import bench, bigtom, debate, probing, report, steering, stress, team
+from tomlab.io import write_json
 
-MODULES = (bigtom, probing, steering, team, debate, stress, report)
+MODULES = (bigtom, probing, bench, steering, team, debate, stress, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tomlab", description=__doc__)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--usage", default=None, metavar="JSON",
+                        help="write what the command asked of its models (prompts, tokens generated and scored, "
+                             "seconds) to this file")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in MODULES:
         module.add_commands(sub)
@@ -31,7 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        args.func(args)
+        with metered() as meter:
+            start = time.perf_counter()
+            args.func(args)
+            seconds = time.perf_counter() - start
+        if args.usage:
+            write_json(args.usage, {"command": args.command, "seconds": seconds, **meter.as_dict()})
     except (ValueError, OSError, RuntimeError) as err:
         print(f"tomlab {args.command}: error: {err}", file=sys.stderr)
         return 1

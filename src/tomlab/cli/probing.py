@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -108,39 +107,6 @@ def cmd_cross_task(args: argparse.Namespace) -> None:
     io.write_parquet(args.out_correlations, corr)
 
 
-def cmd_bench_probing(args: argparse.Namespace) -> None:
-    from tomlab.probing.bench import bench_joint_cap, bench_probing
-
-    samples = io.read_parquet(args.samples)
-    acts = io.read_npy(args.activations)
-    is_val = _load_split(samples, args.split)
-    result = bench_probing(
-        acts, samples, is_val, target=args.target, C=args.C, max_iter=args.max_iter,
-        sklearn_tol=args.sklearn_tol, sklearn_max_iter=args.sklearn_max_iter, device=args.device,
-    )
-    result.update(bench_joint_cap(
-        acts, samples, is_val, capped_max_iter=args.joint_capped_max_iter, top_k=args.top_k, C=args.C_joint,
-        max_iter=args.max_iter, device=args.device,
-    ))
-    result.update({"activations": str(args.activations), "target_speedup": 20.0, "target_max_acc_gap": 0.01})
-    result["target_met"] = bool(result["speedup"] >= 20.0 and result["max_acc_gap"] <= 0.01)
-    io.write_json(args.out, result)
-    print(json.dumps(result, indent=2))
-
-
-def cmd_bench_extract(args: argparse.Namespace) -> None:
-    from tomlab.backends.activations import bench_extract
-    from tomlab.backends.build import load_local
-
-    samples = io.read_parquet(args.samples)
-    prompts = samples["prompt"].tolist()[: args.n_prompts]
-    lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    result = bench_extract(lm, prompts, batch_size=args.batch_size, sites=args.sites)
-    result["target_met"] = bool(result["speedup"] >= result["target_speedup"])
-    io.write_json(args.out, result)
-    print(json.dumps(result, indent=2))
-
-
 def add_commands(sub: Any) -> None:
     """Register this module's subcommands on the top-level subparsers."""
     p = sub.add_parser("probe-samples", help="the four probing samples of each story of the probe split")
@@ -208,34 +174,3 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out-wide", required=True)
     p.add_argument("--out-correlations", required=True)
     p.set_defaults(func=cmd_cross_task)
-
-    bench = sub.add_parser("bench", help="benchmarks written to results/bench/*.json").add_subparsers(
-        dest="bench", required=True
-    )
-    p = bench.add_parser("probing", help="batched torch probes vs the scikit-learn loop")
-    p.add_argument("--activations", required=True)
-    p.add_argument("--samples", required=True)
-    p.add_argument("--split", required=True)
-    p.add_argument("--target", default=schema_default("bench.probing_target"))
-    p.add_argument("--C", type=float, default=schema_default("probing.C_binary"))
-    p.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
-    p.add_argument("--sklearn-tol", type=float, default=1e-8,
-                   help="tolerance of the scikit-learn reference; tight, so both paths reach the optimum")
-    p.add_argument("--sklearn-max-iter", type=int, default=10000)
-    p.add_argument("--C-joint", type=float, default=schema_default("probing.C_joint"))
-    p.add_argument("--joint-capped-max-iter", type=int, default=schema_default("bench.joint_capped_max_iter"),
-                   help="lbfgs iterations of the capped joint probe (the original's: 100)")
-    p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"),
-                   help="heads compared between the capped and the converged joint probe")
-    p.add_argument("--device", default="cpu", help="where the batched probes run (cpu, cuda)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_bench_probing)
-
-    p = bench.add_parser("extract", help="batched vs one-at-a-time activation extraction")
-    _add_model_args(p)
-    p.add_argument("--samples", required=True)
-    p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=vocabulary("site"))
-    p.add_argument("--batch-size", type=int, default=schema_default("bench.extract_batch_size"))
-    p.add_argument("--n-prompts", type=int, default=schema_default("bench.extract_prompts"))
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_bench_extract)

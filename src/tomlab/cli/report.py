@@ -20,6 +20,19 @@ def cmd_setup_summary(args: argparse.Namespace) -> None:
     io.write_json(args.out, summary)
 
 
+def cmd_cost(args: argparse.Namespace) -> None:
+    from tomlab.report.cost import experiment_costs, job_costs
+
+    experiments = json.loads(args.experiments_json)
+    if not isinstance(experiments, dict):
+        raise SystemExit("tomlab cost: --experiments-json must be a JSON object mapping rule -> experiment")
+    jobs = job_costs(args.benchmarks, args.usage_dir, experiments)
+    if jobs.empty:
+        raise SystemExit(f"tomlab cost: no benchmark file of a known rule under {args.benchmarks}")
+    io.write_parquet(args.out_jobs, jobs)
+    io.write_parquet(args.out_experiments, experiment_costs(jobs).assign(cores=args.cores))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     import tempfile
 
@@ -54,6 +67,15 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_setup_summary)
+
+    p = sub.add_parser("cost", help="the cost of every job (benchmark files and model usage), per job and experiment")
+    p.add_argument("--benchmarks", required=True, help="folder of Snakemake benchmark files (<rule>[/<job>].tsv)")
+    p.add_argument("--usage-dir", default=None, help="folder of tomlab --usage files, named like the benchmark files")
+    p.add_argument("--experiments-json", required=True, help="JSON object: rule -> experiment")
+    p.add_argument("--cores", type=int, default=None, help="the cores the run had (recorded with the totals)")
+    p.add_argument("--out-jobs", required=True)
+    p.add_argument("--out-experiments", required=True)
+    p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("report", help="render the Quarto report to HTML and PDF")
     p.add_argument("--source", required=True)

@@ -15,6 +15,7 @@ from tomlab.cli.common import (
     _add_direction_args,
     _add_model_args,
     _add_probe_hparams,
+    _add_shared_prefix,
     _by_task,
     _chat_template,
     _generation,
@@ -54,17 +55,20 @@ def cmd_steer(args: argparse.Namespace) -> None:
             raise SystemExit(f"tomlab: --pairs entry {pair!r} needs --directions for {source!r} and "
                              f"--activations for {target!r}")
         pairs.append((source, target))
-    kind = _kinds([args.kind])[0]
+    kinds = _kinds(args.kinds)
+    if len(args.out) != len(kinds):
+        raise SystemExit(f"tomlab steer: {len(kinds)} --kinds but {len(args.out)} --out files (one per kind, in order)")
     directions = {task: load_direction_sets(path) for task, path in direction_paths.items()}
     activations = {target: io.read_npy(activation_paths[target]) for _, target in pairs}
     items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, report = steer_pairs(
-        loaded, items, directions, activations, pairs, kind, _generation(args, items), site=args.site, alpha=args.alpha,
-        conditions=args.conditions, completion_cache=args.completion_cache, modes=args.modes,
-        batch_size=args.batch_size,
+        loaded, items, directions, activations, pairs, kinds, _generation(args, items), site=args.site,
+        alpha=args.alpha, conditions=args.conditions, completion_cache=args.completion_cache, modes=args.modes,
+        batch_size=args.batch_size, shared_prefix=args.shared_prefix,
     )
-    io.write_parquet(args.out, scored)
+    for kind, path in zip(kinds, args.out):
+        io.write_parquet(path, scored[scored["direction"] == kind].reset_index(drop=True))
     print(json.dumps(report))
 
 
@@ -89,6 +93,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         loaded, items, sets, _kinds(args.kinds), args.alphas, io.read_npy(args.activations), _generation(args, items),
         task=args.task, site=args.site, conditions=args.conditions, completion_cache=args.completion_cache,
         modes=args.modes, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed,
+        shared_prefix=args.shared_prefix,
     )
     io.write_parquet(args.out, scored)
     io.write_parquet(args.out_table, table)
@@ -107,6 +112,7 @@ def cmd_mechanism(args: argparse.Namespace) -> None:
         loaded, items, sets, _kinds(args.kinds), io.read_npy(args.activations), task=args.task, site=args.site,
         alpha=args.alpha, conditions=args.conditions, projection_kind=_kinds([args.projection_kind])[0],
         n_stories=args.n_stories, batch_size=args.batch_size, chat_template=_chat_template(args, items),
+        shared_prefix=args.shared_prefix,
     )
     io.write_parquet(args.out_letters, letters)
     io.write_parquet(args.out_projections, projections)
@@ -123,7 +129,7 @@ def cmd_free_text(args: argparse.Namespace) -> None:
     texts = free_text(
         loaded, items, sets, _kinds(args.kinds), args.alphas, io.read_npy(args.activations), _generation(args, items),
         task=args.task, site=args.site, conditions=args.conditions, n_stories=args.n_stories,
-        batch_size=args.batch_size, completion_cache=args.completion_cache,
+        batch_size=args.batch_size, completion_cache=args.completion_cache, shared_prefix=args.shared_prefix,
     )
     io.write_parquet(args.out, texts)
 
@@ -157,16 +163,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_directions)
 
-    p = sub.add_parser("steer", help="evaluate under one kind of intervention, for source:target task pairs")
+    p = sub.add_parser("steer", help="evaluate under each kind of intervention, for source:target task pairs")
     _add_answer_args(p)
+    _add_shared_prefix(p)
     p.add_argument("--site", required=True)
-    p.add_argument("--kind", required=True)
+    p.add_argument("--kinds", nargs="+", required=True)
     p.add_argument("--alpha", type=float, default=float(schema_default("steering.alpha")))
     p.add_argument("--pairs", nargs="+", required=True, help="SOURCE:TARGET task pairs")
     p.add_argument("--directions", nargs="+", required=True, help="TASK=directions.npz")
     p.add_argument("--activations", nargs="+", required=True, help="TASK=activations.npy (the probe split)")
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", nargs="+", required=True, help="one scored file per kind, in the order of --kinds")
     p.set_defaults(func=cmd_steer)
 
     p = sub.add_parser("steering-tables", help="accuracy with intervals, and the change from the baseline")
@@ -179,6 +186,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("sweep", help="accuracy against intervention strength alpha")
     _add_answer_args(p)
+    _add_shared_prefix(p)
     _add_direction_args(p)
     p.add_argument("--alphas", nargs="+", type=float, required=True)
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
@@ -188,6 +196,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("mechanism", help="next-token letter probabilities and per-token projections")
     _add_model_args(p)
+    _add_shared_prefix(p)
     p.add_argument("--items", required=True)
     _add_direction_args(p)
     p.add_argument("--alpha", type=float, default=float(schema_default("steering.alpha")))
@@ -203,6 +212,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("free-text", help="open answers with and without the intervention")
     _add_model_args(p)
+    _add_shared_prefix(p)
     p.add_argument("--items", required=True)
     _add_direction_args(p)
     p.add_argument("--alphas", nargs="+", type=float, default=[float(a) for a in schema_default("steering.free_text.alphas")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 import pandas as pd
@@ -11,12 +12,12 @@ from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK, TASKS
 from tomlab.cli.common import (
     _add_answer_args,
+    _add_shared_prefix,
     _by_task,
     _generation,
     _kinds,
     _load_split,
     _model_cfg,
-    _print_usage,
     _task_activations,
 )
 from tomlab.schema import default as schema_default
@@ -138,28 +139,29 @@ def cmd_stress_items(args: argparse.Namespace) -> None:
 
 def cmd_stress_behaviour(args: argparse.Namespace) -> None:
     from tomlab.backends.build import generator, load_local
-    from tomlab.bigtom.evaluation import evaluate_items
     from tomlab.steering.directions import load_direction_sets
-    from tomlab.steering.run import evaluate_steered
+    from tomlab.steering.run import evaluate_many
     from tomlab.stress.behaviour import behaviour_table
 
     items = io.read_parquet(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
-    lm = generator(loaded, args.batch_size, args.completion_cache)
     config = _generation(args, items)
-    plain = evaluate_items(loaded, items, lm, config, modes=args.modes, batch_size=args.batch_size)
     kind = _kinds([args.kind])[0]
     sets = load_direction_sets(args.directions)
     if kind not in sets:
         raise SystemExit(f"tomlab: {args.directions} has no direction kind {kind!r} (it has {sorted(sets)})")
     entry = sets[kind]
     intervention = entry.intervention(args.site, entry.spread(io.read_npy(args.activations)), args.alpha)
-    steered, _ = evaluate_steered(loaded, items, generator(loaded, args.batch_size), config, intervention,
-                                  cache_dir=args.completion_cache, modes=args.modes, batch_size=args.batch_size)
-    scored = pd.concat([plain.assign(direction="none"), steered.assign(direction=kind)], ignore_index=True)
+    lm = generator(loaded, args.batch_size)
+    # the plain model is the intervention at strength zero (the plain cache namespace)
+    (plain, steered), counters = evaluate_many(
+        loaded, items, lm, config, [intervention.with_alpha(0.0), intervention], shared_prefix=args.shared_prefix,
+        cache_dir=args.completion_cache, modes=args.modes, batch_size=args.batch_size)
+    scored = pd.concat([plain.drop(columns=["alpha", "site"]).assign(direction="none"),
+                        steered.assign(direction=kind)], ignore_index=True)
     io.write_parquet(args.out, scored)
     io.write_parquet(args.out_table, behaviour_table(scored, n_boot=args.n_boot, seed=args.seed))
-    _print_usage(lm)
+    print(json.dumps(counters))
 
 
 def cmd_stress_verdicts(args: argparse.Namespace) -> None:
@@ -303,6 +305,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("stress-behaviour", help="answer the stress items plainly and steered along one direction")
     _add_answer_args(p)
+    _add_shared_prefix(p)
     p.add_argument("--directions", required=True, help="the main task's directions (.npz)")
     p.add_argument("--activations", required=True, help="the main task's activations at --site (sets sigma)")
     p.add_argument("--site", required=True)

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from tomlab import io
+from tomlab.backends.batching import parse_batch_size
 from tomlab.cli.common import _add_model_args, _model_cfg
 from tomlab.schema import default as schema_default
 
@@ -108,7 +109,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--policies", help="trained MAPPO policies (agent type mappo)")
     p.add_argument("--llm-json", help="the config's team.llm section as JSON (LLM agent types)")
     p.add_argument("--agent-models-json", help="the config's team.agent_models as JSON: agent -> its own model spec")
-    p.add_argument("--batch-size", type=int, default=schema_default("team.llm.batch_size"))
+    p.add_argument("--batch-size", type=parse_batch_size, default=schema_default("team.llm.batch_size"),
+                   help="prompts generated at once: an integer, or auto (the backend chooses)")
     p.add_argument("--completion-cache", help="directory of cached completions")
     p.add_argument("--out-episodes", required=True)
     p.add_argument("--out-tom", required=True)

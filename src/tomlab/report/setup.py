@@ -93,7 +93,8 @@ def _fmt_value(value: Any, fmt: str) -> str:
 
 
 def bench_table(m: Manifest) -> pd.DataFrame:
-    """Benchmark numbers from the manifest's ``bench_probing`` and ``bench_extract`` JSON files (empty if absent)."""
+    """Benchmark numbers from the manifest's ``bench_*`` JSON files (probing, extract, steering, generation;
+    empty if none is present)."""
     rows: list[dict[str, str]] = []
     specs = {
         "probing": [
@@ -115,6 +116,37 @@ def bench_table(m: Manifest) -> pd.DataFrame:
             ("speedup", "speedup (x)", ".1f"),
             ("batch_size", "batch size", ""),
             ("n_prompts", "prompts", ""),
+            ("peak_gflops", "measured matmul peak (GFLOP/s)", ",.0f"),
+            ("mfu", "model FLOP utilisation, batched (share of the measured peak)", ".2f"),
+            ("target_mfu", "utilisation target", ".2f"),
+            ("mfu_target_met", "utilisation target met", ""),
+        ],
+        "steering": [
+            ("speedup", "speedup, shared prefixes vs token-by-token (x)", ".1f"),
+            ("shared_seconds", "shared prefixes (s)", ".1f"),
+            ("stepwise_seconds", "token-by-token (s)", ".1f"),
+            ("items", "items", ""),
+            ("interventions", "interventions (kinds x alphas)", ""),
+            ("identical_answers", "identical parsed answers and log-likelihood choices", ""),
+            ("vs_stepwise_same_parsed", "same parsed answer (of the rows)", ""),
+            ("vs_stepwise_same_completions", "same greedy completion", ""),
+            ("vs_stepwise_same_ll_pred", "same log-likelihood choice", ""),
+            ("vs_stepwise_max_abs_logp_diff", "largest log-likelihood difference", ".4f"),
+            ("vs_stepwise_rows", "rows compared", ""),
+            ("noise_floor_same_completions", "noise floor: token-by-token at batch 1 vs batched, same completion", ""),
+            ("noise_floor_max_abs_logp_diff", "noise floor: largest log-likelihood difference", ".4f"),
+            ("noise_floor_rows", "noise floor: rows compared", ""),
+            ("float32_identical_answers", "float32: identical answers", ""),
+            ("float32_same_completions", "float32: same greedy completion", ""),
+            ("float32_max_abs_logp_diff", "float32: largest log-likelihood difference", ".2e"),
+            ("float32_rows", "float32: rows compared", ""),
+        ],
+        "generation": [
+            ("n_prompts", "prompts", ""),
+            ("max_new_tokens", "new tokens per prompt", ""),
+            ("best_batch_size", "fastest batch size", ""),
+            ("speedup_largest_vs_smallest", "largest vs smallest batch (x)", ".1f"),
+            ("identical", "same completions at every batch size", ""),
         ],
     }
     for name, known in specs.items():
@@ -124,7 +156,23 @@ def bench_table(m: Manifest) -> pd.DataFrame:
                 data = json.load(fh)
             if isinstance(data, dict):
                 rows.extend(_bench_rows(name, data, known))
+                rows.extend(_throughput_rows(name, data))
     return pd.DataFrame(rows, columns=["benchmark", "quantity", "value"])
+
+
+def _throughput_rows(name: str, data: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The generation benchmark's rate at each batch size, and llama.cpp's when it ran."""
+    rows = [{"benchmark": name, "quantity": f"completion tokens/s at batch {r['batch_size']}",
+             "value": _fmt_value(float(r["completion_tokens_per_s"]), ",.0f")}
+            for r in data.get("by_batch_size") or [] if isinstance(r, Mapping)]
+    llama = data.get("llama_cpp")
+    if isinstance(llama, Mapping):
+        rows.append({"benchmark": name, "quantity": f"llama.cpp {llama.get('version', '')}, one stream, "
+                     f"{llama.get('threads', '?')} threads (completion tokens/s)",
+                     "value": _fmt_value(float(llama.get("completion_tokens_per_s", float("nan"))), ",.0f")})
+    elif isinstance(llama, str):
+        rows.append({"benchmark": name, "quantity": "llama.cpp", "value": llama})
+    return rows
 
 
 def run_summary(config: Mapping[str, Any], config_hash: str, model: Mapping[str, Any], raw: pd.DataFrame,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from tomlab.backends.build import cached
 from tomlab.backends.hooks import SITES, HeadIntervention, check_alpha, check_heads
 from tomlab.backends.models import LoadedModel
 
@@ -78,3 +80,8 @@ class Intervention:
         """``with intervention.hook(lm): ...``: the hooks that apply it to ``lm`` while active."""
         return HeadIntervention(lm, self.heads, self.directions, self.sigma, self.alpha, site=self.site)
 
+
+def steered_generator(generator: Any, cache_dir: str | Any | None, intervention: Intervention | None) -> Any:
+    """``generator`` behind a completion cache whose namespace is the intervention's fingerprint
+    (the plain namespace for ``None``); ``generator`` itself without ``cache_dir``."""
+    return cached(generator, cache_dir, namespace="" if intervention is None else intervention.fingerprint)

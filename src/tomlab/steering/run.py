@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tomlab.backends.build import cached, generator
+from tomlab.backends.build import generator
 from tomlab.backends.models import LoadedModel
 from tomlab.steering.directions import DirectionSet
-from tomlab.steering.intervention import Intervention
+from tomlab.steering.intervention import Intervention, steered_generator
 
 
 def eval_subset(items: pd.DataFrame, task: str, conditions: Sequence[str], what: str) -> pd.DataFrame:
@@ -32,12 +32,6 @@ def _pick(sets: Mapping[str, DirectionSet], kind: str, where: str) -> DirectionS
     if kind not in sets:
         raise ValueError(f"{where} has no direction kind {kind!r} (it has {sorted(sets)})")
     return sets[kind]
-
-
-def steered_generator(generator: Any, cache_dir: str | Any | None, intervention: Intervention | None) -> Any:
-    """``generator`` behind a completion cache whose namespace is the intervention's fingerprint
-    (the plain namespace for ``None``); ``generator`` itself without ``cache_dir``."""
-    return cached(generator, cache_dir, namespace="" if intervention is None else intervention.fingerprint)
 
 
 def evaluate_steered(
@@ -71,6 +65,36 @@ def evaluate_steered(
     return scored.assign(alpha=intervention.alpha, site=intervention.site), counters
 
 
+def evaluate_many(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    generator: Any,
+    config: Any,
+    interventions: Sequence[Intervention],
+    *,
+    shared_prefix: bool = True,
+    cache_dir: str | Any | None = None,
+    modes: Sequence[str] = ("generation", "log-likelihood"),
+    batch_size: int = 8,
+) -> tuple[list[pd.DataFrame], dict[str, int]]:
+    """Score ``items`` under each intervention: with ``shared_prefix``, every intervention branches
+    from one pass over the prompts (:func:`tomlab.steering.shared.evaluate_interventions`); without,
+    one :func:`evaluate_steered` after another (the token-by-token path).  Same frames either way."""
+    if shared_prefix and config.greedy:
+        from tomlab.steering.shared import evaluate_interventions
+
+        return evaluate_interventions(lm, items, generator, config, interventions, cache_dir=cache_dir,
+                                      modes=modes, batch_size=batch_size)
+    frames, counters = [], {"cache_hits": 0, "cache_misses": 0}
+    for intervention in interventions:
+        scored, count = evaluate_steered(lm, items, generator, config, intervention, cache_dir=cache_dir,
+                                         modes=modes, batch_size=batch_size)
+        frames.append(scored)
+        for key in counters:
+            counters[key] += count.get(key, 0)
+    return frames, counters
+
+
 def token_projections(lm: LoadedModel, prompt: str, intervention: Intervention) -> pd.DataFrame:
     """Per token of ``prompt``: each head of ``intervention`` projected on its direction, at its site.
 
@@ -98,7 +122,7 @@ def steer_pairs(
     directions: Mapping[str, Mapping[str, DirectionSet]],
     activations: Mapping[str, np.ndarray],
     pairs: Sequence[tuple[str, str]],
-    kind: str,
+    kinds: Sequence[str] | str,
     config: Any,
     *,
     site: str,
@@ -107,31 +131,44 @@ def steer_pairs(
     completion_cache: str | Any | None = None,
     modes: Sequence[str] = ("generation", "log-likelihood"),
     batch_size: int = 8,
+    shared_prefix: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Evaluate under one kind of intervention for each ``(source, target)`` task pair.
+    """Evaluate under each kind of intervention for each ``(source, target)`` task pair.
 
     The directions and heads are ``directions[source][kind]``, sigma their spread over
     ``activations[target]`` (the target task's probe activations), the items those of ``target``
-    in ``conditions``.  Returns the scored items of every pair (columns ``source_task``,
-    ``direction``, ``top_k``, ``alpha`` and ``site`` added) and ``{"usage", "cache_hits",
-    "cache_misses"}`` summed over the pairs.
+    in ``conditions``.  Every intervention on one target's items is evaluated together (shared
+    prefixes, see :func:`evaluate_many`).  Returns the scored items of every kind and pair (columns
+    ``source_task``, ``direction``, ``top_k``, ``alpha`` and ``site`` added) and ``{"usage",
+    "cache_hits", "cache_misses"}`` summed over them.
     """
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     for source, target in pairs:
         if source not in directions or target not in activations:
             raise ValueError(f"the pair {source}:{target} needs directions for {source!r} and activations "
                              f"for {target!r}")
-        _pick(directions[source], kind, f"the direction set of {source!r}")
-    subsets = {target: eval_subset(items, target, conditions, "evaluation") for _, target in pairs}
+        for kind in kinds:
+            _pick(directions[source], kind, f"the direction set of {source!r}")
     plain = generator(lm, batch_size)
+    by_target: dict[str, list[tuple[str, str, Intervention, int]]] = {}
+    for kind in kinds:
+        for source, target in pairs:
+            entry = directions[source][kind]
+            intervention = entry.intervention(site, entry.spread(activations[target]), alpha)
+            by_target.setdefault(target, []).append((kind, source, intervention, len(entry.heads)))
     frames, counters = [], {"cache_hits": 0, "cache_misses": 0}
-    for source, target in pairs:
-        entry = directions[source][kind]
-        intervention = entry.intervention(site, entry.spread(activations[target]), alpha)
-        scored, count = evaluate_steered(lm, subsets[target], plain, config, intervention,
-                                         cache_dir=completion_cache, modes=modes, batch_size=batch_size)
-        frames.append(scored.assign(source_task=source, direction=kind, top_k=len(entry.heads)))
+    for target, runs in by_target.items():
+        subset = eval_subset(items, target, conditions, "evaluation")
+        scored, count = evaluate_many(lm, subset, plain, config, [iv for _, _, iv, _ in runs],
+                                      shared_prefix=shared_prefix, cache_dir=completion_cache, modes=modes,
+                                      batch_size=batch_size)
+        for (kind, source, _, top_k), frame in zip(runs, scored):
+            frames.append(frame.assign(source_task=source, direction=kind, top_k=top_k))
         for key in counters:
             counters[key] += count.get(key, 0)
+    order = {(kind, source, target): i for i, (kind, (source, target)) in
+             enumerate((k, pair) for k in kinds for pair in pairs)}
+    frames.sort(key=lambda f: order[(f["direction"].iloc[0], f["source_task"].iloc[0], f["task"].iloc[0])])
     return pd.concat(frames, ignore_index=True), {"usage": plain.usage.as_dict(), **counters}
 
 
@@ -152,6 +189,7 @@ def alpha_sweep(
     batch_size: int = 8,
     n_boot: int = 1000,
     seed: int = 0,
+    shared_prefix: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Accuracy against intervention strength: every kind at every alpha on ``task``'s items.
 
@@ -164,14 +202,13 @@ def alpha_sweep(
     chosen = {kind: _pick(sets, kind, "the direction set") for kind in kinds}
     sub = eval_subset(items, task, conditions, "sweep")
     plain = generator(lm, batch_size)
-    frames = []
+    runs = []
     for kind, entry in chosen.items():
         base = entry.intervention(site, entry.spread(acts), 0.0)
-        for alpha in alphas:
-            scored, _ = evaluate_steered(lm, sub, plain, config, base.with_alpha(alpha), cache_dir=completion_cache,
-                                         modes=modes, batch_size=batch_size)
-            frames.append(scored.assign(direction=kind))
-    scored = pd.concat(frames, ignore_index=True)
+        runs += [(kind, base.with_alpha(alpha)) for alpha in alphas]
+    frames, _ = evaluate_many(lm, sub, plain, config, [iv for _, iv in runs], shared_prefix=shared_prefix,
+                              cache_dir=completion_cache, modes=modes, batch_size=batch_size)
+    scored = pd.concat([frame.assign(direction=kind) for (kind, _), frame in zip(runs, frames)], ignore_index=True)
     table = mode_tables(scored, by=("direction", "alpha", "task", "condition"), n_boot=n_boot, seed=seed)
     return scored, table, {"usage": plain.usage.as_dict()}
 
@@ -191,6 +228,7 @@ def mechanism(
     n_stories: int = 2,
     batch_size: int = 8,
     chat_template: bool = True,
+    shared_prefix: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The mechanism views of each kind of intervention on ``task``'s items.
 
@@ -204,12 +242,24 @@ def mechanism(
     if projection_kind not in chosen:
         raise ValueError(f"the projection kind {projection_kind!r} is not among the kinds {list(kinds)}")
     sub = eval_subset(items, task, conditions, "mechanism")
-    plain = letter_probs(lm, sub, batch_size=batch_size, chat_template=chat_template)
+    interventions = {kind: entry.intervention(site, entry.spread(acts), alpha) for kind, entry in chosen.items()}
+    if shared_prefix:
+        from tomlab.steering.shared import letter_probs_interventions
+
+        first = next(iter(interventions.values()))
+        plain, *rest = letter_probs_interventions(lm, sub, [first.with_alpha(0.0), *interventions.values()],
+                                                  batch_size=batch_size, chat_template=chat_template)
+        shared = dict(zip(interventions, rest))
+    else:
+        plain = letter_probs(lm, sub, batch_size=batch_size, chat_template=chat_template)
     letters, projections = [], []
-    for kind, entry in chosen.items():
-        intervention = entry.intervention(site, entry.spread(acts), alpha)
-        with intervention.hook(lm) as hook:
-            steered = letter_probs(lm, sub, batch_size=batch_size, chat_template=chat_template, intervention=hook)
+    for kind, intervention in interventions.items():
+        if shared_prefix:
+            steered = shared[kind]
+        else:
+            with intervention.hook(lm) as hook:
+                steered = letter_probs(lm, sub, batch_size=batch_size, chat_template=chat_template,
+                                       intervention=hook)
         letters.append(plain[["item_id", "story_id", "task", "condition", "answer_letter"]].assign(
             direction=kind, alpha=alpha, site=site,
             p_correct_plain=plain["p_correct"].to_numpy(), p_wrong_plain=plain["p_wrong"].to_numpy(),
@@ -243,6 +293,7 @@ def free_text(
     n_stories: int = 3,
     batch_size: int = 8,
     completion_cache: str | Any | None = None,
+    shared_prefix: bool = True,
 ) -> pd.DataFrame:
     """Open answers to the first ``n_stories`` stories of ``task``, plain and under every kind at every alpha.
 
@@ -262,13 +313,24 @@ def free_text(
     for kind, entry in chosen.items():
         base = entry.intervention(site, entry.spread(acts), 0.0)
         settings += [(kind, float(alpha), base.with_alpha(alpha)) for alpha in alphas]
+    steered_ones = [iv for _, _, iv in settings if iv is not None]
+    if shared_prefix and config.greedy and steered_ones:
+        from tomlab.steering.shared import generate_interventions
+
+        # the plain model is the first kind at strength zero (it shares the plain cache namespace)
+        ivs = [steered_ones[0].with_alpha(0.0) if iv is None else iv for _, _, iv in settings]
+        texts, _ = generate_interventions(lm, plain, ivs, prompts, config, completion_cache, batch_size, True)
+        completions = [[text[p] for p in prompts] for text in texts]
+    else:
+        completions = []
+        for _, _, intervention in settings:
+            steered = steered_generator(plain, completion_cache, intervention)
+            with contextlib.nullcontext() if intervention is None else intervention.hook(lm):
+                completions.append([c.text for c in steered.generate(prompts, config)])
     rows = []
-    for kind, alpha, intervention in settings:
-        steered = steered_generator(plain, completion_cache, intervention)
-        with contextlib.nullcontext() if intervention is None else intervention.hook(lm):
-            completions = steered.generate(prompts, config)
-        for row, prompt, completion in zip(sub.itertuples(), prompts, completions):
+    for (kind, alpha, _), texts_k in zip(settings, completions):
+        for row, prompt, completion in zip(sub.itertuples(), prompts, texts_k):
             rows.append({"story_id": int(row.story_id), "task": row.task, "condition": row.condition,
                          "direction": kind, "alpha": alpha, "site": site, "prompt": prompt,
-                         "completion": completion.text, "correct": row.correct, "wrong": row.wrong})
+                         "completion": completion, "correct": row.correct, "wrong": row.wrong})
     return pd.DataFrame(rows)

@@ -1,0 +1,148 @@
+"""Steered evaluation with shared prefixes: every intervention on the same items in one pass over their
+prompts (:class:`tomlab.backends.branching.Branches`), with the answers, scores and completion cache of
+the token-by-token path (:func:`tomlab.steering.run.evaluate_steered`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tomlab.backends.branching import Branches
+from tomlab.backends.lm import CachedLM, Completion, GenerationConfig
+from tomlab.backends.models import LoadedModel
+from tomlab.steering.intervention import Intervention, steered_generator
+
+
+def _check(interventions: Sequence[Intervention]) -> None:
+    if not interventions:
+        raise ValueError("give at least one intervention")
+    sites = {iv.site for iv in interventions}
+    if len(sites) > 1:
+        raise ValueError(f"the interventions evaluated together share one site; got {sorted(sites)}")
+
+
+def _prompt_ids(generator: Any, prompts: Sequence[str], config: GenerationConfig) -> list[list[int]]:
+    inner = generator.inner if isinstance(generator, CachedLM) else generator
+    return [inner.encode(p, config) for p in prompts]
+
+
+def generate_interventions(lm: LoadedModel, generator: Any, interventions: Sequence[Intervention], prompts: Sequence[str],
+                 config: GenerationConfig, cache_dir: Any, batch_size: int, progress: bool,
+                 ) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Each intervention's completion of every distinct prompt: from the cache where it has one, else
+    from shared-prefix branches (stored in the cache)."""
+    distinct = list(dict.fromkeys(prompts))
+    caches = [steered_generator(generator, cache_dir, iv) for iv in interventions]
+    found: list[dict[str, Completion]] = []
+    for cache in caches:
+        hits = {}
+        if isinstance(cache, CachedLM):
+            for p in distinct:
+                c = cache.lookup(p, config)
+                if c is not None:
+                    hits[p] = c
+        found.append(hits)
+    missing = [p for p in distinct if any(p not in hits for hits in found)]
+    hits_before = sum(1 for hits in found for p in prompts if p in hits)
+    counters = {"cache_hits": hits_before, "cache_misses": len(prompts) * len(caches) - hits_before}
+    if missing:
+        branches = Branches(lm, [iv.hook(lm) for iv in interventions], batch_size=batch_size, progress=progress)
+        fresh, _ = branches.run(_prompt_ids(generator, missing, config), config)
+        for k, cache in enumerate(caches):
+            for p, c in zip(missing, fresh[k]):
+                if p in found[k]:
+                    continue
+                found[k][p] = c
+                if isinstance(cache, CachedLM):
+                    cache.remember(p, config, c)
+    return [{p: c.text for p, c in hits.items()} for hits in found], counters
+
+
+def _score_pairs(lm: LoadedModel, interventions: Sequence[Intervention], prompts: Sequence[str],
+                 pairs: Sequence[tuple[str, str]], chat_template: bool, batch_size: int,
+                 progress: bool) -> tuple[np.ndarray, list[list[list[int]]]]:
+    """Log-probabilities (K, 2, N) of two continuations of each prompt under each intervention, and the
+    continuations' token ids, tokenised as :func:`tomlab.backends.likelihood.continuation_logprobs` does."""
+    from tomlab.backends.likelihood import scoring_ids
+
+    ids: list[list[int]] = []
+    conts: list[list[list[int]]] = [[], []]
+    for prompt, pair in zip(prompts, pairs):
+        for j, continuation in enumerate(pair):
+            prompt_ids, cont = scoring_ids(lm.tokenizer, prompt, continuation, chat_template)
+            if j == 0:
+                ids.append(prompt_ids)
+            elif prompt_ids != ids[-1]:
+                raise RuntimeError(f"the two continuations {pair} tokenise the prompt differently")
+            conts[j].append(cont)
+    branches = Branches(lm, [iv.hook(lm) for iv in interventions], batch_size=batch_size, progress=progress)
+    _, scores = branches.run(ids, None, conts)
+    return scores, conts
+
+
+def evaluate_interventions(
+    lm: LoadedModel,
+    items: pd.DataFrame,
+    generator: Any,
+    config: GenerationConfig,
+    interventions: Sequence[Intervention],
+    *,
+    cache_dir: str | Any | None = None,
+    modes: Sequence[str] = ("generation", "log-likelihood"),
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[list[pd.DataFrame], dict[str, int]]:
+    """:func:`tomlab.steering.run.evaluate_steered` for several interventions at once.
+
+    Returns one scored frame per intervention (with ``alpha`` and ``site``), in order, and the cache
+    counters summed over them.  Generation is greedy (``config.temperature == 0``).
+    """
+    from tomlab.backends.likelihood import option_columns
+    from tomlab.bigtom.evaluation import MODES, items_parser, score_generation
+
+    _check(interventions)
+    unknown = set(modes) - set(MODES)
+    if unknown or not modes:
+        raise ValueError(f"modes must be a non-empty subset of {list(MODES)}; got {list(modes)}")
+    prompts = [str(p) for p in items["prompt"]]
+    counters = {"cache_hits": 0, "cache_misses": 0}
+    texts: list[dict[str, str]] = [{} for _ in interventions]
+    if "generation" in modes:
+        texts, counters = generate_interventions(lm, generator, interventions, prompts, config, cache_dir, batch_size,
+                                       progress)
+    scores = lengths = None
+    if "log-likelihood" in modes:
+        distinct = list(dict.fromkeys(prompts))
+        where = {p: i for i, p in enumerate(distinct)}
+        first = {p: r for r, p in reversed(list(enumerate(prompts)))}
+        options = [(str(items["option_a"].iloc[first[p]]), str(items["option_b"].iloc[first[p]])) for p in distinct]
+        per_distinct, conts = _score_pairs(lm, interventions, distinct, options, bool(config.chat_template),
+                                           batch_size, progress)
+        rows = [where[p] for p in prompts]
+        scores = per_distinct[:, :, rows]
+        lengths = np.array([[len(conts[j][where[p]]) for p in prompts] for j in range(2)])
+    frames = []
+    for k, iv in enumerate(interventions):
+        scored = items.copy()
+        if "generation" in modes:
+            scored = score_generation(scored, lambda ps, k=k: [texts[k][p] for p in ps], parser=items_parser(items))
+        if scores is not None and lengths is not None:
+            scored = option_columns(scored, scores[k, 0], scores[k, 1], lengths[0], lengths[1])
+        frames.append(scored.assign(alpha=iv.alpha, site=iv.site))
+    return frames, counters
+
+
+def letter_probs_interventions(lm: LoadedModel, items: pd.DataFrame, interventions: Sequence[Intervention], *,
+                               batch_size: int = 8, chat_template: bool = True,
+                               progress: bool = True) -> list[pd.DataFrame]:
+    """:func:`tomlab.backends.likelihood.letter_probs` under each intervention, prefixes shared."""
+    from tomlab.backends.likelihood import letter_columns
+
+    _check(interventions)
+    prompts = [str(p) for p in items["prompt"]]
+    scores, _ = _score_pairs(lm, interventions, prompts, [("a", "b")] * len(prompts), chat_template, batch_size,
+                             progress)
+    return [letter_columns(items, scores[k, 0], scores[k, 1]) for k in range(len(interventions))]
