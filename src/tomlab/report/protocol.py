@@ -176,6 +176,11 @@ def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
           if (extra := [x for x in sites if x != "attn_out"]) else []),
         _row("batching", "one prompt at a time; a [PAD] token added to the vocabulary",
              "left-padded batches; the end-of-sequence token pads", False),
+        _row("steered evaluation (steering.shared_prefix)", "each prompt run whole under each intervention",
+             "each prompt run once up to its last token, every intervention branched from that KV cache in one "
+             "batch (the same answers up to floating-point rounding: results/bench/steering.json)"
+             if st("shared_prefix", default=True) else "each prompt run whole under each intervention",
+             not st("shared_prefix", default=True)),
     ])
 
 
