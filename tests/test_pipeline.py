@@ -219,15 +219,22 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert {"steer", "debate_run", "team_play", "extract_activations", "stress_behaviour"} <= set(jobs["rule"])
     assert (jobs["seconds"] > 0).all() and jobs["rule"].nunique() >= 40
     model_rules = jobs[jobs["rule"].isin(["steer", "debate_run", "evaluate_baseline"])]
-    assert (model_rules["model_tokens"] > 0).all()
-    assert (jobs.loc[jobs["rule"] == "debate_run", "completion_tokens"] > 0).all()
+    # a model job either ran the model or had every answer from the completion cache (debate_forced
+    # shares the debate's opening turns)
+    assert ((model_rules["model_tokens"] > 0) | (model_rules["cache_hits"] > 0)).all()
+    assert (model_rules["model_tokens"] > 0).sum() >= len(model_rules) - 4
+    debates = jobs[jobs["rule"] == "debate_run"]
+    assert ((debates["completion_tokens"] > 0) | (debates["cache_hits"] > 0)).all()
     experiments = pd.read_parquet(res / "cost/experiments.parquet")
     assert experiments["experiment"].iloc[-1] == "total" and {"steering", "debate", "stress"} <= set(experiments["experiment"])
     assert experiments["seconds"].iloc[-1] == pytest.approx(jobs["seconds"].sum())
     assert "Cost" in html and "minutes in all" in html
     steering_bench = json.loads((res / "bench/steering.json").read_text())
-    assert steering_bench["speedup"] > 0 and steering_bench["float32_identical_answers"] is not None
+    # the smoke model runs in float32: shared prefixes give the token-by-token path's answers
+    assert steering_bench["speedup"] > 0 and steering_bench["identical_answers"] is True
     assert steering_bench["vs_stepwise_rows"] == steering_bench["items"] * steering_bench["interventions"]
+    assert steering_bench["vs_stepwise_same_completions"] == steering_bench["vs_stepwise_rows"]
+    assert steering_bench["vs_stepwise_max_abs_logp_diff"] < 1e-3
     generation_bench = json.loads((res / "bench/generation.json").read_text())
     assert len(generation_bench["by_batch_size"]) >= 2
     assert {"mfu", "peak_gflops"} <= set(json.loads((res / "bench/extract.json").read_text()))
