@@ -128,3 +128,20 @@ def test_branches_check_their_inputs_and_meter_the_work(tiny_llama):
     assert m.prompts == 2 * len(ivs)
     assert m.prompt_tokens == (3 + 2) + 2 * len(ivs)  # each prefix once, then one last token per branch
     assert m.scored_tokens == (1 + 2) * len(ivs)
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "gemma2", "gpt2"])
+def test_shared_prefix_matches_on_other_families(family):
+    """Other layouts of the cache and the attention output (GPT-2's c_proj, Gemma 2's sliding layers)."""
+    from tomlab.backends.models import load_model
+
+    lm = load_model(f"random:{family}", dtype="float32", random_config={"num_hidden_layers": 3}, seed=0)
+    items = _items(5)
+    config = GenerationConfig(max_new_tokens=5, chat_template=False)
+    gen = TransformersLM(lm, batch_size=2)
+    ivs = _interventions(lm)
+    new, _ = evaluate_interventions(lm, items, gen, config, ivs, batch_size=2, progress=False)
+    for iv, fresh in zip(ivs, new):
+        old, _ = evaluate_steered(lm, items, gen, config, iv, batch_size=2, progress=False)
+        assert fresh["completion"].tolist() == old["completion"].tolist()
+        np.testing.assert_allclose(fresh[["logp_a", "logp_b"]], old[["logp_a", "logp_b"]], atol=1e-3)
