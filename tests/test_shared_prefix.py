@@ -145,3 +145,18 @@ def test_shared_prefix_matches_on_other_families(family):
         old, _ = evaluate_steered(lm, items, gen, config, iv, batch_size=2, progress=False)
         assert fresh["completion"].tolist() == old["completion"].tolist()
         np.testing.assert_allclose(fresh[["logp_a", "logp_b"]], old[["logp_a", "logp_b"]], atol=1e-3)
+
+
+def test_generation_and_scoring_share_one_prefix_pass(tiny_llama, tmp_path):
+    lm = tiny_llama
+    items = _items(5)
+    config = GenerationConfig(max_new_tokens=3, chat_template=False)
+    gen = TransformersLM(lm, batch_size=2)
+    ivs = _interventions(lm)[:2]
+    prefix = sum(len(gen.encode(p, config)) - 1 for p in items["prompt"])
+    with meter.metered() as fresh:
+        evaluate_interventions(lm, items, gen, config, ivs, cache_dir=tmp_path, batch_size=2, progress=False)
+    assert fresh.prompt_tokens == prefix + len(items) * len(ivs)  # one prefix pass served both modes
+    with meter.metered() as cached:  # completions from the cache: the scores need their own pass
+        evaluate_interventions(lm, items, gen, config, ivs, cache_dir=tmp_path, batch_size=2, progress=False)
+    assert cached.prompt_tokens == prefix and cached.prompts == 0 and cached.cache_hits == len(items) * len(ivs)

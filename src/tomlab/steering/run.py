@@ -319,7 +319,7 @@ def free_text(
 
         # the plain model is the first kind at strength zero (it shares the plain cache namespace)
         ivs = [steered_ones[0].with_alpha(0.0) if iv is None else iv for _, _, iv in settings]
-        texts, _ = generate_interventions(lm, plain, ivs, prompts, config, completion_cache, batch_size, True)
+        texts, _, _ = generate_interventions(lm, plain, ivs, prompts, config, completion_cache, batch_size, True)
         completions = [[text[p] for p in prompts] for text in texts]
     else:
         completions = []

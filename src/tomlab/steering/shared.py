@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab.backends import meter
 from tomlab.backends.branching import Branches
 from tomlab.backends.lm import CachedLM, Completion, GenerationConfig
 from tomlab.backends.models import LoadedModel
@@ -30,10 +31,16 @@ def _prompt_ids(generator: Any, prompts: Sequence[str], config: GenerationConfig
 
 
 def generate_interventions(lm: LoadedModel, generator: Any, interventions: Sequence[Intervention], prompts: Sequence[str],
-                 config: GenerationConfig, cache_dir: Any, batch_size: int, progress: bool,
-                 ) -> tuple[list[dict[str, str]], dict[str, int]]:
+                           config: GenerationConfig, cache_dir: Any, batch_size: int, progress: bool,
+                           scoring: tuple[list[list[int]], list[list[list[int]]]] | None = None,
+                           ) -> tuple[list[dict[str, str]], dict[str, int], np.ndarray | None]:
     """Each intervention's completion of every distinct prompt: from the cache where it has one, else
-    from shared-prefix branches (stored in the cache)."""
+    from shared-prefix branches (stored in the cache).
+
+    ``scoring``, the distinct prompts' token ids and continuations (:func:`_tokenise_pairs`), lets the
+    same pass also score the continuations when every prompt is generated afresh (one prefix pass for
+    both); the scores (K, 2, N) are returned then, else None.
+    """
     distinct = list(dict.fromkeys(prompts))
     caches = [steered_generator(generator, cache_dir, iv) for iv in interventions]
     found: list[dict[str, Completion]] = []
@@ -48,9 +55,15 @@ def generate_interventions(lm: LoadedModel, generator: Any, interventions: Seque
     missing = [p for p in distinct if any(p not in hits for hits in found)]
     hits_before = sum(1 for hits in found for p in prompts if p in hits)
     counters = {"cache_hits": hits_before, "cache_misses": len(prompts) * len(caches) - hits_before}
+    meter.record(cache_hits=hits_before)  # what CachedLM.generate would have reported
+    scores = None
     if missing:
-        branches = Branches(lm, [iv.hook(lm) for iv in interventions], batch_size=batch_size, progress=progress)
-        fresh, _ = branches.run(_prompt_ids(generator, missing, config), config)
+        ids = _prompt_ids(generator, missing, config)
+        branches = _branches(lm, interventions, batch_size, progress)
+        if scoring is not None and len(missing) == len(distinct) and ids == scoring[0]:
+            fresh, scores = branches.run(ids, config, scoring[1])
+        else:
+            fresh, _ = branches.run(ids, config)
         for k, cache in enumerate(caches):
             for p, c in zip(missing, fresh[k]):
                 if p in found[k]:
@@ -58,14 +71,17 @@ def generate_interventions(lm: LoadedModel, generator: Any, interventions: Seque
                 found[k][p] = c
                 if isinstance(cache, CachedLM):
                     cache.remember(p, config, c)
-    return [{p: c.text for p, c in hits.items()} for hits in found], counters
+    return [{p: c.text for p, c in hits.items()} for hits in found], counters, scores
 
 
-def _score_pairs(lm: LoadedModel, interventions: Sequence[Intervention], prompts: Sequence[str],
-                 pairs: Sequence[tuple[str, str]], chat_template: bool, batch_size: int,
-                 progress: bool) -> tuple[np.ndarray, list[list[list[int]]]]:
-    """Log-probabilities (K, 2, N) of two continuations of each prompt under each intervention, and the
-    continuations' token ids, tokenised as :func:`tomlab.backends.likelihood.continuation_logprobs` does."""
+def _branches(lm: LoadedModel, interventions: Sequence[Intervention], batch_size: int, progress: bool) -> Branches:
+    return Branches(lm, [iv.hook(lm) for iv in interventions], batch_size=batch_size, progress=progress)
+
+
+def _tokenise_pairs(lm: LoadedModel, prompts: Sequence[str], pairs: Sequence[tuple[str, str]],
+                    chat_template: bool) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Each prompt's token ids and its two continuations', tokenised as
+    :func:`tomlab.backends.likelihood.continuation_logprobs` does."""
     from tomlab.backends.likelihood import scoring_ids
 
     ids: list[list[int]] = []
@@ -78,9 +94,7 @@ def _score_pairs(lm: LoadedModel, interventions: Sequence[Intervention], prompts
             elif prompt_ids != ids[-1]:
                 raise RuntimeError(f"the two continuations {pair} tokenise the prompt differently")
             conts[j].append(cont)
-    branches = Branches(lm, [iv.hook(lm) for iv in interventions], batch_size=batch_size, progress=progress)
-    _, scores = branches.run(ids, None, conts)
-    return scores, conts
+    return ids, conts
 
 
 def evaluate_interventions(
@@ -108,19 +122,24 @@ def evaluate_interventions(
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty subset of {list(MODES)}; got {list(modes)}")
     prompts = [str(p) for p in items["prompt"]]
-    counters = {"cache_hits": 0, "cache_misses": 0}
-    texts: list[dict[str, str]] = [{} for _ in interventions]
-    if "generation" in modes:
-        texts, counters = generate_interventions(lm, generator, interventions, prompts, config, cache_dir, batch_size,
-                                       progress)
-    scores = lengths = None
+    distinct = list(dict.fromkeys(prompts))
+    scoring = None
     if "log-likelihood" in modes:
-        distinct = list(dict.fromkeys(prompts))
-        where = {p: i for i, p in enumerate(distinct)}
         first = {p: r for r, p in reversed(list(enumerate(prompts)))}
         options = [(str(items["option_a"].iloc[first[p]]), str(items["option_b"].iloc[first[p]])) for p in distinct]
-        per_distinct, conts = _score_pairs(lm, interventions, distinct, options, bool(config.chat_template),
-                                           batch_size, progress)
+        scoring = _tokenise_pairs(lm, distinct, options, bool(config.chat_template))
+    counters = {"cache_hits": 0, "cache_misses": 0}
+    texts: list[dict[str, str]] = [{} for _ in interventions]
+    per_distinct = None
+    if "generation" in modes:
+        texts, counters, per_distinct = generate_interventions(lm, generator, interventions, prompts, config,
+                                                               cache_dir, batch_size, progress, scoring)
+    scores = lengths = None
+    if scoring is not None:
+        conts = scoring[1]
+        if per_distinct is None:  # generation came from the cache, or was not asked: score on its own
+            _, per_distinct = _branches(lm, interventions, batch_size, progress).run(scoring[0], None, conts)
+        where = {p: i for i, p in enumerate(distinct)}
         rows = [where[p] for p in prompts]
         scores = per_distinct[:, :, rows]
         lengths = np.array([[len(conts[j][where[p]]) for p in prompts] for j in range(2)])
@@ -143,6 +162,6 @@ def letter_probs_interventions(lm: LoadedModel, items: pd.DataFrame, interventio
 
     _check(interventions)
     prompts = [str(p) for p in items["prompt"]]
-    scores, _ = _score_pairs(lm, interventions, prompts, [("a", "b")] * len(prompts), chat_template, batch_size,
-                             progress)
+    ids, conts = _tokenise_pairs(lm, prompts, [("a", "b")] * len(prompts), chat_template)
+    _, scores = _branches(lm, interventions, batch_size, progress).run(ids, None, conts)
     return [letter_columns(items, scores[k, 0], scores[k, 1]) for k in range(len(interventions))]
