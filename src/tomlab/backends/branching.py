@@ -14,7 +14,7 @@ different batch shapes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,70 +22,9 @@ from tqdm.auto import tqdm
 
 from tomlab.backends import meter
 from tomlab.backends.decoding import left_pad
-from tomlab.backends.hooks import HeadIntervention, _on_site
+from tomlab.backends.hooks import HeadIntervention, RowShifts
 from tomlab.backends.lm import Completion, GenerationConfig, eos_ids, finish_completions
 from tomlab.backends.models import LoadedModel
-
-
-class RowShifts:
-    """Hooks adding ``shifts[k]`` to every position of the batch rows that carry intervention ``k``.
-
-    Built from :class:`HeadIntervention` objects (not entered) that share one site; row ``r`` of a
-    forward pass carries intervention ``r % K`` (rows are (prompt, intervention) pairs, prompt-major).
-    Hooks are registered on entering and removed on leaving; between, :attr:`enabled` switches them off
-    for the shared prefix.  The added values are each intervention's float64 shifts cast to the
-    activations' dtype, as :class:`HeadIntervention` adds them.
-    """
-
-    def __init__(self, lm: LoadedModel, interventions: Sequence[HeadIntervention]) -> None:
-        if not interventions:
-            raise ValueError("give at least one intervention")
-        sites = {iv.site for iv in interventions}
-        if len(sites) != 1:
-            raise ValueError(f"the interventions of one batch share a site; got {sorted(sites)}")
-        self.lm = lm
-        self.site = sites.pop()
-        self.k = len(interventions)
-        d = lm.head_dim
-        layers = sorted({layer for iv in interventions for layer in iv.shifts})
-        self.table: dict[int, torch.Tensor] = {}
-        for layer in layers:
-            rows = torch.zeros(self.k, lm.n_heads * d, dtype=torch.float64)
-            for k, iv in enumerate(interventions):
-                for head, shift in iv.shifts.get(layer, []):
-                    rows[k, head * d:(head + 1) * d] = shift
-            self.table[layer] = rows
-        self._cast: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
-        self._handles: list[Any] = []
-        self.enabled = False
-
-    def _add(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return x
-        key = (layer, x.dtype, x.device)
-        if key not in self._cast:
-            self._cast[key] = self.table[layer].to(device=x.device, dtype=x.dtype)
-        table = self._cast[key]
-        if x.shape[0] % self.k:
-            raise RuntimeError(f"layer {layer}: {x.shape[0]} rows is not a multiple of {self.k} interventions")
-        rows = table.repeat(x.shape[0] // self.k, 1)  # (B, hidden): row r gets intervention r % K
-        return x + rows[:, None, :]
-
-    def __enter__(self) -> Self:
-        try:
-            for layer in self.table:
-                self._handles.append(_on_site(self.lm, layer, self.site, lambda x, layer=layer: self._add(layer, x),
-                                              edit=True))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self.enabled = False
 
 
 def _batches(lengths: Sequence[int], size: int) -> list[list[int]]:

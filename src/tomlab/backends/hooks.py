@@ -1,6 +1,6 @@
 """The only code that touches a model's attention output projection (o_proj): what each capture site
-means (:func:`_on_site`, the one place that knows), the capture of per-head activations, and the
-additive per-head intervention.
+means (:func:`_on_site`, the one place that knows), the capture of per-head activations, the
+additive per-head intervention, and its per-row form for shared-prefix branches (:class:`RowShifts`).
 
 Two sites per layer and head:
 
@@ -12,8 +12,8 @@ Hooks are registered on entering a context manager and always removed on leaving
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -87,7 +87,30 @@ def _on_site(lm: LoadedModel, layer: int, site: str, fn: SiteFn, *, edit: bool =
     return module.register_forward_hook(post_hook, prepend=edit)
 
 
-class HeadCapture:
+class _HookSet:
+    """Hooks registered together and removed together: ``_register`` puts one on each (layer, site,
+    function, edit) it is given (all removed again if one fails), ``_remove`` takes them all off."""
+
+    lm: LoadedModel
+
+    def __init__(self) -> None:
+        self._handles: list[Any] = []
+
+    def _register(self, specs: Iterable[tuple[int, str, SiteFn, bool]]) -> None:
+        try:
+            for layer, site, fn, edit in specs:
+                self._handles.append(_on_site(self.lm, layer, site, fn, edit=edit))
+        except BaseException:
+            self._remove()
+            raise
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class HeadCapture(_HookSet):
     """Forward hooks on every layer's output projection capturing the last position (or all of them).
 
     Use as a context manager: hooks are registered on entry and always removed on exit.
@@ -101,10 +124,10 @@ class HeadCapture:
             raise ValueError(f"unknown capture site(s) {sorted(unknown)}; known: {list(SITES)}")
         if positions not in ("last", "all"):
             raise ValueError(f"positions must be 'last' or 'all', got {positions!r}")
+        super().__init__()
         self.lm = lm
         self.sites = tuple(sites)
         self.positions = positions
-        self._handles: list[Any] = []
         self._store: dict[str, list[torch.Tensor | None]] = {s: [None] * lm.n_layers for s in self.sites}
 
     def _keep(self, site: str, layer: int) -> SiteFn:
@@ -113,20 +136,13 @@ class HeadCapture:
 
         return keep
 
-    def __enter__(self) -> HeadCapture:
-        try:
-            for layer in range(self.lm.n_layers):
-                for site in self.sites:
-                    self._handles.append(_on_site(self.lm, layer, site, self._keep(site, layer)))
-        except BaseException:
-            self.__exit__()
-            raise
+    def __enter__(self) -> Self:
+        self._register((layer, site, self._keep(site, layer), False)
+                       for layer in range(self.lm.n_layers) for site in self.sites)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._remove()
 
     def take(self) -> dict[str, torch.Tensor]:
         result = {}
@@ -141,7 +157,7 @@ class HeadCapture:
         return result
 
 
-class HeadIntervention:
+class HeadIntervention(_HookSet):
     """Add ``alpha * sigma[l, h] * theta[l, h]`` to the chosen heads at the last position.
 
     ``site="head_z"``: a forward pre-hook on layer l's output projection shifts the slice
@@ -185,7 +201,7 @@ class HeadIntervention:
                     raise ValueError(f"the shift of head {(layer, head)} is not finite")
                 self.shifts.setdefault(layer, []).append((head, shift))
         self._cast: dict[tuple[int, torch.dtype, torch.device], list[tuple[int, torch.Tensor]]] = {}
-        self._handles: list[Any] = []
+        super().__init__()
         self.edit_from: torch.Tensor | None = None
 
     def set_edit_from(self, start: Sequence[int] | torch.Tensor | None) -> None:
@@ -237,21 +253,11 @@ class HeadIntervention:
     def _edit(self, layer: int) -> SiteFn:
         return lambda x: self._apply(layer, x)
 
-    def __enter__(self) -> HeadIntervention:
+    def __enter__(self) -> Self:
         if self._handles:
             raise RuntimeError("this HeadIntervention is already active")
-        try:
-            for layer in sorted(self.shifts):
-                self._handles.append(_on_site(self.lm, layer, self.site, self._edit(layer), edit=True))
-        except BaseException:
-            self._remove()
-            raise
+        self._register((layer, self.site, self._edit(layer), True) for layer in sorted(self.shifts))
         return self
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def __exit__(self, *exc: object) -> None:
         self._remove()
@@ -259,3 +265,56 @@ class HeadIntervention:
     @property
     def active(self) -> bool:
         return bool(self._handles)
+
+
+class RowShifts(_HookSet):
+    """Hooks adding ``shifts[k]`` to every position of the batch rows that carry intervention ``k``.
+
+    Used by :class:`tomlab.backends.branching.Branches`.  Built from :class:`HeadIntervention` objects (not entered) that share one site; row ``r`` of a
+    forward pass carries intervention ``r % K`` (rows are (prompt, intervention) pairs, prompt-major).
+    Hooks are registered on entering and removed on leaving; between, :attr:`enabled` switches them off
+    for the shared prefix.  The added values are each intervention's float64 shifts cast to the
+    activations' dtype, as :class:`HeadIntervention` adds them.
+    """
+
+    def __init__(self, lm: LoadedModel, interventions: Sequence[HeadIntervention]) -> None:
+        if not interventions:
+            raise ValueError("give at least one intervention")
+        sites = {iv.site for iv in interventions}
+        if len(sites) != 1:
+            raise ValueError(f"the interventions of one batch share a site; got {sorted(sites)}")
+        self.lm = lm
+        self.site = sites.pop()
+        self.k = len(interventions)
+        d = lm.head_dim
+        layers = sorted({layer for iv in interventions for layer in iv.shifts})
+        self.table: dict[int, torch.Tensor] = {}
+        for layer in layers:
+            rows = torch.zeros(self.k, lm.n_heads * d, dtype=torch.float64)
+            for k, iv in enumerate(interventions):
+                for head, shift in iv.shifts.get(layer, []):
+                    rows[k, head * d:(head + 1) * d] = shift
+            self.table[layer] = rows
+        self._cast: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+        super().__init__()
+        self.enabled = False
+
+    def _add(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        key = (layer, x.dtype, x.device)
+        if key not in self._cast:
+            self._cast[key] = self.table[layer].to(device=x.device, dtype=x.dtype)
+        table = self._cast[key]
+        if x.shape[0] % self.k:
+            raise RuntimeError(f"layer {layer}: {x.shape[0]} rows is not a multiple of {self.k} interventions")
+        rows = table.repeat(x.shape[0] // self.k, 1)  # (B, hidden): row r gets intervention r % K
+        return x + rows[:, None, :]
+
+    def __enter__(self) -> Self:
+        self._register((layer, self.site, lambda x, layer=layer: self._add(layer, x), True) for layer in self.table)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()
+        self.enabled = False

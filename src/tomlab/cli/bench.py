@@ -98,7 +98,8 @@ def cmd_bench_generation(args: argparse.Namespace) -> None:
     # a chain-of-thought baseline's shape; the questions repeat (numbered) when there are fewer than asked
     prompts = [f"{questions[i % len(questions)]}\n\n{args.instruction}"
                + (f" (copy {i // len(questions) + 1})" if i >= len(questions) else "") for i in range(args.n_prompts)]
-    lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
+    spec = _model_cfg(args)
+    lm = load_local(spec, cache_dir=args.cache_dir)
     table = generation_throughput(lm, prompts, args.batch_sizes, max_new_tokens=args.max_new_tokens)
     rates = dict(zip(table["batch_size"], table["completion_tokens_per_s"]))
     result: dict[str, Any] = {
@@ -110,7 +111,7 @@ def cmd_bench_generation(args: argparse.Namespace) -> None:
         "speedup_largest_vs_smallest": float(table["completion_tokens_per_s"].iloc[-1]
                                              / table["completion_tokens_per_s"].iloc[0]),
     }
-    gguf = embedded_gguf_path() if str(_model_cfg(args).get("name", "")).startswith("embedded:") else None
+    gguf = embedded_gguf_path() if str(spec.get("name", "")).startswith("embedded:") else None
     llama = llama_cpp_throughput(gguf, prompts, max_new_tokens=args.max_new_tokens,
                                  threads=args.llama_threads) if gguf else None
     result["llama_cpp"] = llama if llama is not None else "not run (llama-cpp-python is not installed, or the model is not the embedded GGUF)"

@@ -156,20 +156,19 @@ def steer_pairs(
             entry = directions[source][kind]
             intervention = entry.intervention(site, entry.spread(activations[target]), alpha)
             by_target.setdefault(target, []).append((kind, source, intervention, len(entry.heads)))
-    frames, counters = [], {"cache_hits": 0, "cache_misses": 0}
+    frames: dict[tuple[str, str, str], pd.DataFrame] = {}
+    counters = {"cache_hits": 0, "cache_misses": 0}
     for target, runs in by_target.items():
         subset = eval_subset(items, target, conditions, "evaluation")
         scored, count = evaluate_many(lm, subset, plain, config, [iv for _, _, iv, _ in runs],
                                       shared_prefix=shared_prefix, cache_dir=completion_cache, modes=modes,
                                       batch_size=batch_size)
         for (kind, source, _, top_k), frame in zip(runs, scored):
-            frames.append(frame.assign(source_task=source, direction=kind, top_k=top_k))
+            frames[(kind, source, target)] = frame.assign(source_task=source, direction=kind, top_k=top_k)
         for key in counters:
             counters[key] += count.get(key, 0)
-    order = {(kind, source, target): i for i, (kind, (source, target)) in
-             enumerate((k, pair) for k in kinds for pair in pairs)}
-    frames.sort(key=lambda f: order[(f["direction"].iloc[0], f["source_task"].iloc[0], f["task"].iloc[0])])
-    return pd.concat(frames, ignore_index=True), {"usage": plain.usage.as_dict(), **counters}
+    ordered = [frames[(kind, source, target)] for kind in kinds for source, target in pairs]  # kinds, then pairs
+    return pd.concat(ordered, ignore_index=True), {"usage": plain.usage.as_dict(), **counters}
 
 
 def alpha_sweep(
