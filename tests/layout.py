@@ -11,8 +11,9 @@ from tomlab.manifest import Manifest
 
 
 def layout_manifest(results: str | os.PathLike[str]) -> Manifest:
-    """A manifest for results laid out as the default pipeline lays them out, for tests that write
-    result files by hand (the pipeline itself builds its manifest from its rules' outputs).  Capture
+    """A one-model manifest (no ``"models"`` entry, every name at the top) for results a test writes by hand
+    under one folder (the pipeline itself builds its manifest from its rules' outputs, each model's
+    results under ``results/models/<name>/``).  Capture
     sites are those recorded in ``setup.json`` (else the folders found under ``probing/<main task>``).
     """
     from tomlab.bigtom.conditions import MAIN_TASK, TASKS

@@ -94,35 +94,40 @@ def test_bigtom_source_without_file_is_a_clear_error(tmp_path):
 
 
 def test_served_config_sends_the_team_the_debate_and_the_evaluation_to_the_server(tmp_path):
-    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/served.yaml"),
-                      "-n", "-p", "results/team/llm/episodes.parquet", "results/debate/arithmetic/direct/answers.parquet",
-                      "results/eval/served/accuracy.parquet")
+    served = "results/models/Llama-3.1-8B-Instruct"  # team.model and debate.models.default: named after the model
+    proc = _snakemake(tmp_path, "-n", "-p", f"{served}/team/llm/episodes.parquet",
+                      f"{served}/debate/arithmetic/direct/answers.parquet", "results/eval/served/accuracy.parquet",
+                      "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/served.yaml"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     plays = [line for line in proc.stdout.splitlines()
              if "team-play" in line or "debate-run" in line or (" evaluate --model-json " in line and "--modes generation " in line)]
     assert len(plays) == 3 and all('"base_url": "http://127.0.0.1:8000/v1"' in line for line in plays)
     served_eval = proc.stdout.split("rule evaluate_served:")[1].split("rule ")[0].split("Job stats")[0]
     assert "prepare_model" not in served_eval
-    # the LLM team needs no local weights; the debate rule still prepares the main model (the probing one)
-    team_job = proc.stdout.split("rule team_play:")[1].split("rule ")[0]
-    assert "prepare_model" not in team_job and "model/" not in team_job
+    # neither the served team nor the served debate needs local weights
+    for rule in ("team_play_llm", "debate_run"):
+        job = proc.stdout.split(f"rule {rule}:")[1].split("rule ")[0]
+        assert "info.json" not in job, job
 
 
 @pytest.mark.slow
 def test_whole_dag_on_smoke_config(tmp_path):
-    config = str(REPO / "config/smoke.yaml")
-    proc = _snakemake(tmp_path, "--configfile", config)
+    # the smoke model ("llama") beside a gemma3_text model whose heads are wider than hidden / heads
+    configs = [str(REPO / "config/smoke.yaml"), str(REPO / "config/smoke-panel.yaml")]
+    proc = _snakemake(tmp_path, "--configfile", *configs)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    res = tmp_path / "results"
-    html = (res / "report/index.html").read_text(encoding="utf-8")
+    root = tmp_path / "results"
+    res = root / "models" / "llama"  # the smoke model's own results
+    html = (root / "report/index.html").read_text(encoding="utf-8")
     assert "Probing" in html and "data:image/png;base64" in html
     assert "Stress tests" in html and "The decodability curve" in html  # the stress section renders
-    verdicts = pd.read_parquet(res / "stress/verdicts.parquet")
+    verdicts = pd.read_parquet(root / "stress/verdicts.parquet")
     assert len(verdicts) >= 1 and set(verdicts["verdict"]) <= {"supports the claim", "undermines it",
                                                                "inconclusive at this scale"}
-    assert (res / "report/index.pdf").read_bytes().startswith(b"%PDF")
+    assert (root / "report/index.pdf").read_bytes().startswith(b"%PDF")
     # every doubt gets its verdict; the shifts, the several minds and the behaviour are in their tables
-    assert len(verdicts) == 5 and verdicts["doubt"].is_unique
+    assert list(verdicts.columns)[0] == "model" and verdicts.groupby("model")["doubt"].nunique().to_dict() == {
+        "llama": 5, "gemma": 5} and len(verdicts) == 10
     transfer = pd.read_parquet(res / "stress/transfer_stats.parquet")
     assert {"original", "names", "noop", "percept_paraphrase", "percept_implicit", "decoy_told", "decoy_photo",
             "generated", "kept_belief", "decoys"} == set(transfer["shift"])
@@ -135,6 +140,10 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert "Several minds" in html and "Token detectors?" in html and "What steering does beyond" in html
 
     setup = json.loads((res / "setup.json").read_text())
+    assert json.loads((root / "models/gemma/setup.json").read_text())["model"]["name"] == "random:gemma3_text"
+    wide = np.load(root / "models/gemma/activations/forward_belief/attn_out.npy")
+    assert wide.shape[1:] == (2, 4, 12)  # attn_out: 48 wide, cut into 4 equal slices (head_z: 4 x 32)
+    assert np.load(root / "models/gemma/activations/forward_belief/head_z.npy").shape[1:] == (2, 4, 32)
     assert setup["model"]["name"] == "random:llama" and setup["data"]["n_stories"] == 24
     meta = pd.read_parquet(res / "activations/forward_belief/samples.parquet")
     acts = np.load(res / "activations/forward_belief/head_z.npy")
@@ -147,7 +156,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     for kind in ("accuracy", "selectivity"):
         for ext in ("png", "svg"):
             assert (res / f"figures/probing_forward_belief_head_z_{kind}.{ext}").stat().st_size > 0
-    bench = json.loads((res / "bench/probing.json").read_text())
+    bench = json.loads((root / "bench/probing.json").read_text())
     assert {"speedup", "max_acc_gap"} <= set(bench)
     for task in ("forward_action", "backward_belief"):
         other = pd.read_parquet(res / f"activations/{task}/samples.parquet")
@@ -155,7 +164,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
 
     # Steering: the baseline on 2 stories x 3 tasks x 4 conditions, every direction at both sites,
     # on each task's own directions and the forward-belief ones on the other tasks.
-    items = pd.read_parquet(res / "eval/items.parquet")
+    items = pd.read_parquet(root / "eval/items.parquet")
     assert len(items) == 2 * 3 * 4
     base = pd.read_parquet(res / "eval/baseline/scored.parquet")
     assert {"completion", "parsed", "logp_a", "ll_pred"} <= set(base.columns) and len(base) == len(items)
@@ -181,17 +190,21 @@ def test_whole_dag_on_smoke_config(tmp_path):
     for name in ("sweep", "cross_task", "letter_probs", "token_projections"):
         assert (res / f"figures/steering_{name}.svg").stat().st_size > 0
     assert "Steering" in html and "Forward-belief directions on the other tasks" in html
-    assert list((res / "cache/completions").rglob("*.json"))  # the completion cache was used
+    assert list((root / "cache/completions").rglob("*.json"))  # the completion cache was used
 
     # Team game: every agent type on one seeded layout, the tables, the figures, the report section.
     summary = pd.read_parquet(res / "team/summary.parquet")
     assert list(summary["agent_type"]) == ["random", "planner", "mappo", "llm", "llm_belief"]
+    gathered = pd.read_parquet(root / "team/summary.parquet")  # the teams without a model once, the LLM ones per model
+    assert sorted(zip(gathered["model"], gathered["agent_type"])) == sorted(
+        [("", "random"), ("", "planner"), ("", "mappo"), ("llama", "llm"), ("llama", "llm_belief"),
+         ("gemma", "llm"), ("gemma", "llm_belief")])
     episodes = pd.read_parquet(res / "team/episodes.parquet")
     assert len(episodes) == 5 and (episodes["rounds_played"] <= 3).all()
     planner = episodes[episodes["agent_type"] == "planner"].iloc[0]
     assert planner["valid_actions"] == planner["actions"] and planner["score"] >= episodes["score"].max()
     assert (episodes.loc[episodes["agent_type"].isin(["llm", "llm_belief"]), "total_tokens"] > 0).all()
-    curve = pd.read_parquet(res / "team/mappo/learning_curve.parquet")
+    curve = pd.read_parquet(root / "team/mappo/learning_curve.parquet")
     assert len(curve) > 0 and curve["timestep"].max() <= 200
     first = json.loads((res / "team/llm_belief/transcripts/seed0.jsonl").read_text().splitlines()[1])
     assert first["kind"] == "belief" and first["prompt"][0]["role"] == "system"
@@ -200,6 +213,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert "Team game" in html and "CBS planner" in html
 
     # Debate: every method on both tasks, the tables and figures, the report section.
+    assert set(pd.read_parquet(root / "debate/arithmetic/accuracy.parquet")["model"]) == {"llama", "gemma"}
     acc = pd.read_parquet(res / "debate/arithmetic/accuracy.parquet")
     assert set(acc["method"]) == {"direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced",
                                   "debate_affirmative"}
@@ -215,7 +229,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert "Debate" in html and "Counter-intuitive arithmetic" in html
 
     # Cost: every job's benchmark file, the model rules' usage, the tables and the report's section.
-    jobs = pd.read_parquet(res / "cost/jobs.parquet")
+    jobs = pd.read_parquet(root / "cost/jobs.parquet")
     assert {"steer", "debate_run", "team_play", "extract_activations", "stress_behaviour"} <= set(jobs["rule"])
     assert (jobs["seconds"] > 0).all() and jobs["rule"].nunique() >= 40
     model_rules = jobs[jobs["rule"].isin(["steer", "debate_run", "evaluate_baseline"])]
@@ -225,31 +239,70 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert (model_rules["model_tokens"] > 0).sum() >= len(model_rules) - 4
     debates = jobs[jobs["rule"] == "debate_run"]
     assert ((debates["completion_tokens"] > 0) | (debates["cache_hits"] > 0)).all()
-    experiments = pd.read_parquet(res / "cost/experiments.parquet")
+    assert set(jobs.loc[jobs["rule"] == "steer", "model"]) == {"llama", "gemma"}
+    experiments = pd.read_parquet(root / "cost/experiments.parquet")
     assert experiments["experiment"].iloc[-1] == "total" and {"steering", "debate", "stress"} <= set(experiments["experiment"])
     assert experiments["seconds"].iloc[-1] == pytest.approx(jobs["seconds"].sum())
     assert "Cost" in html and "minutes in all" in html
-    steering_bench = json.loads((res / "bench/steering.json").read_text())
+    steering_bench = json.loads((root / "bench/steering.json").read_text())
     # the smoke model runs in float32: shared prefixes give the token-by-token path's answers
     assert steering_bench["speedup"] > 0 and steering_bench["identical_answers"] is True
     assert steering_bench["vs_stepwise_rows"] == steering_bench["items"] * steering_bench["interventions"]
     assert steering_bench["vs_stepwise_same_completions"] == steering_bench["vs_stepwise_rows"]
     assert steering_bench["vs_stepwise_max_abs_logp_diff"] < 1e-3
-    generation_bench = json.loads((res / "bench/generation.json").read_text())
+    generation_bench = json.loads((root / "bench/generation.json").read_text())
     assert len(generation_bench["by_batch_size"]) >= 2
-    assert {"mfu", "peak_gflops"} <= set(json.loads((res / "bench/extract.json").read_text()))
+    assert {"mfu", "peak_gflops"} <= set(json.loads((root / "bench/extract.json").read_text()))
+
+    # The Models table, the Table 1 analogue, the probing figure, the stress verdicts, the team and the
+    # debate tables show both models.
+    overview = pd.read_parquet(root / "panel/overview.parquet")
+    assert list(dict.fromkeys(overview["model"])) == ["llama", "gemma"]
+    section = {name: html.split(f'<h1 id="{name}"', 1)[1].split("<h1 id=", 1)[0]
+               for name in ("models", "probing", "steering", "stress-tests", "team-game", "debate")}
+    models_table = section["models"].split("<table", 1)[1].split("</table>", 1)[0]
+    assert "llama" in models_table and "gemma" in models_table
+    table1 = section["steering"].split("Table 1)</h2>", 1)[1].split("</table>", 1)[0]
+    assert "llama: FB" in table1 and "gemma: FB" in table1  # one column group per model
+    for name in ("stress-tests", "team-game", "debate"):
+        tables = "".join(t.split("</table>")[0] for t in section[name].split("<table")[1:])
+        assert "llama" in tables and "gemma" in tables, name
+    # the probing figure: one image per chunk, with one panel per model
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    first = section["probing"].split("data:image/png;base64,", 1)[1].split('"', 1)[0]
+    shown = Image.open(BytesIO(base64.b64decode(first)))
+    heights = [Image.open(root / f"models/{m}/figures/probing_forward_belief_attn_out_accuracy.png").height
+               for m in ("llama", "gemma")]
+    assert shown.height > sum(heights)
+    assert (root / "figures/models_scaling.png").stat().st_size > 0
 
     # A second run has nothing to do.
-    again = _snakemake(tmp_path, "--configfile", config)
+    again = _snakemake(tmp_path, "--configfile", *configs)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # A third model added to the finished panel plans its own jobs and the gathering ones, none of the others.
+    third = tmp_path / "third.yaml"
+    third.write_text(Path(configs[1]).read_text() + "  gpt2:\n    name: random:gpt2\n    dtype: float32\n"
+                     "    device: cpu\n    random_config: {n_embd: 32, n_layer: 2, n_head: 4}\n")
+    plan = _snakemake(tmp_path, "-n", "--configfile", configs[0], str(third))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    planned = {v for line in plan.stdout.splitlines() if line.strip().startswith("wildcards:")
+               for part in line.split(":", 1)[1].split(",") if part.strip().startswith("model=")
+               for v in [part.strip().removeprefix("model=")]}
+    assert planned == {"gpt2"}, planned
+    assert "rule report:" in plan.stdout and "rule gather_models:" in plan.stdout
 
     # A reviewer reruns one step: only that step runs.
     acts_mtime = (res / "activations/forward_belief/attn_out.npy").stat().st_mtime_ns
     heads_mtime = (res / "probing/forward_belief/attn_out/heads.parquet").stat().st_mtime_ns
     # (targets before --configfile, which takes several values)
-    one = _snakemake(tmp_path, "results/probing/forward_belief/attn_out/heads.parquet", "--forcerun", "probe",
-                     "--configfile", config)
+    one = _snakemake(tmp_path, "results/models/llama/probing/forward_belief/attn_out/heads.parquet", "--forcerun",
+                     "probe", "--configfile", *configs)
     assert one.returncode == 0, one.stderr[-4000:]
     assert (res / "probing/forward_belief/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
     assert (res / "activations/forward_belief/attn_out.npy").stat().st_mtime_ns == acts_mtime
@@ -257,9 +310,9 @@ def test_whole_dag_on_smoke_config(tmp_path):
     # Rerunning a steering rule takes every completion from the cache.
     run_path = res / "steering/runs/head_z/plus_tpfo.parquet"
     before = pd.read_parquet(run_path)
-    again = _snakemake(tmp_path, str(run_path.relative_to(tmp_path)), "--forcerun", "steer", "--configfile", config)
+    again = _snakemake(tmp_path, str(run_path.relative_to(tmp_path)), "--forcerun", "steer", "--configfile", *configs)
     assert again.returncode == 0, again.stderr[-4000:]
-    log = (res / "logs/steer_head_z.log").read_text()
+    log = (root / "logs/llama/steer_head_z.log").read_text()
     assert '"cache_misses": 0' in log and '"cache_hits": 0' not in log
     pd.testing.assert_frame_equal(pd.read_parquet(run_path), before)
 

@@ -13,6 +13,15 @@ the report sections then look every path up by name and never build one themselv
 paths in a manifest file are relative to the directory the file is in (``tomlab report`` resolves
 the ones it is given against its working directory first, as it does for every other path).
 
+With several models (the run's panel), the manifest's ``"models"`` entry maps each model's name to
+that model's own entries, in the same format::
+
+    {"setup": ..., "lexical": {...},
+     "models": {"smollm2": {"heads": {"attn_out": ...}, ...}, "gemma3": {...}}}
+
+:meth:`Manifest.panel` lists the models and :meth:`Manifest.model` gives one model's view: its own
+entries over the shared ones, so a report section written for one model reads it unchanged.
+
 The ``report`` rule also saves the manifest beside the report (``tomlab report --save-manifest``), so
 ``quarto render report`` by hand finds it there.  This module is part of the shared layer: it
 imports only ``tomlab.io``.
@@ -47,8 +56,15 @@ class Manifest:
     def __init__(self, entries: Mapping[str, Any], source: str | os.PathLike[str] | None = None) -> None:
         self.source = str(source) if source is not None else "<manifest>"
         self._entries: dict[str, Entry] = {}
+        self._models: dict[str, Manifest] = {}
         for name, value in entries.items():
-            if isinstance(value, (str, os.PathLike)):
+            if name == "models" and isinstance(value, Mapping):
+                for model, own in value.items():
+                    if not isinstance(own, Mapping):
+                        raise TypeError(f"{self.source}: entry 'models' must map each model's name to its entries, "
+                                        f"not {type(own).__name__} for {model!r}")
+                    self._models[str(model)] = Manifest(own, source=f"{self.source} (model {model})")
+            elif isinstance(value, (str, os.PathLike)):
                 self._entries[str(name)] = os.fspath(value)
             elif isinstance(value, Mapping):
                 self._entries[str(name)] = {str(k): os.fspath(v) for k, v in value.items()}
@@ -101,7 +117,7 @@ class Manifest:
             q = Path(p).expanduser()
             return str(q if q.is_absolute() else root / q)
 
-        out: dict[str, Entry] = {}
+        out: dict[str, Any] = {}
         for name, value in self._entries.items():
             if isinstance(value, str):
                 out[name] = fix(value)
@@ -109,15 +125,35 @@ class Manifest:
                 out[name] = {k: fix(v) for k, v in value.items()}
             else:
                 out[name] = [fix(v) for v in value]
+        if self._models:
+            out["models"] = {m: own.resolved(base).to_dict() for m, own in self._models.items()}
         return Manifest(out, source=self.source)
 
-    def to_dict(self) -> dict[str, Entry]:
-        return {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
-                for k, v in self._entries.items()}
+    def to_dict(self) -> dict[str, Any]:
+        """The entries by sorted name, then ``"models"`` in the run's panel order (which is not sorted)."""
+        out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+                               for k, v in sorted(self._entries.items())}
+        if self._models:
+            out["models"] = {m: own.to_dict() for m, own in self._models.items()}
+        return out
+
+    # ---------------------------------------------------------------- the panel of models
+
+    @property
+    def panel(self) -> list[str]:
+        """The models this manifest has entries of, in the run's order (empty: a one-model manifest)."""
+        return list(self._models)
+
+    def model(self, name: str) -> Manifest:
+        """One model's view: its own entries over the shared ones."""
+        if name not in self._models:
+            raise ManifestError(f"manifest {self.source} has no model {name!r} (it has: {', '.join(self._models) or 'none'})")
+        merged: dict[str, Any] = {**self._entries, **self._models[name]._entries}
+        return Manifest(merged, source=f"{self.source} (model {name})")
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the manifest as JSON (sorted names, indented), atomically, and return the path."""
-        write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Write the manifest as JSON (sorted names, the models in panel order, indented), atomically."""
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # to_dict sorts all but the panel's order
         return Path(path)
 
     # ---------------------------------------------------------------- lookups

@@ -65,7 +65,7 @@ SERVED_SPEC: dict[str, tuple[type, ...]] = {
     "max_retries": (int,), "concurrency": (int,),
 }
 #: Where a config names a model that may be served: dotted keys (``*``: every entry of a mapping).
-MODEL_SPEC_KEYS: tuple[str, ...] = ("evaluation.served", "team.model", "team.agent_models.*", "debate.models.*")
+MODEL_SPEC_KEYS: tuple[str, ...] = ("models.*", "evaluation.served", "team.model", "team.agent_models.*", "debate.models.*")
 
 
 def served_spec_problems(spec: Any, where: str) -> list[str]:

@@ -1,11 +1,16 @@
 # Benchmarks (not tests): batched vs reference probing (and the original's 100-iteration joint probe vs
 # the converged one), batched vs one-at-a-time extraction (with its FLOP utilisation), shared-prefix vs
 # token-by-token steering, and generation throughput against the batch size.
-# Each takes every core so that nothing else runs beside it while it is timed.
+# Each takes every core so that nothing else runs beside it while it is timed. They measure the panel's
+# first local model (BENCH_MODEL).
+BENCH_JSON = json.dumps(ALL_SPECS.get(BENCH_MODEL), sort_keys=True)
+BENCH_GPUS = 0 if BENCH_MODEL is None else PANEL[BENCH_MODEL]["gpu"]
+
+
 rule bench_probing:
     input:
-        acts=activations(MAIN_TASK, SITES[0]),
-        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK),
+        acts=activations(MAIN_TASK, SITES[0], BENCH_MODEL),
+        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK, model=BENCH_MODEL),
         split=expand(rules.split.output.split, task=MAIN_TASK),
     output:
         json="results/bench/probing.json",
@@ -33,17 +38,17 @@ rule bench_probing:
 rule bench_extract:
     input:
         samples=expand(rules.probe_samples.output.samples, task=MAIN_TASK),
-        model=rules.prepare_model.output.info,
+        model=expand(rules.prepare_model.output.info, model=BENCH_MODEL),
     output:
         json="results/bench/extract.json",
     params:
-        model=MODEL_JSON,
+        model=BENCH_JSON,
         sites=" ".join(SITES),
         n_prompts=config["bench"]["extract_prompts"],
         batch_size=config["bench"]["extract_batch_size"],
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=BENCH_GPUS,
     conda:
         ENV
     benchmark:
@@ -60,13 +65,13 @@ rule bench_extract:
 rule bench_steering:
     input:
         eval_items=rules.eval_items.output.eval_items,
-        model=rules.prepare_model.output.info,
-        directions=rules.alpha_sweep.input.directions,
-        acts=rules.alpha_sweep.input.acts,
+        model=expand(rules.prepare_model.output.info, model=BENCH_MODEL),
+        directions=expand(rules.alpha_sweep.input.directions, model=BENCH_MODEL),
+        acts=activations(MAIN_TASK, STEER["site"], BENCH_MODEL),
     output:
         json="results/bench/steering.json",
     params:
-        model=MODEL_JSON,
+        model=BENCH_JSON,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         max_new_tokens=EVAL["max_new_tokens"],
@@ -78,7 +83,7 @@ rule bench_steering:
         n_items=config["bench"]["steering_items"],
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=BENCH_GPUS,
     conda:
         ENV
     benchmark:
@@ -97,17 +102,17 @@ rule bench_steering:
 rule bench_generation:
     input:
         task_items=expand(rules.debate_tasks.output.task_items, task="arithmetic"),
-        model=rules.prepare_model.output.info,
+        model=expand(rules.prepare_model.output.info, model=BENCH_MODEL),
     output:
         json="results/bench/generation.json",
     params:
-        model=MODEL_JSON,
+        model=BENCH_JSON,
         n_prompts=config["bench"]["generation_prompts"],
         batch_sizes=" ".join(str(b) for b in config["bench"]["generation_batch_sizes"]),
         max_new_tokens=config["bench"]["generation_max_new_tokens"],
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=BENCH_GPUS,
     conda:
         ENV
     benchmark:

@@ -1,12 +1,14 @@
 # Config validation and the few helpers the rules share.
 import hashlib
 import json
+import re
 import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
+from tomlab.panel import experiment_panel, is_served, model_name, model_panel, resolve_spec
 from tomlab.schema import SCHEMA_PATH, check_keys, check_model_specs
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 
@@ -53,10 +55,65 @@ REPORT_DIR = Path(workflow.basedir) / "report"
 REPORT_SOURCES = sorted(
     str(p) for p in REPORT_DIR.iterdir() if p.is_file() and not p.name.startswith(".")
 )
-CONFIG_JSON = json.dumps(config, sort_keys=True)
-CONFIG_HASH = hashlib.sha256(CONFIG_JSON.encode()).hexdigest()[:12]
-MODEL_JSON = json.dumps(config["model"], sort_keys=True)
-GPUS = config["model"]["gpu"]
+
+# --- the panel of models ---------------------------------------------------------------------------
+# Every model-dependent result lives under results/models/{model}/; the rest is made once.
+PANEL = model_panel(config)  # name -> spec: `models:`, or `model:` alone as a panel of one
+PROBE_MODELS = experiment_panel(config, "probing", PANEL)
+EVAL_MODELS = experiment_panel(config, "evaluation", PANEL)
+STEER_MODELS = experiment_panel(config, "steering", PANEL)
+STRESS_MODELS = experiment_panel(config, "stress", PANEL)
+LOCAL_MODELS = [m for m, spec in PANEL.items() if not is_served(spec)]
+BENCH_MODEL = LOCAL_MODELS[0] if LOCAL_MODELS else None  # the benchmarks measure the panel's first local model
+
+
+def own_models(key, role_spec, experiment):
+    """The models an experiment plays, name -> spec: the one its role setting names (legacy: team.model,
+    debate.models.default), else its panel."""
+    if not role_spec:
+        return {m: PANEL[m] for m in experiment_panel(config, experiment, PANEL)}
+    spec = resolve_spec(role_spec, PANEL, key)
+    name = role_spec if isinstance(role_spec, str) else model_name(spec)
+    if name in PANEL and PANEL[name] != spec:
+        name = f"{name}-{experiment}"
+    return {name: spec}
+
+
+TEAM_SPECS = own_models("team.model", config["team"]["model"], "team")
+DEBATE_SPECS = own_models("debate.models.default", config["debate"]["models"]["default"], "debate")
+ALL_SPECS = {**PANEL, **TEAM_SPECS, **DEBATE_SPECS}
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in ALL_SPECS),
+
+
+def model_json(wildcards):
+    return json.dumps(ALL_SPECS[wildcards.model], sort_keys=True)
+
+
+def model_gpus(wildcards):
+    spec = ALL_SPECS[wildcards.model]
+    return 0 if is_served(spec) else spec["gpu"]
+
+
+def prepared(*names):
+    """The prepare_model outputs of those of ``names`` that are local panel models (served ones need none)."""
+    return [expand(rules.prepare_model.output.info, model=n)[0] for n in dict.fromkeys(names)
+            if n in ALL_SPECS and not is_served(ALL_SPECS[n])]
+
+
+def model_config(name):
+    """The config as one panel model sees it: `model` is that model, the team's and the debate's model too
+    when it plays them; no panel lists (adding a model changes nothing of the others' jobs)."""
+    out = {k: v for k, v in config.items() if k != "models"}
+    out = {k: ({kk: vv for kk, vv in v.items() if kk != "panel"} if isinstance(v, dict) else v) for k, v in out.items()}
+    out["model"] = ALL_SPECS[name]
+    if name in TEAM_SPECS:
+        out["team"] = {**out["team"], "model": TEAM_SPECS[name]}
+    if name in DEBATE_SPECS:
+        out["debate"] = {**out["debate"], "models": {**out["debate"]["models"], "default": DEBATE_SPECS[name]}}
+    return json.dumps(out, sort_keys=True)
 
 
 def slug(kind):
@@ -73,9 +130,10 @@ def task_args(paths):
     return " ".join(f"{t}={shlex.quote(str(p))}" for t, p in zip(TASKS, paths, strict=True))
 
 
-def activations(task, site):
-    """One task's activations at one site (extract_activations writes every site of a task at once)."""
-    return expand(rules.extract_activations.output.acts[SITES.index(site)], task=task)[0]
+def activations(task, site, model="{model}"):
+    """One task's activations at one site of one model (extract_activations writes every site of a task at
+    once); with the model left as a wildcard for a rule's static input."""
+    return expand(rules.extract_activations.output.acts[SITES.index(site)], task=task, model=model)[0]
 
 
 # --- the team game -------------------------------------------------------------------------
@@ -84,45 +142,48 @@ TEAM_RULES = ("rules", "map", "bomb_phases", "colours", "agents", "max_rounds", 
               "wrong_cutter", "points_per_phase")
 TEAM_JSON = json.dumps({k: TEAM[k] for k in TEAM_RULES}, sort_keys=True)
 TEAM_LLM = {k: v for k, v in TEAM["llm"].items() if k != "batch_size"}
-TEAM_MODEL = TEAM["model"] or config["model"]  # the LLM agents' model: the main one unless the team names its own
 TEAM_AGENTS = TEAM["agent_types"]
 LLM_AGENTS = LLM_TYPES
-
-
-TEAM_AGENT_MODELS = {a: spec for a, spec in TEAM["agent_models"].items() if spec}
+TEAM_LLM_AGENTS = [a for a in TEAM_AGENTS if a in LLM_AGENTS]
+TEAM_OTHER_AGENTS = [a for a in TEAM_AGENTS if a not in LLM_AGENTS]  # no language model: played once
+# an agent's own model (a panel name stays a name, so its prepared weights are an input)
+TEAM_AGENT_NAMES = {a: s for a, s in TEAM["agent_models"].items() if isinstance(s, str)}
+TEAM_AGENT_MODELS = {a: resolve_spec(s, PANEL, f"team.agent_models.{a}") for a, s in TEAM["agent_models"].items() if s}
 
 
 def team_play_inputs(wildcards):
-    """A MAPPO team needs its trained policies; an LLM team needs the local model unless every agent is served."""
-    if wildcards.agent == "mappo":
-        return {"policies": rules.team_train_mappo.output.policies}
-    specs = [TEAM_AGENT_MODELS.get(a, TEAM_MODEL) for a in TEAM["agents"]]
-    if wildcards.agent in LLM_AGENTS and any("base_url" not in s for s in specs):  # served models need no weights
-        return {"model": rules.prepare_model.output.info}
-    return {}
+    """A MAPPO team needs its trained policies; the other kinds without a language model need nothing."""
+    return {"policies": rules.team_train_mappo.output.policies} if wildcards.agent == "mappo" else {}
 
 
 def team_play_args(wildcards, input):
-    if wildcards.agent == "mappo":
-        return f"--policies {shlex.quote(input.policies)}"
-    if wildcards.agent in LLM_AGENTS:
-        return (f"--model-json {shlex.quote(json.dumps(TEAM_MODEL, sort_keys=True))} --llm-json {shlex.quote(json.dumps(TEAM_LLM))}"
-                f" --agent-models-json {shlex.quote(json.dumps(TEAM_AGENT_MODELS, sort_keys=True))}"
-                f" --batch-size {TEAM['llm']['batch_size']} --completion-cache {shlex.quote(COMPLETION_CACHE)}")
-    return ""
+    return f"--policies {shlex.quote(input.policies)}" if wildcards.agent == "mappo" else ""
+
+
+def team_llm_models(wildcards):
+    """An LLM team needs the prepared weights of every local panel model one of its agents plays."""
+    names = [TEAM_AGENT_NAMES.get(a, wildcards.model) for a in TEAM["agents"] if a not in TEAM_AGENT_MODELS or a in TEAM_AGENT_NAMES]
+    return prepared(*names)
 
 
 # --- the debate ----------------------------------------------------------------------------------
 DEBATE = config["debate"]
 DEBATE_TASKS = DEBATE["tasks"]
 DEBATE_METHODS = DEBATE["methods"]
-DEBATE_MODELS_JSON = json.dumps(
-    {"default": DEBATE["models"]["default"] or config["model"],
-     **{r: DEBATE["models"][r] for r in ("affirmative", "negative", "judge")}},
-    sort_keys=True,
-)
+DEBATE_ROLES = ("affirmative", "negative", "judge")
+
+
+def debate_models_json(wildcards):
+    """Every role's model for one debate model: its own spec, or the role's (a panel name resolved)."""
+    roles = {r: resolve_spec(DEBATE["models"][r], PANEL, f"debate.models.{r}") for r in DEBATE_ROLES}
+    return json.dumps({"default": DEBATE_SPECS[wildcards.model], **roles}, sort_keys=True)
+
+
+def debate_prepared(wildcards):
+    names = [wildcards.model] + [DEBATE["models"][r] for r in DEBATE_ROLES if isinstance(DEBATE["models"][r], str)]
+    return prepared(*names)
 DEBATE_SETTINGS = json.dumps(
-    {k: v for k, v in DEBATE.items() if k not in ("tasks", "methods", "arithmetic", "translation", "models", "n_boot", "batch_size")},
+    {k: v for k, v in DEBATE.items() if k not in ("tasks", "methods", "arithmetic", "translation", "models", "n_boot", "batch_size", "panel")},
     sort_keys=True,
 )
 
@@ -199,34 +260,108 @@ REPORT_KEYED = {
     "debate_accuracy": DEBATE_TASKS,
     "debate_answers": [m for m in ("debate", "debate_forced") if m in DEBATE_METHODS],
 }
-# Named report inputs that are every output of one plot; the manifest keys their PNGs by output name
-# without "_png" (plot_steering's sweep_png becomes "sweep").
-REPORT_FIGURES = {"steering_figures": "plot_steering", "stress_figures": "plot_stress", "team_figures": "plot_team",
-                  "debate_figures": "plot_debate"}
 
 
 def debate_arithmetic(pattern, method=None):
     """One output of the arithmetic debate (of one method); nothing when that task or method is not run."""
     if not DEBATE_ARITHMETIC or (method is not None and method not in DEBATE_METHODS):
         return []
-    return expand(pattern, task="arithmetic", **({} if method is None else {"method": method}))[0]
+    return expand(pattern, task="arithmetic", allow_missing=True, **({} if method is None else {"method": method}))[0]
 
 
-def report_manifest(wildcards, input):
-    """The report's manifest as JSON: each named input (but the report's own sources) by name, the
-    lists of REPORT_KEYED as mappings, the plots of REPORT_FIGURES as mappings from output name to PNG."""
-    manifest = {}
-    for name, value in input.items():
-        if name == "sources" or (not value and not isinstance(value, str)):
+def figures(output):
+    """A plot's PNGs by output name without "_png" (plot_steering's sweep_png becomes "sweep")."""
+    return {k.removesuffix("_png"): v for k, v in output.items() if k.endswith("_png")}
+
+
+def for_model(value, model):
+    """A report input (a path, a list or a mapping of them) with its {model} wildcard filled in."""
+    if isinstance(value, dict):
+        return {k: for_model(v, model) for k, v in value.items()}
+    if isinstance(value, str):
+        return expand(value, model=model)[0]
+    return [for_model(v, model) for v in value]
+
+
+def manifest_entries(named):
+    """Named report inputs as manifest entries: the lists of REPORT_KEYED as mappings by their key; empty
+    inputs (an experiment or task not run) left out."""
+    out = {}
+    for name, value in named.items():
+        if not value and not isinstance(value, str):
             continue
         if name in REPORT_KEYED:
-            manifest[name] = dict(zip(REPORT_KEYED[name], value, strict=True))
-        elif name in REPORT_FIGURES:
-            output = getattr(rules, REPORT_FIGURES[name]).output
-            manifest[name] = {k.removesuffix("_png"): v for k, v in output.items() if k.endswith("_png")}
+            out[name] = dict(zip(REPORT_KEYED[name], value, strict=True))
         else:
-            manifest[name] = value if isinstance(value, str) else list(value)
-    return json.dumps(manifest, sort_keys=True)
+            out[name] = value if isinstance(value, (str, dict)) else list(value)
+    return out
+
+
+def flat(entries):
+    """Every path of some manifest entries, for a rule's input."""
+    paths = []
+    for value in entries.values():
+        paths += [value] if isinstance(value, str) else list(value.values()) if isinstance(value, dict) else list(value)
+    return paths
+
+
+def model_results(model):
+    """Every result of one panel model the report shows, by the name its sections use (nothing of an
+    experiment the model does not play)."""
+    r = dict(setup=rules.setup_summary.output.setup)
+    if model in PROBE_MODELS:
+        r.update(
+            heads=expand(rules.probe.output.heads, task=MAIN_TASK, site=SITES, allow_missing=True),
+            layers=expand(rules.probe.output.layers, task=MAIN_TASK, site=SITES, allow_missing=True),
+            top=expand(rules.probe.output.top, task=MAIN_TASK, site=SITES, allow_missing=True),
+            probing_accuracy_figures=expand(rules.plot_probing.output.accuracy_png, task=MAIN_TASK, site=SITES, allow_missing=True),
+            probing_selectivity_figures=expand(
+                rules.plot_probing.output.selectivity_png, task=MAIN_TASK, site=SITES, allow_missing=True
+            ),
+        )
+    if model in EVAL_MODELS or model in STEER_MODELS:
+        r.update(baseline=rules.evaluate_baseline.output.table, baseline_scored=rules.evaluate_baseline.output.scored)
+    if model in STEER_MODELS:
+        r.update(
+            steering=rules.steering_tables.output.table,
+            sweep=rules.alpha_sweep.output.table,
+            cross=rules.cross_task.output.correlations,
+            letters=rules.mechanism.output.letters,
+            free_text=rules.free_text.output.texts,
+            steering_figures=figures(rules.plot_steering.output),
+        )
+    if model in STRESS_MODELS:
+        r.update(
+            stress_decodability=rules.stress_decodability.output.correct,
+            stress_verdicts=rules.stress_verdicts.output.verdicts,
+            stress_transfer=rules.stress_transfer.output.stats,
+            stress_minds=rules.stress_minds_probe.output.stats,
+            stress_behaviour=rules.stress_behaviour.output.table,
+            stress_figures=figures(rules.plot_stress.output),
+        )
+    if model in TEAM_SPECS:
+        r.update(
+            team_episodes=rules.team_tables.output.episodes,
+            team_summary=rules.team_tables.output.summary,
+            team_tom=rules.team_tables.output.tom,
+            team_transcripts=expand(rules.team_play_llm.output.transcripts, agent=TEAM_LLM_AGENTS, allow_missing=True),
+            team_figures=figures(rules.plot_team.output),
+        )
+    if model in DEBATE_SPECS:
+        r.update(
+            debate_accuracy=expand(rules.debate_tables.output.accuracy, task=DEBATE_TASKS, allow_missing=True),
+            debate_scored=debate_arithmetic(rules.debate_tables.output.scored),
+            debate_disagreement=debate_arithmetic(rules.debate_tables.output.disagreement),
+            debate_judge_preference=debate_arithmetic(rules.debate_tables.output.judge),
+            debate_answers=[debate_arithmetic(rules.debate_run.output.answers, m) for m in REPORT_KEYED["debate_answers"]]
+            if DEBATE_ARITHMETIC
+            else [],
+            debate_turns=debate_arithmetic(rules.debate_run.output.turns, "debate"),
+            debate_judge=debate_arithmetic(rules.debate_run.output.judge, "debate"),
+            debate_transcripts=debate_arithmetic(rules.debate_run.output.transcripts, "debate"),
+            debate_figures=figures(rules.plot_debate.output) if DEBATE_ARITHMETIC else {},
+        )
+    return manifest_entries(for_model(r, model))
 
 
 # Where the rules write their Snakemake benchmark files and the model usage of their commands

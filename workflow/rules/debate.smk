@@ -31,30 +31,30 @@ rule debate_tasks:
 rule debate_run:
     input:
         task_items=rules.debate_tasks.output.task_items,
-        model=rules.prepare_model.output.info,
+        models=debate_prepared,  # the local weights its roles play (a served model needs none)
     output:
-        answers="results/debate/{task}/{method}/answers.parquet",
-        turns="results/debate/{task}/{method}/turns.parquet",
-        judge="results/debate/{task}/{method}/judge.parquet",
-        transcripts="results/debate/{task}/{method}/transcripts.jsonl",
+        answers="results/models/{model}/debate/{task}/{method}/answers.parquet",
+        turns="results/models/{model}/debate/{task}/{method}/turns.parquet",
+        judge="results/models/{model}/debate/{task}/{method}/judge.parquet",
+        transcripts="results/models/{model}/debate/{task}/{method}/transcripts.jsonl",
     wildcard_constraints:
         task="arithmetic|translation",
         method="direct|cot|self_consistency|self_reflection|debate|debate_forced",
     params:
-        models=DEBATE_MODELS_JSON,
+        models=debate_models_json,
         settings=DEBATE_SETTINGS,
         batch_size=DEBATE["batch_size"],
         cache=COMPLETION_CACHE,
-    threads: workflow.cores
+    threads: lambda wildcards: 1 if is_served(ALL_SPECS[wildcards.model]) else workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/debate_run/{task}_{method}.tsv"
+        "results/benchmarks/debate_run/{model}/{task}_{method}.tsv"
     log:
-        log="results/logs/debate_run/{task}_{method}.log",
-        usage="results/logs/usage/debate_run/{task}_{method}.json",
+        log="results/logs/{model}/debate_run/{task}_{method}.log",
+        usage="results/logs/usage/debate_run/{model}/{task}_{method}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} debate-run --task {wildcards.task} --tasks {input.task_items:q}"
         " --method {wildcards.method} --models-json {params.models:q} --debate-json {params.settings:q}"
@@ -69,21 +69,21 @@ rule debate_tables:
         answers=expand(rules.debate_run.output.answers, method=DEBATE_METHODS, allow_missing=True),
         turns=expand(rules.debate_run.output.turns, method=DEBATE_METHODS, allow_missing=True),
     output:
-        scored="results/debate/{task}/scored.parquet",
-        accuracy="results/debate/{task}/accuracy.parquet",
-        disagreement="results/debate/{task}/disagreement.parquet",
-        judge="results/debate/{task}/judge_preference.parquet",
+        scored="results/models/{model}/debate/{task}/scored.parquet",
+        accuracy="results/models/{model}/debate/{task}/accuracy.parquet",
+        disagreement="results/models/{model}/debate/{task}/disagreement.parquet",
+        judge="results/models/{model}/debate/{task}/judge_preference.parquet",
     wildcard_constraints:
         task="arithmetic|translation",
     params:
-        models=DEBATE_MODELS_JSON,
+        models=debate_models_json,
         n_boot=DEBATE["n_boot"],
     conda:
         ENV
     benchmark:
-        "results/benchmarks/debate_tables/{task}.tsv"
+        "results/benchmarks/debate_tables/{model}/{task}.tsv"
     log:
-        "results/logs/debate_tables/{task}.log",
+        "results/logs/{model}/debate_tables/{task}.log",
     shell:
         "tomlab debate-tables --task {wildcards.task} --tasks {input.task_items:q} --answers {input.answers:q}"
         " --turns {input.turns:q} --models-json {params.models:q} --n-boot {params.n_boot}"
@@ -93,22 +93,22 @@ rule debate_tables:
 
 rule plot_debate:
     input:
-        accuracy=expand(rules.debate_tables.output.accuracy, task="arithmetic"),
-        disagreement=expand(rules.debate_tables.output.disagreement, task="arithmetic"),
+        accuracy=expand(rules.debate_tables.output.accuracy, task="arithmetic", allow_missing=True),
+        disagreement=expand(rules.debate_tables.output.disagreement, task="arithmetic", allow_missing=True),
     output:
-        accuracy_png="results/figures/debate_accuracy.png",
-        accuracy_svg="results/figures/debate_accuracy.svg",
-        disagreement_png="results/figures/debate_disagreement.png",
-        disagreement_svg="results/figures/debate_disagreement.svg",
+        accuracy_png="results/models/{model}/figures/debate_accuracy.png",
+        accuracy_svg="results/models/{model}/figures/debate_accuracy.svg",
+        disagreement_png="results/models/{model}/figures/debate_disagreement.png",
+        disagreement_svg="results/models/{model}/figures/debate_disagreement.svg",
     params:
         accuracy_stem=lambda wildcards, output: output.accuracy_png.removesuffix(".png"),
         disagreement_stem=lambda wildcards, output: output.disagreement_png.removesuffix(".png"),
     conda:
         ENV
     benchmark:
-        "results/benchmarks/plot_debate.tsv"
+        "results/benchmarks/plot_debate/{model}.tsv"
     log:
-        "results/logs/plot_debate.log",
+        "results/logs/{model}/plot_debate.log",
     shell:
         "tomlab plot-debate --accuracy {input.accuracy:q} --disagreement {input.disagreement:q}"
         " --out-accuracy {params.accuracy_stem:q} --out-disagreement {params.disagreement_stem:q} > {log:q} 2>&1"

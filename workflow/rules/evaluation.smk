@@ -24,29 +24,30 @@ rule eval_items:
 rule evaluate_baseline:
     input:
         eval_items=rules.eval_items.output.eval_items,
-        model=rules.prepare_model.output.info,
+        model=lambda wildcards: prepared(wildcards.model),  # a served model needs none
     output:
-        scored="results/eval/baseline/scored.parquet",
-        table="results/eval/baseline/accuracy.parquet",
+        scored="results/models/{model}/eval/baseline/scored.parquet",
+        table="results/models/{model}/eval/baseline/accuracy.parquet",
     params:
-        model=MODEL_JSON,
+        model=model_json,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         max_new_tokens=EVAL["max_new_tokens"],
-        modes=" ".join(EVAL["modes"]),
+        # a server gives no option log-likelihoods: a served model answers by generation only
+        modes=lambda wildcards: "generation" if is_served(ALL_SPECS[wildcards.model]) else " ".join(EVAL["modes"]),
         n_boot=EVAL["n_boot"],
         seed=EVAL["seed"],
         cache=COMPLETION_CACHE,
-    threads: workflow.cores
+    threads: lambda wildcards: 1 if is_served(ALL_SPECS[wildcards.model]) else workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/evaluate_baseline.tsv"
+        "results/benchmarks/evaluate_baseline/{model}.tsv"
     log:
-        log="results/logs/evaluate_baseline.log",
-        usage="results/logs/usage/evaluate_baseline.json",
+        log="results/logs/{model}/evaluate_baseline.log",
+        usage="results/logs/usage/evaluate_baseline/{model}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} evaluate --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens}"

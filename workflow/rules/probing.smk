@@ -1,13 +1,13 @@
 # Probes per head and per layer (with shuffled-label controls), the lexical baseline, the heatmaps.
 rule probe:
     input:
-        acts=lambda wildcards: activations(wildcards.task, wildcards.site),
+        acts=lambda wildcards: activations(wildcards.task, wildcards.site, wildcards.model),
         samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
     output:
-        heads="results/probing/{task}/{site}/heads.parquet",
-        layers="results/probing/{task}/{site}/layers.parquet",
-        top="results/probing/{task}/{site}/top_heads.csv",
+        heads="results/models/{model}/probing/{task}/{site}/heads.parquet",
+        layers="results/models/{model}/probing/{task}/{site}/layers.parquet",
+        top="results/models/{model}/probing/{task}/{site}/top_heads.csv",
     wildcard_constraints:
         site="|".join(SITES),
         task="|".join(TASKS),
@@ -21,9 +21,9 @@ rule probe:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/probe/{task}_{site}.tsv"
+        "results/benchmarks/probe/{model}/{task}_{site}.tsv"
     log:
-        "results/logs/probe_{task}_{site}.log",
+        "results/logs/{model}/probe_{task}_{site}.log",
     shell:
         "tomlab --threads {threads} probe --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --C-binary {params.C_binary} --C-joint {params.C_joint}"
@@ -58,10 +58,10 @@ rule plot_probing:
     input:
         heads=rules.probe.output.heads,
     output:
-        accuracy_png="results/figures/probing_{task}_{site}_accuracy.png",
-        accuracy_svg="results/figures/probing_{task}_{site}_accuracy.svg",
-        selectivity_png="results/figures/probing_{task}_{site}_selectivity.png",
-        selectivity_svg="results/figures/probing_{task}_{site}_selectivity.svg",
+        accuracy_png="results/models/{model}/figures/probing_{task}_{site}_accuracy.png",
+        accuracy_svg="results/models/{model}/figures/probing_{task}_{site}_accuracy.svg",
+        selectivity_png="results/models/{model}/figures/probing_{task}_{site}_selectivity.png",
+        selectivity_svg="results/models/{model}/figures/probing_{task}_{site}_selectivity.svg",
     wildcard_constraints:
         site="|".join(SITES),
         task="|".join(TASKS),
@@ -71,9 +71,9 @@ rule plot_probing:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/plot_probing/{task}_{site}.tsv"
+        "results/benchmarks/plot_probing/{model}/{task}_{site}.tsv"
     log:
-        "results/logs/plot_probing_{task}_{site}.log",
+        "results/logs/{model}/plot_probing_{task}_{site}.log",
     shell:
         "tomlab plot-probing --heads {input.heads:q} --site {wildcards.site} --accuracy {params.accuracy:q}"
         " --selectivity {params.selectivity:q} > {log:q} 2>&1"

@@ -2,12 +2,12 @@
 # analogues, the alpha sweep, cross-task correlation, mechanism views and free text.
 rule steering_directions:
     input:
-        acts=lambda wildcards: activations(wildcards.task, wildcards.site),
+        acts=lambda wildcards: activations(wildcards.task, wildcards.site, wildcards.model),
         samples=rules.extract_activations.output.meta,
         split=rules.split.output.split,
         heads=rules.probe.output.heads,
     output:
-        directions="results/steering/directions/{task}/{site}.npz",
+        directions="results/models/{model}/steering/directions/{task}/{site}.npz",
     wildcard_constraints:
         site="|".join(SITES),
         task="|".join(TASKS),
@@ -22,9 +22,9 @@ rule steering_directions:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/steering_directions/{task}_{site}.tsv"
+        "results/benchmarks/steering_directions/{model}/{task}_{site}.tsv"
     log:
-        "results/logs/steering_directions_{task}_{site}.log",
+        "results/logs/{model}/steering_directions_{task}_{site}.log",
     shell:
         "tomlab --threads {threads} directions --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --heads {input.heads:q} --kinds {params.kinds} --top-k {params.top_k}"
@@ -40,13 +40,13 @@ rule steer:
         eval_items=rules.eval_items.output.eval_items,
         model=rules.prepare_model.output.info,
         directions=expand(rules.steering_directions.output.directions, task=TASKS, allow_missing=True),
-        acts=lambda wildcards: [activations(t, wildcards.site) for t in TASKS],
+        acts=lambda wildcards: [activations(t, wildcards.site, wildcards.model) for t in TASKS],
     output:
-        scored=expand("results/steering/runs/{{site}}/{kind}.parquet", kind=[slug(k) for k in STEER["directions"]]),
+        scored=expand("results/models/{{model}}/steering/runs/{{site}}/{kind}.parquet", kind=[slug(k) for k in STEER["directions"]], allow_missing=True),
     wildcard_constraints:
         site="|".join(SITES),
     params:
-        model=MODEL_JSON,
+        model=model_json,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         max_new_tokens=EVAL["max_new_tokens"],
@@ -60,14 +60,14 @@ rule steer:
         prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/steer/{site}.tsv"
+        "results/benchmarks/steer/{model}/{site}.tsv"
     log:
-        log="results/logs/steer_{site}.log",
-        usage="results/logs/usage/steer/{site}.json",
+        log="results/logs/{model}/steer_{site}.log",
+        usage="results/logs/usage/steer/{model}/{site}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} steer --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} {params.prefix} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens}"
@@ -79,18 +79,18 @@ rule steer:
 rule steering_tables:
     input:
         baseline=rules.evaluate_baseline.output.scored,
-        runs=expand(rules.steer.output.scored, site=SITES),
+        runs=expand(rules.steer.output.scored, site=SITES, allow_missing=True),
     output:
-        table="results/steering/accuracy.parquet",
+        table="results/models/{model}/steering/accuracy.parquet",
     params:
         n_boot=EVAL["n_boot"],
         seed=EVAL["seed"],
     conda:
         ENV
     benchmark:
-        "results/benchmarks/steering_tables.tsv"
+        "results/benchmarks/steering_tables/{model}.tsv"
     log:
-        "results/logs/steering_tables.log",
+        "results/logs/{model}/steering_tables.log",
     shell:
         "tomlab steering-tables --baseline {input.baseline:q} --steered {input.runs:q}"
         " --n-boot {params.n_boot} --seed {params.seed} --out {output.table:q} > {log:q} 2>&1"
@@ -100,13 +100,13 @@ rule alpha_sweep:
     input:
         eval_items=rules.eval_items.output.eval_items,
         model=rules.prepare_model.output.info,
-        directions=expand(rules.steering_directions.output.directions, task=MAIN_TASK, site=STEER["site"]),
+        directions=expand(rules.steering_directions.output.directions, task=MAIN_TASK, site=STEER["site"], allow_missing=True),
         acts=activations(MAIN_TASK, STEER["site"]),
     output:
-        scored="results/steering/sweep/scored.parquet",
-        table="results/steering/sweep/accuracy.parquet",
+        scored="results/models/{model}/steering/sweep/scored.parquet",
+        table="results/models/{model}/steering/sweep/accuracy.parquet",
     params:
-        model=MODEL_JSON,
+        model=model_json,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         max_new_tokens=EVAL["max_new_tokens"],
@@ -121,14 +121,14 @@ rule alpha_sweep:
         prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/alpha_sweep.tsv"
+        "results/benchmarks/alpha_sweep/{model}.tsv"
     log:
-        log="results/logs/alpha_sweep.log",
-        usage="results/logs/usage/alpha_sweep.json",
+        log="results/logs/{model}/alpha_sweep.log",
+        usage="results/logs/usage/alpha_sweep/{model}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} sweep --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} {params.prefix}"
@@ -141,19 +141,19 @@ rule alpha_sweep:
 
 rule cross_task:
     input:
-        heads=expand(rules.probe.output.heads, task=TASKS, site=STEER["site"]),
+        heads=expand(rules.probe.output.heads, task=TASKS, site=STEER["site"], allow_missing=True),
     output:
-        wide="results/steering/cross_task/heads.parquet",
-        correlations="results/steering/cross_task/correlations.parquet",
+        wide="results/models/{model}/steering/cross_task/heads.parquet",
+        correlations="results/models/{model}/steering/cross_task/correlations.parquet",
     params:
         heads=lambda wildcards, input: task_args(input.heads),
         top_k=STEER["top_k"],
     conda:
         ENV
     benchmark:
-        "results/benchmarks/cross_task.tsv"
+        "results/benchmarks/cross_task/{model}.tsv"
     log:
-        "results/logs/cross_task.log",
+        "results/logs/{model}/cross_task.log",
     shell:
         "tomlab cross-task --heads {params.heads} --top-k {params.top_k} --out-wide {output.wide:q}"
         " --out-correlations {output.correlations:q} > {log:q} 2>&1"
@@ -166,10 +166,10 @@ rule mechanism:
         directions=rules.alpha_sweep.input.directions,
         acts=rules.alpha_sweep.input.acts,
     output:
-        letters="results/steering/mechanism/letter_probs.parquet",
-        projections="results/steering/mechanism/token_projections.parquet",
+        letters="results/models/{model}/steering/mechanism/letter_probs.parquet",
+        projections="results/models/{model}/steering/mechanism/token_projections.parquet",
     params:
-        model=MODEL_JSON,
+        model=model_json,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         task=MAIN_TASK,
@@ -181,14 +181,14 @@ rule mechanism:
         prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/mechanism.tsv"
+        "results/benchmarks/mechanism/{model}.tsv"
     log:
-        log="results/logs/mechanism.log",
-        usage="results/logs/usage/mechanism.json",
+        log="results/logs/{model}/mechanism.log",
+        usage="results/logs/usage/mechanism/{model}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} mechanism --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} {params.prefix}"
@@ -205,9 +205,9 @@ rule free_text:
         directions=rules.alpha_sweep.input.directions,
         acts=rules.alpha_sweep.input.acts,
     output:
-        texts="results/steering/free_text.parquet",
+        texts="results/models/{model}/steering/free_text.parquet",
     params:
-        model=MODEL_JSON,
+        model=model_json,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         task=MAIN_TASK,
@@ -220,14 +220,14 @@ rule free_text:
         prefix=SHARED_PREFIX,
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/free_text.tsv"
+        "results/benchmarks/free_text/{model}.tsv"
     log:
-        log="results/logs/free_text.log",
-        usage="results/logs/usage/free_text.json",
+        log="results/logs/{model}/free_text.log",
+        usage="results/logs/usage/free_text/{model}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} free-text --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} {params.prefix}"
@@ -245,14 +245,14 @@ rule plot_steering:
         letters=rules.mechanism.output.letters,
         projections=rules.mechanism.output.projections,
     output:
-        sweep_png="results/figures/steering_sweep.png",
-        sweep_svg="results/figures/steering_sweep.svg",
-        cross_png="results/figures/steering_cross_task.png",
-        cross_svg="results/figures/steering_cross_task.svg",
-        letters_png="results/figures/steering_letter_probs.png",
-        letters_svg="results/figures/steering_letter_probs.svg",
-        projections_png="results/figures/steering_token_projections.png",
-        projections_svg="results/figures/steering_token_projections.svg",
+        sweep_png="results/models/{model}/figures/steering_sweep.png",
+        sweep_svg="results/models/{model}/figures/steering_sweep.svg",
+        cross_png="results/models/{model}/figures/steering_cross_task.png",
+        cross_svg="results/models/{model}/figures/steering_cross_task.svg",
+        letters_png="results/models/{model}/figures/steering_letter_probs.png",
+        letters_svg="results/models/{model}/figures/steering_letter_probs.svg",
+        projections_png="results/models/{model}/figures/steering_token_projections.png",
+        projections_svg="results/models/{model}/figures/steering_token_projections.svg",
     params:
         sweep=lambda wildcards, output: os.path.splitext(output.sweep_png)[0],
         cross=lambda wildcards, output: os.path.splitext(output.cross_png)[0],
@@ -261,9 +261,9 @@ rule plot_steering:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/plot_steering.tsv"
+        "results/benchmarks/plot_steering/{model}.tsv"
     log:
-        "results/logs/plot_steering.log",
+        "results/logs/{model}/plot_steering.log",
     shell:
         "tomlab plot-steering --sweep {input.sweep:q} --cross-wide {input.wide:q}"
         " --cross-correlations {input.correlations:q} --letters {input.letters:q}"

@@ -26,10 +26,10 @@ rule stress_split:
 rule stress_decodability:
     input:
         acts=activations(MAIN_TASK, STRESS_SITE),
-        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK),
+        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK, allow_missing=True),
         split=rules.stress_split.output.split,
     output:
-        correct="results/stress/decodability.parquet",
+        correct="results/models/{model}/stress/decodability.parquet",
     params:
         target=STRESS["target"],
         ks=" ".join(map(str, STRESS["decodability"]["ks"])),
@@ -40,9 +40,9 @@ rule stress_decodability:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/stress_decodability.tsv"
+        "results/benchmarks/stress_decodability/{model}.tsv"
     log:
-        "results/logs/stress_decodability.log",
+        "results/logs/{model}/stress_decodability.log",
     shell:
         "tomlab --threads {threads} decodability --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --target {params.target} --ks {params.ks} --draws {params.draws}"
@@ -151,26 +151,26 @@ rule stress_extract:
         samples=rules.stress_samples.output.samples,
         model=rules.prepare_model.output.info,
     output:
-        acts=f"results/stress/{{shift}}/activations/{STRESS_SITE}.npy",
-        meta="results/stress/{shift}/activations/samples.parquet",
+        acts=f"results/models/{{model}}/stress/{{shift}}/activations/{STRESS_SITE}.npy",
+        meta="results/models/{model}/stress/{shift}/activations/samples.parquet",
     wildcard_constraints:
         shift="|".join(SHIFTS),
     params:
-        model=MODEL_JSON,
+        model=model_json,
         site=STRESS_SITE,
         batch_size=config["activations"]["batch_size"],
         dtype=config["activations"]["dtype"],
         out_dir=lambda wildcards, output: os.path.dirname(output.acts),
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/stress_extract/{shift}.tsv"
+        "results/benchmarks/stress_extract/{model}/{shift}.tsv"
     log:
-        log="results/logs/stress_extract_{shift}.log",
-        usage="results/logs/usage/stress_extract/{shift}.json",
+        log="results/logs/{model}/stress_extract_{shift}.log",
+        usage="results/logs/usage/stress_extract/{model}/{shift}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} extract --model-json {params.model:q} --samples {input.samples:q}"
         " --sites {params.site} --batch-size {params.batch_size} --dtype {params.dtype} --out-dir {params.out_dir:q}"
@@ -180,13 +180,13 @@ rule stress_extract:
 rule stress_transfer:
     input:
         acts=activations(MAIN_TASK, STRESS_SITE),
-        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK),
+        samples=expand(rules.extract_activations.output.meta, task=MAIN_TASK, allow_missing=True),
         split=rules.stress_split.output.split,
-        shift_acts=expand(rules.stress_extract.output.acts, shift=SHIFTS),
-        shift_samples=expand(rules.stress_extract.output.meta, shift=SHIFTS),
+        shift_acts=expand(rules.stress_extract.output.acts, shift=SHIFTS, allow_missing=True),
+        shift_samples=expand(rules.stress_extract.output.meta, shift=SHIFTS, allow_missing=True),
     output:
-        correct="results/stress/transfer.parquet",
-        stats="results/stress/transfer_stats.parquet",
+        correct="results/models/{model}/stress/transfer.parquet",
+        stats="results/models/{model}/stress/transfer_stats.parquet",
     params:
         shift_acts=lambda wildcards, input: " ".join(f"{s}={shlex.quote(p)}" for s, p in zip(SHIFTS, input.shift_acts)),
         shift_samples=lambda wildcards, input: " ".join(
@@ -203,9 +203,9 @@ rule stress_transfer:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/stress_transfer.tsv"
+        "results/benchmarks/stress_transfer/{model}.tsv"
     log:
-        "results/logs/stress_transfer.log",
+        "results/logs/{model}/stress_transfer.log",
     shell:
         "tomlab --threads {threads} stress-transfer --activations {input.acts:q} --samples {input.samples:q}"
         " --split {input.split:q} --shift-activations {params.shift_acts} --shift-samples {params.shift_samples}"
@@ -265,13 +265,13 @@ use rule stress_extract as stress_minds_extract with:
         samples=rules.stress_minds.output.samples,
         model=rules.prepare_model.output.info,
     output:
-        acts=f"results/stress/minds/activations/{STRESS_SITE}.npy",
-        meta="results/stress/minds/activations/samples.parquet",
+        acts=f"results/models/{{model}}/stress/minds/activations/{STRESS_SITE}.npy",
+        meta="results/models/{model}/stress/minds/activations/samples.parquet",
     benchmark:
-        "results/benchmarks/stress_minds_extract.tsv"
+        "results/benchmarks/stress_minds_extract/{model}.tsv"
     log:
-        log="results/logs/stress_minds_extract.log",
-        usage="results/logs/usage/stress_minds_extract.json",
+        log="results/logs/{model}/stress_minds_extract.log",
+        usage="results/logs/usage/stress_minds_extract/{model}.json",
 
 
 rule stress_minds_probe:
@@ -280,8 +280,8 @@ rule stress_minds_probe:
         samples=rules.stress_minds_extract.output.meta,
         transfer=rules.stress_transfer.output.correct,
     output:
-        correct="results/stress/minds/probes.parquet",
-        stats="results/stress/minds/probe_stats.parquet",
+        correct="results/models/{model}/stress/minds/probes.parquet",
+        stats="results/models/{model}/stress/minds/probe_stats.parquet",
     params:
         val_fraction=config["split"]["val_fraction"],
         top_k=STRESS["top_k"],
@@ -292,9 +292,9 @@ rule stress_minds_probe:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/stress_minds_probe.tsv"
+        "results/benchmarks/stress_minds_probe/{model}.tsv"
     log:
-        "results/logs/stress_minds_probe.log",
+        "results/logs/{model}/stress_minds_probe.log",
     shell:
         "tomlab --threads {threads} stress-minds-probe --activations {input.acts:q} --samples {input.samples:q}"
         " --transfer {input.transfer:q} --val-fraction {params.val_fraction} --top-k {params.top_k} --seed {params.seed}"
@@ -338,14 +338,14 @@ rule stress_behaviour:
     input:
         eval_items=rules.stress_items.output.eval_items,
         model=rules.prepare_model.output.info,
-        directions=expand(rules.steering_directions.output.directions, task=MAIN_TASK, site=STEER["site"]),
+        directions=expand(rules.steering_directions.output.directions, task=MAIN_TASK, site=STEER["site"], allow_missing=True),
         acts=activations(MAIN_TASK, STEER["site"]),
     output:
-        scored="results/stress/behaviour/scored.parquet",
-        table="results/stress/behaviour/accuracy.parquet",
+        scored="results/models/{model}/stress/behaviour/scored.parquet",
+        table="results/models/{model}/stress/behaviour/accuracy.parquet",
     params:
         prefix=SHARED_PREFIX,
-        model=MODEL_JSON,
+        model=model_json,
         chat=CHAT,
         batch_size=EVAL["batch_size"],
         max_new_tokens=EVAL["max_new_tokens"],
@@ -358,14 +358,14 @@ rule stress_behaviour:
         cache=COMPLETION_CACHE,
     threads: workflow.cores
     resources:
-        gpu=GPUS,
+        gpu=model_gpus,
     conda:
         ENV
     benchmark:
-        "results/benchmarks/stress_behaviour.tsv"
+        "results/benchmarks/stress_behaviour/{model}.tsv"
     log:
-        log="results/logs/stress_behaviour.log",
-        usage="results/logs/usage/stress_behaviour.json",
+        log="results/logs/{model}/stress_behaviour.log",
+        usage="results/logs/usage/stress_behaviour/{model}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} stress-behaviour {params.prefix} --model-json {params.model:q} --items {input.eval_items:q}"
         " {params.chat} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} --modes {params.modes}"
@@ -381,16 +381,16 @@ rule stress_verdicts:
         minds_stats=rules.stress_minds_probe.output.stats,
         behaviour=rules.stress_behaviour.output.scored,
     output:
-        verdicts="results/stress/verdicts.parquet",
+        verdicts="results/models/{model}/stress/verdicts.parquet",
     params:
         few=STRESS["decodability"]["few"],
         n_boot=STRESS["n_boot"],
     conda:
         ENV
     benchmark:
-        "results/benchmarks/stress_verdicts.tsv"
+        "results/benchmarks/stress_verdicts/{model}.tsv"
     log:
-        "results/logs/stress_verdicts.log",
+        "results/logs/{model}/stress_verdicts.log",
     shell:
         "tomlab stress-verdicts --decodability {input.decodability:q} --transfer-stats {input.transfer_stats:q}"
         " --minds-stats {input.minds_stats:q} --behaviour {input.behaviour:q}"
@@ -405,16 +405,16 @@ rule plot_stress:
         transfer_stats=rules.stress_transfer.output.stats,
         minds=rules.stress_minds_probe.output.correct,
     output:
-        decodability_png="results/figures/stress_decodability.png",
-        decodability_svg="results/figures/stress_decodability.svg",
-        transfer_png="results/figures/stress_transfer.png",
-        transfer_svg="results/figures/stress_transfer.svg",
-        overlap_png="results/figures/stress_overlap.png",
-        overlap_svg="results/figures/stress_overlap.svg",
-        minds_png="results/figures/stress_minds.png",
-        minds_svg="results/figures/stress_minds.svg",
-        maps_png="results/figures/stress_maps.png",
-        maps_svg="results/figures/stress_maps.svg",
+        decodability_png="results/models/{model}/figures/stress_decodability.png",
+        decodability_svg="results/models/{model}/figures/stress_decodability.svg",
+        transfer_png="results/models/{model}/figures/stress_transfer.png",
+        transfer_svg="results/models/{model}/figures/stress_transfer.svg",
+        overlap_png="results/models/{model}/figures/stress_overlap.png",
+        overlap_svg="results/models/{model}/figures/stress_overlap.svg",
+        minds_png="results/models/{model}/figures/stress_minds.png",
+        minds_svg="results/models/{model}/figures/stress_minds.svg",
+        maps_png="results/models/{model}/figures/stress_maps.png",
+        maps_svg="results/models/{model}/figures/stress_maps.svg",
     params:
         stem=lambda wildcards, output: output.decodability_png.removesuffix(".png"),
         transfer=lambda wildcards, output: output.transfer_png.removesuffix(".png"),
@@ -425,9 +425,9 @@ rule plot_stress:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/plot_stress.tsv"
+        "results/benchmarks/plot_stress/{model}.tsv"
     log:
-        "results/logs/plot_stress.log",
+        "results/logs/{model}/plot_stress.log",
     shell:
         "tomlab plot-stress --decodability {input.decodability:q} --transfer {input.transfer:q}"
         " --transfer-stats {input.transfer_stats:q} --top-k {params.top_k} --out-decodability {params.stem:q}"

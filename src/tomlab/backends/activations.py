@@ -49,7 +49,7 @@ def extract_activations(
     if dtype not in ("float32", "float16"):
         raise ValueError(f"activation dtype must be float32 or float16, got {dtype!r}")
     n = len(prompts)
-    out = {s: np.zeros((n, lm.n_layers, lm.n_heads, lm.head_dim), dtype=dtype) for s in sites}
+    out = {s: np.zeros((n, lm.n_layers, lm.n_heads, lm.site_width(s)), dtype=dtype) for s in sites}
     if lengths is None:
         lengths = prompt_lengths(lm, prompts)
     elif len(lengths) != n:

@@ -4,8 +4,9 @@ additive per-head intervention, and its per-row form for shared-prefix branches 
 
 Two sites per layer and head:
 
-* ``attn_out``: the attention block's output after the output projection, cut into n_heads slices of
-  head_dim (what the original code stores);
+* ``attn_out``: the attention block's output after the output projection, cut into n_heads equal slices
+  (what the original code stores): of head_dim, or of hidden_size / n_heads where a model's heads are
+  wider than that (Gemma 3: 4 x 256 into o_proj, 640 out, so slices of 160);
 * ``head_z``: the input of the output projection, per head (the heads' own outputs, as in ITI).
 
 Hooks are registered on entering a context manager and always removed on leaving it."""
@@ -152,7 +153,7 @@ class HeadCapture(_HookSet):
                 raise RuntimeError(f"site {site}: not every layer was captured; was a forward pass run?")
             layer_axis = 1 if self.positions == "last" else 2
             stacked = torch.stack([t for t in per_layer if t is not None], dim=layer_axis)  # (B, [T,] L, hidden)
-            result[site] = stacked.reshape(*stacked.shape[:-1], self.lm.n_heads, self.lm.head_dim)
+            result[site] = stacked.reshape(*stacked.shape[:-1], self.lm.n_heads, self.lm.site_width(site))
             self._store[site] = [None] * self.lm.n_layers
         return result
 
@@ -179,7 +180,7 @@ class HeadIntervention(_HookSet):
         site: str = "head_z",
     ) -> None:
         _check_site(site)
-        n_layers, n_heads, d = lm.n_layers, lm.n_heads, lm.head_dim
+        n_layers, n_heads, d = lm.n_layers, lm.n_heads, lm.site_width(site)
         theta = np.asarray(directions, dtype=np.float64)
         sig = np.asarray(sigma, dtype=np.float64)
         if theta.shape != (n_layers, n_heads, d):
@@ -219,7 +220,7 @@ class HeadIntervention(_HookSet):
         for h, shift in self.shifts.get(layer, []):
             if h == head:
                 return shift.numpy().copy()
-        return np.zeros(self.lm.head_dim)
+        return np.zeros(self.lm.site_width(self.site))
 
     def _shifts_for(self, layer: int, x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         key = (layer, x.dtype, x.device)
@@ -228,7 +229,7 @@ class HeadIntervention(_HookSet):
         return self._cast[key]
 
     def _apply(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        d = self.lm.head_dim
+        d = self.lm.site_width(self.site)
         if x.shape[-1] != self.lm.n_heads * d:
             raise RuntimeError(
                 f"layer {layer}: expected the last dimension {self.lm.n_heads * d} at site {self.site}, "
@@ -286,7 +287,7 @@ class RowShifts(_HookSet):
         self.lm = lm
         self.site = sites.pop()
         self.k = len(interventions)
-        d = lm.head_dim
+        d = lm.site_width(self.site)
         layers = sorted({layer for iv in interventions for layer in iv.shifts})
         self.table: dict[int, torch.Tensor] = {}
         for layer in layers:

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tomlab.backends import meter
-from tomlab.backends.models import LoadedModel
+from tomlab.backends.models import LoadedModel, uses_chat_template
 
 
 def _ids(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
@@ -56,7 +56,7 @@ def scoring_ids(tok: Any, prompt: str, continuation: str, chat_template: bool) -
 
 def _render_for_scoring(tok: Any, prompt: str, chat_template: bool) -> tuple[str, str, bool]:
     """(text the model sees, separator before a continuation, whether to add special tokens)."""
-    if chat_template:
+    if uses_chat_template(tok, chat_template):
         text = tok.apply_chat_template(
             [{"role": "user", "content": str(prompt)}], add_generation_prompt=True, tokenize=False
         )

@@ -17,6 +17,7 @@ import torch
 
 from tomlab.backends import meter
 from tomlab.backends.decoding import left_pad, sample_loop
+from tomlab.backends.models import uses_chat_template
 from tomlab.io import write_json
 
 Message = Mapping[str, Any]
@@ -281,7 +282,7 @@ class TransformersLM(LanguageModel):
 
     def render(self, prompt: Prompt, config: GenerationConfig) -> str:
         """The exact text the model is fed for ``prompt``."""
-        if config.chat_template:
+        if self._template(config):
             messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else normalize_prompt(prompt)
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             if not isinstance(text, str):
@@ -293,8 +294,12 @@ class TransformersLM(LanguageModel):
         """Token ids of the rendered prompt. A chat template writes its own special tokens; plain
         text gets the tokenizer's usual ones (e.g. BOS)."""
         text = self.render(prompt, config)
-        ids = self.tokenizer(text, add_special_tokens=not config.chat_template)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=not self._template(config))["input_ids"]
         return list(ids)
+
+    def _template(self, config: GenerationConfig) -> bool:
+        """Whether prompts go through the chat template: as configured, unless the model has none."""
+        return uses_chat_template(self.tokenizer, bool(config.chat_template), self._model_id)
 
     def _eos_ids(self) -> set[int]:
         return eos_ids(self.model, self.tokenizer)

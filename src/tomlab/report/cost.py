@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 from tomlab.backends.meter import FIELDS
 
 #: The columns of :func:`job_costs`, in order.
-JOB_COLUMNS = ("experiment", "rule", "job", "seconds", "cpu_seconds", "max_rss_mb", *FIELDS,
+JOB_COLUMNS = ("experiment", "rule", "job", "model", "seconds", "cpu_seconds", "max_rss_mb", *FIELDS,
                "model_tokens", "tokens_per_s", "completion_tokens_per_s")
 
 #: Snakemake's benchmark columns that the cost table keeps, and their names here.
@@ -57,14 +57,15 @@ def read_usage(path: str | os.PathLike[str]) -> dict[str, int]:
 
 
 def job_costs(benchmarks: str | os.PathLike[str], usage: str | os.PathLike[str] | None,
-              experiments: Mapping[str, str]) -> pd.DataFrame:
+              experiments: Mapping[str, str], models: Sequence[str] = ()) -> pd.DataFrame:
     """One row per job that has a benchmark file under ``benchmarks``, with its usage when it has one.
 
     ``experiments`` maps each rule of the workflow to its experiment (the rule file it is written
     in); benchmark files of rules the workflow no longer has are left out.  ``model_tokens`` is every
     token a model processed (prompt, completion and scored); ``tokens_per_s`` divides it, and
     ``completion_tokens_per_s`` the completion tokens, by the job's wall time.  Rows are sorted by
-    experiment, rule and job.
+    experiment, rule and job.  ``model`` is the panel model a job ran (the first part of its job name,
+    when that is one of ``models``), else empty: a job that runs no model, or one made once for all.
     """
     root = Path(benchmarks)
     usage_root = Path(usage) if usage else None
@@ -73,7 +74,9 @@ def job_costs(benchmarks: str | os.PathLike[str], usage: str | os.PathLike[str] 
         rule, job = _job_name(path, root)
         if rule not in experiments:
             continue
-        row: dict[str, object] = {"experiment": experiments[rule], "rule": rule, "job": job, **read_benchmark(path)}
+        first = job.split("/", 1)[0]
+        row: dict[str, object] = {"experiment": experiments[rule], "rule": rule, "job": job,
+                                  "model": first if first in models else "", **read_benchmark(path)}
         used = usage_root / path.relative_to(root).with_suffix(".json") if usage_root else None
         counts = read_usage(used) if used is not None and used.is_file() else {}
         row.update({field: counts.get(field, 0) for field in FIELDS})
@@ -87,6 +90,16 @@ def job_costs(benchmarks: str | os.PathLike[str], usage: str | os.PathLike[str] 
     frame["tokens_per_s"] = (frame["model_tokens"] / seconds).where(frame["model_tokens"] > 0)
     frame["completion_tokens_per_s"] = (frame["completion_tokens"] / seconds).where(frame["completion_tokens"] > 0)
     return frame.sort_values(["experiment", "rule", "job"], ignore_index=True)[list(JOB_COLUMNS)]
+
+
+def model_costs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per panel model (its jobs' summed wall and CPU time and tokens), then the jobs made once for all."""
+    rows = []
+    for model, g in jobs.groupby(jobs["model"].replace("", "(shared)"), sort=False):
+        rows.append({"model": model, "jobs": len(g), "minutes": g["seconds"].sum() / 60,
+                     "cpu minutes": g["cpu_seconds"].sum() / 60, "model tokens": int(g["model_tokens"].sum())})
+    out = pd.DataFrame(rows, columns=["model", "jobs", "minutes", "cpu minutes", "model tokens"])
+    return out.sort_values("model", key=lambda s: s.eq("(shared)")).reset_index(drop=True)
 
 
 def experiment_costs(jobs: pd.DataFrame) -> pd.DataFrame:
