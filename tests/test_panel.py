@@ -254,7 +254,7 @@ def test_the_panel_plans_every_model_dependent_job_once_per_model(tmp_path):
     models = planned_models(proc.stdout)
     for rule in ("prepare_model", "extract_activations", "probe", "steer", "stress_verdicts", "team_play_llm",
                  "debate_run", "setup_summary"):
-        assert models.get(rule) == {"llama", "gemma"}, rule
+        assert models.get(rule) == {"random-llama", "gemma"}, rule
     assert "model" not in "".join(planned_models(proc.stdout).keys() & {"raw_stories", "team_train_mappo"})
     jobs = proc.stdout
     assert jobs.count("rule raw_stories:") == 1 and jobs.count("rule team_train_mappo:") == 1
@@ -312,3 +312,30 @@ def test_gather_keeps_the_rows_without_a_model_once(tmp_path):
     assert twice.returncode != 0 and "'a' given twice" in twice.stderr
     col = _tomlab("gather", "--table", f"a={tmp_path / 'a.parquet'}", "--shared-rows", "kind=random", "--out", str(out))
     assert col.returncode != 0 and "no column 'kind'" in col.stderr
+
+
+def test_a_team_model_given_as_a_section_plays_under_its_panel_name_or_its_own(tmp_path):
+    same = tmp_path / "same.yaml"  # the smoke model written out again, defaults left to the schema
+    same.write_text("team:\n  model: {name: 'random:llama', dtype: float32, device: cpu, random_config: "
+                    "{hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, "
+                    "num_key_value_heads: 2}}\n")
+    proc = _dry(tmp_path, configs=("config/smoke.yaml", str(same)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = planned_models(proc.stdout)
+    assert models["team_play_llm"] == {"random-llama"} and models["prepare_model"] == {"random-llama"}
+    other = tmp_path / "other.yaml"  # another seed: another model, under a name of its own
+    other.write_text(same.read_text().replace("device: cpu,", "device: cpu, seed: 3,"))
+    proc = _dry(tmp_path, configs=("config/smoke.yaml", str(other)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = planned_models(proc.stdout)
+    assert models["team_play_llm"] == {"random-llama-team"} and models["prepare_model"] == {"random-llama",
+                                                                                            "random-llama-team"}
+
+
+def test_the_probing_card_names_each_model_whose_heads_are_wider():
+    from tomlab.report.protocol import probing_card
+
+    panel = {"llama": {"model": {"n_heads": 4, "head_dim": 16, "hidden_size": 64}, "config": {}},
+             "gemma": {"model": {"n_heads": 4, "head_dim": 32, "hidden_size": 48}, "config": {}}}
+    card = probing_card(panel["llama"], panel=panel)
+    assert [a for a in card["aspect"] if a.startswith("attn_out heads")] == ["attn_out heads (gemma)"]

@@ -112,12 +112,12 @@ def test_served_config_sends_the_team_the_debate_and_the_evaluation_to_the_serve
 
 @pytest.mark.slow
 def test_whole_dag_on_smoke_config(tmp_path):
-    # the smoke model ("llama") beside a gemma3_text model whose heads are wider than hidden / heads
+    # the smoke model ("random-llama", its name alone) beside a gemma3_text model whose heads are wider than hidden / heads
     configs = [str(REPO / "config/smoke.yaml"), str(REPO / "config/smoke-panel.yaml")]
     proc = _snakemake(tmp_path, "--configfile", *configs)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     root = tmp_path / "results"
-    res = root / "models" / "llama"  # the smoke model's own results
+    res = root / "models" / "random-llama"  # the smoke model's own results
     html = (root / "report/index.html").read_text(encoding="utf-8")
     assert "Probing" in html and "data:image/png;base64" in html
     assert "Stress tests" in html and "The decodability curve" in html  # the stress section renders
@@ -127,7 +127,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert (root / "report/index.pdf").read_bytes().startswith(b"%PDF")
     # every doubt gets its verdict; the shifts, the several minds and the behaviour are in their tables
     assert list(verdicts.columns)[0] == "model" and verdicts.groupby("model")["doubt"].nunique().to_dict() == {
-        "llama": 5, "gemma": 5} and len(verdicts) == 10
+        "random-llama": 5, "gemma": 5} and len(verdicts) == 10
     transfer = pd.read_parquet(res / "stress/transfer_stats.parquet")
     assert {"original", "names", "noop", "percept_paraphrase", "percept_implicit", "decoy_told", "decoy_photo",
             "generated", "kept_belief", "decoys"} == set(transfer["shift"])
@@ -197,7 +197,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert list(summary["agent_type"]) == ["random", "planner", "mappo", "llm", "llm_belief"]
     gathered = pd.read_parquet(root / "team/summary.parquet")  # the teams without a model once, the LLM ones per model
     assert sorted(zip(gathered["model"], gathered["agent_type"])) == sorted(
-        [("", "random"), ("", "planner"), ("", "mappo"), ("llama", "llm"), ("llama", "llm_belief"),
+        [("", "random"), ("", "planner"), ("", "mappo"), ("random-llama", "llm"), ("random-llama", "llm_belief"),
          ("gemma", "llm"), ("gemma", "llm_belief")])
     episodes = pd.read_parquet(res / "team/episodes.parquet")
     assert len(episodes) == 5 and (episodes["rounds_played"] <= 3).all()
@@ -213,7 +213,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert "Team game" in html and "CBS planner" in html
 
     # Debate: every method on both tasks, the tables and figures, the report section.
-    assert set(pd.read_parquet(root / "debate/arithmetic/accuracy.parquet")["model"]) == {"llama", "gemma"}
+    assert set(pd.read_parquet(root / "debate/arithmetic/accuracy.parquet")["model"]) == {"random-llama", "gemma"}
     acc = pd.read_parquet(res / "debate/arithmetic/accuracy.parquet")
     assert set(acc["method"]) == {"direct", "cot", "self_consistency", "self_reflection", "debate", "debate_forced",
                                   "debate_affirmative"}
@@ -239,7 +239,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert (model_rules["model_tokens"] > 0).sum() >= len(model_rules) - 4
     debates = jobs[jobs["rule"] == "debate_run"]
     assert ((debates["completion_tokens"] > 0) | (debates["cache_hits"] > 0)).all()
-    assert set(jobs.loc[jobs["rule"] == "steer", "model"]) == {"llama", "gemma"}
+    assert set(jobs.loc[jobs["rule"] == "steer", "model"]) == {"random-llama", "gemma"}
     experiments = pd.read_parquet(root / "cost/experiments.parquet")
     assert experiments["experiment"].iloc[-1] == "total" and {"steering", "debate", "stress"} <= set(experiments["experiment"])
     assert experiments["seconds"].iloc[-1] == pytest.approx(jobs["seconds"].sum())
@@ -257,16 +257,16 @@ def test_whole_dag_on_smoke_config(tmp_path):
     # The Models table, the Table 1 analogue, the probing figure, the stress verdicts, the team and the
     # debate tables show both models.
     overview = pd.read_parquet(root / "panel/overview.parquet")
-    assert list(dict.fromkeys(overview["model"])) == ["llama", "gemma"]
+    assert list(dict.fromkeys(overview["model"])) == ["random-llama", "gemma"]
     section = {name: html.split(f'<h1 id="{name}"', 1)[1].split("<h1 id=", 1)[0]
                for name in ("models", "probing", "steering", "stress-tests", "team-game", "debate")}
     models_table = section["models"].split("<table", 1)[1].split("</table>", 1)[0]
-    assert "llama" in models_table and "gemma" in models_table
+    assert "random-llama" in models_table and "gemma" in models_table
     table1 = section["steering"].split("Table 1)</h2>", 1)[1].split("</table>", 1)[0]
-    assert "llama: FB" in table1 and "gemma: FB" in table1  # one column group per model
+    assert "random-llama: FB" in table1 and "gemma: FB" in table1  # one column group per model
     for name in ("stress-tests", "team-game", "debate"):
         tables = "".join(t.split("</table>")[0] for t in section[name].split("<table")[1:])
-        assert "llama" in tables and "gemma" in tables, name
+        assert "random-llama" in tables and "gemma" in tables, name
     # the probing figure: one image per chunk, with one panel per model
     import base64
     from io import BytesIO
@@ -276,7 +276,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     first = section["probing"].split("data:image/png;base64,", 1)[1].split('"', 1)[0]
     shown = Image.open(BytesIO(base64.b64decode(first)))
     heights = [Image.open(root / f"models/{m}/figures/probing_forward_belief_attn_out_accuracy.png").height
-               for m in ("llama", "gemma")]
+               for m in ("random-llama", "gemma")]
     assert shown.height > sum(heights)
     assert (root / "figures/models_scaling.png").stat().st_size > 0
 
@@ -301,7 +301,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     acts_mtime = (res / "activations/forward_belief/attn_out.npy").stat().st_mtime_ns
     heads_mtime = (res / "probing/forward_belief/attn_out/heads.parquet").stat().st_mtime_ns
     # (targets before --configfile, which takes several values)
-    one = _snakemake(tmp_path, "results/models/llama/probing/forward_belief/attn_out/heads.parquet", "--forcerun",
+    one = _snakemake(tmp_path, "results/models/random-llama/probing/forward_belief/attn_out/heads.parquet", "--forcerun",
                      "probe", "--configfile", *configs)
     assert one.returncode == 0, one.stderr[-4000:]
     assert (res / "probing/forward_belief/attn_out/heads.parquet").stat().st_mtime_ns > heads_mtime
@@ -312,7 +312,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     before = pd.read_parquet(run_path)
     again = _snakemake(tmp_path, str(run_path.relative_to(tmp_path)), "--forcerun", "steer", "--configfile", *configs)
     assert again.returncode == 0, again.stderr[-4000:]
-    log = (root / "logs/llama/steer_head_z.log").read_text()
+    log = (root / "logs/random-llama/steer_head_z.log").read_text()
     assert '"cache_misses": 0' in log and '"cache_hits": 0' not in log
     pd.testing.assert_frame_equal(pd.read_parquet(run_path), before)
 

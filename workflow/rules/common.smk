@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
-from tomlab.panel import experiment_panel, is_served, model_name, model_panel, resolve_spec
+from tomlab.panel import experiment_panel, is_served, model_name, model_panel, resolve_spec, with_defaults
 from tomlab.schema import SCHEMA_PATH, check_keys, check_model_specs
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 
@@ -63,24 +63,32 @@ PROBE_MODELS = experiment_panel(config, "probing", PANEL)
 EVAL_MODELS = experiment_panel(config, "evaluation", PANEL)
 STEER_MODELS = experiment_panel(config, "steering", PANEL)
 STRESS_MODELS = experiment_panel(config, "stress", PANEL)
-LOCAL_MODELS = [m for m, spec in PANEL.items() if not is_served(spec)]
-BENCH_MODEL = LOCAL_MODELS[0] if LOCAL_MODELS else None  # the benchmarks measure the panel's first local model
+# the benchmarks measure the panel's first model that is both probed and steered (none: no benchmark)
+BENCH_MODEL = next((m for m in PROBE_MODELS if m in STEER_MODELS), None)
 
 
 def own_models(key, role_spec, experiment):
     """The models an experiment plays, name -> spec: the one its role setting names (legacy: team.model,
-    debate.models.default), else its panel."""
+    debate.models.default; a panel model keeps its panel name), else its panel."""
     if not role_spec:
         return {m: PANEL[m] for m in experiment_panel(config, experiment, PANEL)}
-    spec = resolve_spec(role_spec, PANEL, key)
-    name = role_spec if isinstance(role_spec, str) else model_name(spec)
+    spec = with_defaults(resolve_spec(role_spec, PANEL, key))
+    same = [m for m, s in PANEL.items() if s == spec]
+    name = same[0] if same else model_name(spec)
     if name in PANEL and PANEL[name] != spec:
         name = f"{name}-{experiment}"
+    if name in PANEL and PANEL[name] != spec:
+        raise ValueError(f"config key '{key}': its model would be named {name!r}, which the panel already uses for "
+                         "another model; add it to models: under a name of its own and name that here")
     return {name: spec}
 
 
 TEAM_SPECS = own_models("team.model", config["team"]["model"], "team")
 DEBATE_SPECS = own_models("debate.models.default", config["debate"]["models"]["default"], "debate")
+for _name in TEAM_SPECS.keys() & DEBATE_SPECS.keys():
+    if TEAM_SPECS[_name] != DEBATE_SPECS[_name]:
+        raise ValueError(f"config keys 'team.model' and 'debate.models.default' name two different models that would "
+                         f"both be called {_name!r}; give them names of their own under models: and name those")
 ALL_SPECS = {**PANEL, **TEAM_SPECS, **DEBATE_SPECS}
 
 
@@ -94,7 +102,14 @@ def model_json(wildcards):
 
 def model_gpus(wildcards):
     spec = ALL_SPECS[wildcards.model]
-    return 0 if is_served(spec) else spec["gpu"]
+    return 0 if is_served(spec) else spec.get("gpu", 0)
+
+
+def plays_local(specs):
+    """Threads and GPUs of a job that plays these models: all cores and the largest GPU request when any of
+    them runs here, else one core (a client waiting on a server)."""
+    local = [s for s in specs if s and not is_served(s)]
+    return (workflow.cores, max(s.get("gpu", 0) for s in local)) if local else (1, 0)
 
 
 def prepared(*names):
@@ -160,6 +175,11 @@ def team_play_args(wildcards, input):
     return f"--policies {shlex.quote(input.policies)}" if wildcards.agent == "mappo" else ""
 
 
+def team_resources(wildcards):
+    """(threads, GPUs) of an LLM team: every model its agents play counts."""
+    return plays_local([ALL_SPECS[wildcards.model], *TEAM_AGENT_MODELS.values()])
+
+
 def team_llm_models(wildcards):
     """An LLM team needs the prepared weights of every local panel model one of its agents plays."""
     names = [TEAM_AGENT_NAMES.get(a, wildcards.model) for a in TEAM["agents"] if a not in TEAM_AGENT_MODELS or a in TEAM_AGENT_NAMES]
@@ -173,10 +193,17 @@ DEBATE_METHODS = DEBATE["methods"]
 DEBATE_ROLES = ("affirmative", "negative", "judge")
 
 
+DEBATE_ROLE_SPECS = {r: resolve_spec(DEBATE["models"][r], PANEL, f"debate.models.{r}") for r in DEBATE_ROLES}
+
+
 def debate_models_json(wildcards):
     """Every role's model for one debate model: its own spec, or the role's (a panel name resolved)."""
-    roles = {r: resolve_spec(DEBATE["models"][r], PANEL, f"debate.models.{r}") for r in DEBATE_ROLES}
-    return json.dumps({"default": DEBATE_SPECS[wildcards.model], **roles}, sort_keys=True)
+    return json.dumps({"default": DEBATE_SPECS[wildcards.model], **DEBATE_ROLE_SPECS}, sort_keys=True)
+
+
+def debate_resources(wildcards):
+    """(threads, GPUs) of a debate job: every model its roles play counts."""
+    return plays_local([DEBATE_SPECS[wildcards.model], *DEBATE_ROLE_SPECS.values()])
 
 
 def debate_prepared(wildcards):

@@ -45,9 +45,9 @@ rule debate_run:
         settings=DEBATE_SETTINGS,
         batch_size=DEBATE["batch_size"],
         cache=COMPLETION_CACHE,
-    threads: lambda wildcards: 1 if is_served(ALL_SPECS[wildcards.model]) else workflow.cores
+    threads: lambda wildcards: debate_resources(wildcards)[0]
     resources:
-        gpu=model_gpus,
+        gpu=lambda wildcards: debate_resources(wildcards)[1],
     conda:
         ENV
     benchmark:

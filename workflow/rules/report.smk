@@ -143,6 +143,7 @@ rule cost:
         usage=USAGE,
         experiments=rule_experiments,
         models=" ".join(ALL_SPECS),
+        per_model=" ".join(sorted(r.name for r in workflow.rules if "{model" in str(r.benchmark or ""))),
         cores=workflow.cores,
     conda:
         ENV
@@ -150,7 +151,7 @@ rule cost:
         "results/logs/cost.log",
     shell:
         "tomlab cost --benchmarks {params.benchmarks:q} --usage-dir {params.usage:q}"
-        " --experiments-json {params.experiments:q} --models {params.models} --cores {params.cores} --out-jobs {output.jobs:q}"
+        " --experiments-json {params.experiments:q} --models {params.models} --per-model-rules {params.per_model} --cores {params.cores} --out-jobs {output.jobs:q}"
         " --out-experiments {output.experiments:q} > {log:q} 2>&1"
 
 

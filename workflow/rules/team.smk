@@ -64,9 +64,9 @@ rule team_play_llm:
         agent_models=json.dumps(TEAM_AGENT_MODELS, sort_keys=True),
         batch_size=TEAM["llm"]["batch_size"],
         cache=COMPLETION_CACHE,
-    threads: lambda wildcards: 1 if is_served(ALL_SPECS[wildcards.model]) else workflow.cores
+    threads: lambda wildcards: team_resources(wildcards)[0]
     resources:
-        gpu=model_gpus,
+        gpu=lambda wildcards: team_resources(wildcards)[1],
     conda:
         ENV
     benchmark:

@@ -56,7 +56,7 @@ def scoring_ids(tok: Any, prompt: str, continuation: str, chat_template: bool) -
 
 def _render_for_scoring(tok: Any, prompt: str, chat_template: bool) -> tuple[str, str, bool]:
     """(text the model sees, separator before a continuation, whether to add special tokens)."""
-    if uses_chat_template(tok, chat_template):
+    if uses_chat_template(tok, chat_template, str(getattr(tok, "name_or_path", "") or "the model")):
         text = tok.apply_chat_template(
             [{"role": "user", "content": str(prompt)}], add_generation_prompt=True, tokenize=False
         )

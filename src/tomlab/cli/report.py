@@ -76,7 +76,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     experiments = json.loads(args.experiments_json)
     if not isinstance(experiments, dict):
         raise SystemExit("tomlab cost: --experiments-json must be a JSON object mapping rule -> experiment")
-    jobs = job_costs(args.benchmarks, args.usage_dir, experiments, models=args.models)
+    jobs = job_costs(args.benchmarks, args.usage_dir, experiments, models=args.models, per_model=args.per_model_rules)
     if jobs.empty:
         raise SystemExit(f"tomlab cost: no benchmark file of a known rule under {args.benchmarks}")
     io.write_parquet(args.out_jobs, jobs)
@@ -123,6 +123,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--usage-dir", default=None, help="folder of tomlab --usage files, named like the benchmark files")
     p.add_argument("--experiments-json", required=True, help="JSON object: rule -> experiment")
     p.add_argument("--models", nargs="*", default=[], help="the panel's model names (a job's model is the first part of its name)")
+    p.add_argument("--per-model-rules", nargs="*", default=[],
+                   help="rules with a model wildcard: their files of models not in --models are left out")
     p.add_argument("--cores", type=int, default=None, help="the cores the run had (recorded with the totals)")
     p.add_argument("--out-jobs", required=True)
     p.add_argument("--out-experiments", required=True)

@@ -36,6 +36,7 @@ def scaling_figure(overview: pd.DataFrame, stem: str | os.PathLike[str]) -> list
             ax.errorbar([float(r.n_params)], [r.value], yerr=err, fmt="o", color=palette[r.model], capsize=3,
                         label=r.model)
         ax.set_xscale("log")
+        ax.set_xlim(float(data["n_params"].min()) / 2, float(data["n_params"].max()) * 2)  # a factor of 2 each side
         ax.set_title(metric, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("parameters", fontsize=7)

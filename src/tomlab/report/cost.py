@@ -57,7 +57,8 @@ def read_usage(path: str | os.PathLike[str]) -> dict[str, int]:
 
 
 def job_costs(benchmarks: str | os.PathLike[str], usage: str | os.PathLike[str] | None,
-              experiments: Mapping[str, str], models: Sequence[str] = ()) -> pd.DataFrame:
+              experiments: Mapping[str, str], models: Sequence[str] = (),
+              per_model: Sequence[str] = ()) -> pd.DataFrame:
     """One row per job that has a benchmark file under ``benchmarks``, with its usage when it has one.
 
     ``experiments`` maps each rule of the workflow to its experiment (the rule file it is written
@@ -65,7 +66,9 @@ def job_costs(benchmarks: str | os.PathLike[str], usage: str | os.PathLike[str] 
     token a model processed (prompt, completion and scored); ``tokens_per_s`` divides it, and
     ``completion_tokens_per_s`` the completion tokens, by the job's wall time.  Rows are sorted by
     experiment, rule and job.  ``model`` is the panel model a job ran (the first part of its job name,
-    when that is one of ``models``), else empty: a job that runs no model, or one made once for all.
+    when that is one of ``models``), else empty: a job that runs no model, or one made once for all.  A
+    job of a ``per_model`` rule (one with a model wildcard) whose model is not in ``models`` is left out:
+    its file is from a model the panel no longer has, or from the layout before panels.
     """
     root = Path(benchmarks)
     usage_root = Path(usage) if usage else None
@@ -75,6 +78,8 @@ def job_costs(benchmarks: str | os.PathLike[str], usage: str | os.PathLike[str] 
         if rule not in experiments:
             continue
         first = job.split("/", 1)[0]
+        if rule in per_model and first not in models:
+            continue
         row: dict[str, object] = {"experiment": experiments[rule], "rule": rule, "job": job,
                                   "model": first if first in models else "", **read_benchmark(path)}
         used = usage_root / path.relative_to(root).with_suffix(".json") if usage_root else None

@@ -57,7 +57,10 @@ def table(m: Manifest, fn: Callable[..., pd.DataFrame], *args: Any, **kwargs: An
     if len(parts) <= 1:
         return parts[0][1] if parts else pd.DataFrame()
     if all("model" in df.columns for _, df in parts):
-        return pd.concat([df for _, df in parts], ignore_index=True).drop_duplicates(ignore_index=True)
+        out = pd.concat([df for _, df in parts], ignore_index=True).drop_duplicates(ignore_index=True)
+        first = out.columns[0]  # keep like with like (each kind of row: every model's, then the paper's)
+        order = {v: i for i, v in enumerate(dict.fromkeys(out[first]))}
+        return out.sort_values(first, key=lambda s: s.map(order), kind="stable", ignore_index=True)
     return pd.concat([df.assign(model=name)[["model", *df.columns]] for name, df in parts], ignore_index=True)
 
 
@@ -121,6 +124,15 @@ def setup(view: Manifest) -> dict[str, Any]:
     return dict(io.read_json(view.path("setup")))
 
 
+def setups(m: Manifest) -> dict[str, dict[str, Any]]:
+    """Every model's setup summary by name (one model: under its own name)."""
+    out = {}
+    for name, view in views(m).items():
+        found = setup(view)
+        out[name or str((found.get("model") or {}).get("name", "model"))] = found
+    return out
+
+
 def first(m: Manifest, fn: Callable[[Manifest], Any]) -> Any:
     """``fn``'s first non-empty result over the models (an excerpt shown once)."""
     for _, value in _each(m, fn):
@@ -176,7 +188,7 @@ def _probing(view: Manifest, setup: dict[str, Any]) -> tuple[list[tuple[str, flo
     n_val = int(best["n_val"]) if "n_val" in best else int((setup.get("data") or {}).get("n_val") or 0)
     se = binomial_se(float(best["val_acc"]), n_val) if n_val else math.nan
     acc = float(best["val_acc"])
-    head = f"{int(best['layer'])}.{int(best['head'])} ({site})"
+    head = f"layer {int(best['layer'])}, head {int(best['head'])} ({site})"
     return [("best protagonist head acc.", acc, acc - 1.96 * se, acc + 1.96 * se)], head
 
 
@@ -225,9 +237,9 @@ def _describe(view: Manifest, setup: dict[str, Any]) -> dict[str, Any]:
     protocol = (config.get("evaluation") or {}).get("protocol", "original")
     asked = bool(chat) if chat is not None else protocol != "original"
     template = "none (base model)" if model.get("chat_template") is False else ("yes" if asked else "no")
-    return {"family": model.get("family", "served" if model.get("source") == "served" else "n/a"),
+    return {"family": model.get("family") or ("served" if model.get("source") == "served" else "n/a"),
             "n_params": model.get("n_params"), "n_layers": model.get("n_layers"), "n_heads": model.get("n_heads"),
-            "head_dim": model.get("head_dim"), "dtype": model.get("dtype", "n/a"), "device": model.get("device", "n/a"),
+            "head_dim": model.get("head_dim"), "dtype": model.get("dtype") or "n/a", "device": model.get("device") or "n/a",
             "where": "served" if model.get("source") == "served" else "local",
             "chat_template": template}
 
@@ -287,24 +299,39 @@ def _int(x: Any) -> str:
 
 
 def models_table(over: pd.DataFrame) -> pd.DataFrame:
-    """The Models table: one row per model (geometry, dtype, device, where it ran, chat template), then
-    one column per headline metric, ``value [95% CI]`` (a verdict as its words)."""
+    """The Models table: one row per model, its shape (family, parameters, layers x heads, head width),
+    dtype and device, where it ran and whether its prompts went through a chat template."""
     rows = []
     for name, g in over.groupby("model", sort=False):
         first = g.iloc[0]
-        row: dict[str, Any] = {
+        rows.append({
             "model": name, "family": first["family"], "parameters": _params(first["n_params"]),
             "layers x heads": f"{_int(first['n_layers'])} x {_int(first['n_heads'])}",
             "head width": _int(first["head_dim"]), "dtype / device": f"{first['dtype']} / {first['device']}",
-            "where": first["where"], "chat template": first["chat_template"]}
-        for r in g[g["metric"] != ""].itertuples(index=False):
-            row[r.metric] = _cell(pd.Series(r._asdict()))
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    fixed = ["model", "family", "parameters", "layers x heads", "head width", "dtype / device", "where", "chat template"]
-    ordered = [c for c in METRICS if c in out.columns]
-    rest = [c for c in out.columns if c not in fixed and c not in ordered]
-    return out[[c for c in fixed if c in out.columns] + ordered + rest].fillna("–")
+            "where": first["where"], "chat template": first["chat_template"]})
+    return pd.DataFrame(rows)
+
+
+def _by_metric(rows: pd.DataFrame, order: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per metric, one column per model (as the papers print models side by side)."""
+    if rows.empty:
+        return pd.DataFrame()
+    models = list(dict.fromkeys(rows["model"]))
+    cells = {(r["model"], r["metric"]): _cell(r) for _, r in rows.iterrows()}
+    metrics = list(dict.fromkeys([m for m in order if m in set(rows["metric"])] + list(rows["metric"])))
+    return pd.DataFrame([{"": metric, **{m: cells.get((m, metric), "–") for m in models}} for metric in metrics])
+
+
+def headline_table(over: pd.DataFrame) -> pd.DataFrame:
+    """Each model's headline numbers, ``value [95% CI]``, a column per model (a dash: not played)."""
+    rows = over[(over["metric"] != "") & ~over["metric"].str.startswith("stress: ")]
+    return _by_metric(rows, METRICS)
+
+
+def verdict_table(over: pd.DataFrame) -> pd.DataFrame:
+    """Each model's stress verdicts, a row per doubt and a column per model."""
+    rows = over[over["metric"].str.startswith("stress: ")].assign(metric=lambda d: d["metric"].str.removeprefix("stress: "))
+    return _by_metric(rows)
 
 
 def card_rows(over: pd.DataFrame) -> pd.DataFrame:

@@ -33,8 +33,9 @@ PAPER_SOURCE = "Figure 2 (heatmaps only)"
 
 SITE_DESCRIPTIONS: dict[str, str] = {
     "attn_out": (
-        "the attention block's output after the output projection, cut into n_heads slices of head_dim "
-        "(what the original code stores; a slice mixes all heads, so it is not one head's own output)"
+        "the attention block's output after the output projection, cut into n_heads equal slices (of "
+        "head_dim, or of hidden size / n_heads where the heads are wider, as in Gemma 3; what the original code "
+        "stores; a slice mixes all heads, so it is not one head's own output)"
     ),
     "head_z": "each head's own output, i.e. the input of the output projection split per head (as in ITI)",
 }

@@ -79,19 +79,22 @@ def _spec_name(spec: Any, setup: Mapping[str, Any]) -> str:
     return str(_cfg(setup, "model", "name", default="n/a"))
 
 
-def _wide_heads_rows(setup: Mapping[str, Any]) -> list[dict[str, str]]:
+def _wide_heads_rows(setup: Mapping[str, Any], name: str = "") -> list[dict[str, str]]:
     """What attn_out's heads are where n_heads x head_dim is not the hidden size (Gemma 3)."""
     model = setup.get("model") or {}
     n_heads, head_dim, hidden = model.get("n_heads"), model.get("head_dim"), model.get("hidden_size")
     if not (n_heads and head_dim and hidden) or n_heads * head_dim == hidden:
         return []
-    return [_row("attn_out heads", "o_proj's output cut into n_heads equal slices",
+    return [_row(f"attn_out heads{f' ({name})' if name else ''}", "o_proj's output cut into n_heads equal slices",
                  f"{n_heads} slices of {hidden // n_heads} of the {hidden}-wide output (the heads themselves are "
                  f"{n_heads} x {head_dim} wide, as head_z stores them)", True)]
 
 
-def probing_card(setup: Mapping[str, Any]) -> pd.DataFrame:
-    """Protocol card of belief probing (Zhu, Zhang & Wang 2024; released code RepBelief)."""
+def probing_card(setup: Mapping[str, Any], panel: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """Protocol card of belief probing (Zhu, Zhang & Wang 2024; released code RepBelief). ``panel``: every
+    model's setup by name, for the rows that differ per model (attn_out's heads where they are wider)."""
+    wide = ([r for name, s in panel.items() for r in _wide_heads_rows(s, name)] if panel and len(panel) > 1
+            else _wide_heads_rows(setup))
     statements = _cfg(setup, "probing", "statements", default="original")
     mode = _cfg(setup, "split", "mode", default="by_sample")
     val = _cfg(setup, "split", "val_fraction", default=0.2)
@@ -118,7 +121,7 @@ def probing_card(setup: Mapping[str, Any]) -> pd.DataFrame:
              "attn_out" if "attn_out" in sites else "not captured", "attn_out" in sites),
         *([_row("other capture sites", "none", ", ".join(x for x in sites if x != "attn_out"), None)]
           if any(x != "attn_out" for x in sites) else []),
-        *_wide_heads_rows(setup),
+        *wide,
         _row("stored activation precision", "float32", str(_cfg(setup, "activations", "dtype", default="float32")),
              _cfg(setup, "activations", "dtype", default="float32") == "float32"),
         _row("extraction", "one prompt at a time", "length-sorted batches with left padding and an attention mask",
