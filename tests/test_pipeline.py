@@ -236,7 +236,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     # a model job either ran the model or had every answer from the completion cache (debate_forced
     # shares the debate's opening turns)
     assert ((model_rules["model_tokens"] > 0) | (model_rules["cache_hits"] > 0)).all()
-    assert (model_rules["model_tokens"] > 0).sum() >= len(model_rules) - 4
+    assert (model_rules["model_tokens"] > 0).sum() >= len(model_rules) - 4 * 2  # up to 4 cache-only jobs per model
     debates = jobs[jobs["rule"] == "debate_run"]
     assert ((debates["completion_tokens"] > 0) | (debates["cache_hits"] > 0)).all()
     assert set(jobs.loc[jobs["rule"] == "steer", "model"]) == {"random-llama", "gemma"}
