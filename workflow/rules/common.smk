@@ -100,16 +100,19 @@ def model_json(wildcards):
     return json.dumps(ALL_SPECS[wildcards.model], sort_keys=True)
 
 
-def model_gpus(wildcards):
-    spec = ALL_SPECS[wildcards.model]
-    return 0 if is_served(spec) else spec.get("gpu", 0)
-
-
 def plays_local(specs):
     """Threads and GPUs of a job that plays these models: all cores and the largest GPU request when any of
     them runs here, else one core (a client waiting on a server)."""
     local = [s for s in specs if s and not is_served(s)]
     return (workflow.cores, max(s.get("gpu", 0) for s in local)) if local else (1, 0)
+
+
+def model_threads(wildcards):
+    return plays_local([ALL_SPECS[wildcards.model]])[0]
+
+
+def model_gpus(wildcards):
+    return plays_local([ALL_SPECS[wildcards.model]])[1]
 
 
 def prepared(*names):

@@ -38,7 +38,7 @@ rule evaluate_baseline:
         n_boot=EVAL["n_boot"],
         seed=EVAL["seed"],
         cache=COMPLETION_CACHE,
-    threads: lambda wildcards: 1 if is_served(ALL_SPECS[wildcards.model]) else workflow.cores
+    threads: model_threads
     resources:
         gpu=model_gpus,
     conda:
