@@ -339,3 +339,18 @@ def test_the_probing_card_names_each_model_whose_heads_are_wider():
              "gemma": {"model": {"n_heads": 4, "head_dim": 32, "hidden_size": 48}, "config": {}}}
     card = probing_card(panel["llama"], panel=panel)
     assert [a for a in card["aspect"] if a.startswith("attn_out heads")] == ["attn_out heads (gemma)"]
+
+
+def test_team_rows_name_the_panel_model_that_played_them():
+    from tomlab.report.team import llm_model
+
+    spec = {"name": "random:llama", "dtype": "float32"}
+    setup = {"panel_name": "random-llama", "config": {"model": spec, "team": {"model": spec}}}
+    assert llm_model(setup) == "random-llama"
+    # an agent playing another panel model is shown by that model's name, a section by its own name
+    setup["config"]["team"]["agent_models"] = {"bravo": "gemma", "charlie": {"name": "random:gpt2"}}
+    assert llm_model(setup) == "random-llama; bravo: gemma; charlie: random:gpt2"
+    # a setup written before panel names (or a team model other than the run's) keeps the spec's name
+    assert llm_model({"config": {"model": spec, "team": {}}}) == "random:llama"
+    other = {"panel_name": "random-llama", "config": {"model": spec, "team": {"model": {"name": "random:gpt2"}}}}
+    assert llm_model(other) == "random:gpt2"

@@ -19,7 +19,7 @@ rule setup_summary:
         "results/logs/{model}/setup_summary.log",
     shell:
         "tomlab setup-summary --config-json {params.config:q} --config-hash {params.config_hash}"
-        " {params.model_info} --raw {input.raw:q} --samples {input.samples:q}"
+        " --name {wildcards.model:q} {params.model_info} --raw {input.raw:q} --samples {input.samples:q}"
         " --split {input.split:q} --out {output.setup:q} > {log:q} 2>&1"
 
 

@@ -23,7 +23,7 @@ def cmd_setup_summary(args: argparse.Namespace) -> None:
     else:
         raise SystemExit("tomlab setup-summary: --model-info is required for a local model")
     summary = run_summary(config, args.config_hash, model, read_raw(args.raw), io.read_parquet(args.samples),
-                          io.read_parquet(args.split))
+                          io.read_parquet(args.split), name=args.name)
     io.write_json(args.out, summary)
 
 
@@ -112,6 +112,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--config-json", required=True)
     p.add_argument("--config-hash", required=True)
     p.add_argument("--model-info", help="the model's info.json (prepare-model); none for a served model")
+    p.add_argument("--name", default=None, help="the model's name in the run's panel (models:)")
     p.add_argument("--raw", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)

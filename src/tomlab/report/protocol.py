@@ -70,10 +70,16 @@ def _eval_split_row(setup: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _spec_name(spec: Any, setup: Mapping[str, Any]) -> str:
-    """A model spec's name: a served model's ``model`` at its ``base_url``, a local model's ``name``, or the
-    main model's when the spec is null."""
+    """A model spec's name: a served model's ``model`` at its ``base_url``; the run's own model (a null
+    spec, or one equal to ``model``) by its panel name; another panel model by the name it is given as;
+    a local model's ``name``."""
     if isinstance(spec, Mapping) and spec.get("base_url"):
         return f"{spec.get('model', 'default')} (served at {spec['base_url']})"
+    if isinstance(spec, str):  # a panel model, by name
+        return spec
+    own = (setup.get("config") or {}).get("model")
+    if setup.get("panel_name") and (spec is None or spec == own):
+        return str(setup["panel_name"])
     if isinstance(spec, Mapping) and spec.get("name"):
         return str(spec["name"])
     return str(_cfg(setup, "model", "name", default="n/a"))

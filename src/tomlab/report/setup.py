@@ -176,9 +176,10 @@ def _throughput_rows(name: str, data: Mapping[str, Any]) -> list[dict[str, str]]
 
 
 def run_summary(config: Mapping[str, Any], config_hash: str, model: Mapping[str, Any], raw: pd.DataFrame,
-                samples: pd.DataFrame, split: pd.DataFrame) -> dict[str, Any]:
-    """What a run used, for ``setup.json``: the config and its hash, the model's shape, the data and its
-    split, the seeds, the sites, and the versions of tomlab, torch and transformers."""
+                samples: pd.DataFrame, split: pd.DataFrame, name: str | None = None) -> dict[str, Any]:
+    """What a run used, for ``setup.json``: the config and its hash, the model's shape (and its name in the
+    run's panel, ``panel_name``), the data and its split, the seeds, the sites, and the versions of tomlab,
+    torch and transformers."""
     import torch
     import transformers
 
@@ -186,6 +187,7 @@ def run_summary(config: Mapping[str, Any], config_hash: str, model: Mapping[str,
 
     return {
         "config_hash": config_hash,
+        "panel_name": name,
         "config": dict(config),
         "model": {k: model.get(k) for k in ("name", "source", "family", "n_layers", "n_heads", "head_dim",
                                              "hidden_size", "n_params", "dtype", "device", "chat_template")},
