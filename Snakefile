@@ -2,6 +2,7 @@
 #   snakemake --cores all                                    # embedded model, generated stories
 #   snakemake --configfile config/bigtom.yaml --config bigtom_csv=PATH --cores all
 import os
+import sys
 
 from snakemake.utils import min_version
 
@@ -30,3 +31,16 @@ rule all:
     input:
         html=rules.report.output.html,
         pdf=rules.report.output.pdf,
+
+
+onerror:
+    # keep-going (the profile) lets every other job finish; then: what failed, and why
+    from tomlab.runlog import report_failures
+
+    print(report_failures(log, "results/logs/failed.txt"), file=sys.stderr)
+
+
+onsuccess:
+    # a run that ends well leaves no list of failures from an earlier one
+    if os.path.isfile("results/logs/failed.txt"):
+        os.remove("results/logs/failed.txt")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "tomlab"
-SHARED = {"io", "stats", "schema", "manifest", "panel"}
+SHARED = {"io", "stats", "schema", "manifest", "panel", "runlog"}
 # what each part of the library may import (besides itself and the shared layer)
 ALLOWED: dict[str, set[str]] = {
     "shared": set(),

@@ -101,3 +101,28 @@ def test_team_card_follows_the_rules_variant():
         assert _status(assisted, aspect) == "differs", aspect
     config["team"] = {"llm": {"parser": "lenient"}}
     assert _status(team_card(_setup(config)), "reading a reply") == "differs"
+
+
+def test_debate_scale_note_says_when_the_run_is_below_paper_scale():
+    from tomlab.report.debate import scale_note
+
+    setup = _setup({**PAPER, "debate": {"arithmetic": {"n": 50}}})
+    note = scale_note(setup)
+    assert note.startswith("**Below paper scale.**") and "50 generated arithmetic instances" in note
+    assert "Common MT" in note and "debate.translation.file" in note
+    both = _setup({**PAPER, "debate": {"arithmetic": {"file": "CIAR.json"}, "translation": {"file": "mt.json"}}})
+    assert scale_note(both) == ""
+    one = scale_note(_setup({**PAPER, "debate": {"arithmetic": {"file": "CIAR.json"}}}))
+    assert "arithmetic" not in one and "Common MT" in one
+
+
+def test_model_rows_state_precision_revision_and_the_memory_plan():
+    card = steering_card(_setup({**PAPER, "model": {"name": PAPER["model"]["name"], "matmul_precision": "high",
+                                                     "revision": "abc123", "memory_budget_gb": 20}}))
+    rows = dict(zip(card["aspect"], card["this run"]))
+    assert rows["float32 matrix products (model.matmul_precision)"].startswith("TF32")
+    assert rows["model revision (model.revision)"] == "abc123 (pinned)"
+    assert "20 GiB per pass" in rows["batching"]
+    plain = dict(zip(*[steering_card(_setup(PAPER))[c] for c in ("aspect", "this run")]))
+    assert plain["float32 matrix products (model.matmul_precision)"] == "full float32"
+    assert "25% of the device's free memory" in plain["batching"]

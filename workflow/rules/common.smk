@@ -101,10 +101,14 @@ def model_json(wildcards):
 
 
 def plays_local(specs):
-    """Threads and GPUs of a job that plays these models: all cores and the largest GPU request when any of
-    them runs here, else one core (a client waiting on a server)."""
+    """Threads and GPUs of a job that plays these models: on a GPU (the largest request) a few cores
+    (model.gpu_threads), so CPU rules overlap it; on a CPU every core; one core for a client waiting on a
+    server."""
     local = [s for s in specs if s and not is_served(s)]
-    return (workflow.cores, max(s.get("gpu", 0) for s in local)) if local else (1, 0)
+    if not local:
+        return (1, 0)
+    gpus = max(s.get("gpu", 0) for s in local)
+    return (min(workflow.cores, max(s.get("gpu_threads", 4) for s in local)), gpus) if gpus else (workflow.cores, 0)
 
 
 def model_threads(wildcards):

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tomlab.backends import meter
+from tomlab.backends.memory import memory_batches
 from tomlab.backends.hooks import SITES, HeadCapture
 from tomlab.backends.models import LoadedModel
 
@@ -55,7 +56,7 @@ def extract_activations(
     elif len(lengths) != n:
         raise ValueError(f"{len(lengths)} lengths for {n} prompts")
     order = np.argsort(lengths, kind="stable")
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    batches = memory_batches(lm, [int(i) for i in order], lengths, batch_size, logits=0)  # the body only: no logits
     with HeadCapture(lm, sites) as capture:
         for idx in tqdm(batches, desc="activations", unit="batch", disable=not progress):
             enc = lm.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)

@@ -24,12 +24,8 @@ from tomlab.backends import meter
 from tomlab.backends.decoding import left_pad
 from tomlab.backends.hooks import HeadIntervention, RowShifts
 from tomlab.backends.lm import Completion, GenerationConfig, eos_ids, finish_completions
+from tomlab.backends.memory import plan_batches, plan_of
 from tomlab.backends.models import LoadedModel
-
-
-def _batches(lengths: Sequence[int], size: int) -> list[list[int]]:
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + size] for i in range(0, len(order), size)]
 
 
 class Branches:
@@ -37,8 +33,10 @@ class Branches:
     interventions, each prompt's prefix computed once.
 
     ``interventions`` are :class:`HeadIntervention` objects of one site (not entered; ``alpha == 0``
-    gives the plain model).  ``batch_size`` prompts share a prefix pass; their branches run as
-    ``batch_size * len(interventions)`` rows.
+    gives the plain model).  Up to ``batch_size`` prompts share a prefix pass; their branches run as
+    ``prompts * len(interventions)`` rows, as many prompts as the model's memory plan
+    (:mod:`tomlab.backends.memory`) lets one pass hold; where not even one prompt's branches fit, the
+    interventions run in groups.  ``peak_rows`` and ``peak_cache_bytes`` tell the largest pass.
     """
 
     def __init__(self, lm: LoadedModel, interventions: Sequence[HeadIntervention], *, batch_size: int = 8,
@@ -55,6 +53,8 @@ class Branches:
         if pad is None:
             raise ValueError("the tokenizer has neither a pad token nor an eos token")
         self.pad = int(pad)
+        self.peak_rows = 0  # the largest pass so far: its rows and its KV cache's bytes
+        self.peak_cache_bytes = 0
 
     @property
     def k(self) -> int:
@@ -115,12 +115,22 @@ class Branches:
             if any(len(c) == 0 for c in conts):
                 raise ValueError(f"continuation set {j} has an empty continuation")
         n = len(prompts)
+        lengths = [len(p) for p in prompts]
+        cont = max((len(c) for conts in continuations for c in conts), default=0)
+        extra = max(cont, int(config.max_new_tokens) if config is not None else 0)
+        plan = plan_of(self.lm)
+        budget = plan.budget(self.lm)
+        fit = plan.max_rows(self.lm, max(lengths, default=1) + extra, cont + 1, budget)
+        if fit < self.k:  # not even one prompt's branches fit one pass: the interventions in groups
+            return self._in_groups(prompts, config, continuations, fit)
         completions: list[list[Completion | None]] = [[None] * n for _ in range(self.k)]
         scores = np.full((self.k, len(continuations), n), np.nan)
         eos = eos_ids(self.lm.model, self.lm.tokenizer)
+        order = sorted(range(n), key=lambda i: -lengths[i])
+        batches = plan_batches(order, lengths, self.batch_size, per_item=self.k,
+                               fits=lambda m: plan.max_rows(self.lm, m + extra, cont + 1, budget))
         with self.shifts:
-            for batch in tqdm(_batches([len(p) for p in prompts], self.batch_size), desc="branches",
-                              disable=not self.progress):
+            for batch in tqdm(batches, desc="branches", disable=not self.progress):
                 cache, prefix_mask, start = self._prefix([prompts[i] for i in batch])
                 width = cache.get_seq_length()
                 last = torch.tensor([prompts[i][-1] for i in batch], dtype=torch.long,
@@ -128,9 +138,11 @@ class Branches:
                 for j, conts in enumerate(continuations):
                     scores[:, j, batch] = self._score(cache, prefix_mask, start, last,
                                                       [conts[i] for i in batch]).reshape(len(batch), self.k).T
+                    self._note(cache, prefix_mask.shape[0])
                     _crop(cache, width)
                 if config is not None:
                     new = self._decode(cache, prefix_mask, start, last, config, eos)
+                    self._note(cache, prefix_mask.shape[0])
                     _crop(cache, width)
                     for row, gen in enumerate(new):
                         i, k = batch[row // self.k], row % self.k
@@ -143,6 +155,26 @@ class Branches:
             meter.record(prompts=len(row), prompt_tokens=len(row),
                          completion_tokens=sum(c.completion_tokens for c in row))
         return done, scores
+
+    def _in_groups(self, prompts: Sequence[Sequence[int]], config: GenerationConfig | None,
+                   continuations: Sequence[Sequence[Sequence[int]]], size: int,
+                   ) -> tuple[list[list[Completion]], np.ndarray]:
+        """:meth:`run` over the interventions ``size`` at a time (one prompt per pass), joined in order."""
+        done: list[list[Completion]] = []
+        parts = []
+        for first in range(0, self.k, size):
+            group = Branches(self.lm, self.interventions[first:first + size], batch_size=1, progress=self.progress)
+            got, part = group.run(prompts, config, continuations)
+            done += got
+            parts.append(part)
+            self.peak_rows = max(self.peak_rows, group.peak_rows)
+            self.peak_cache_bytes = max(self.peak_cache_bytes, group.peak_cache_bytes)
+        return done, np.concatenate(parts, axis=0)
+
+    def _note(self, cache: Any, rows: int) -> None:
+        """Keep the largest pass (rows, and the bytes its KV cache held at its longest)."""
+        self.peak_rows = max(self.peak_rows, rows)
+        self.peak_cache_bytes = max(self.peak_cache_bytes, cache_bytes(cache))
 
     def _score(self, cache: Any, prefix_mask: torch.Tensor, start: torch.Tensor, last: torch.Tensor,
                conts: Sequence[Sequence[int]]) -> np.ndarray:
@@ -181,6 +213,17 @@ class Branches:
                 break
             tokens = nxt[:, None]
         return torch.stack(out, dim=1).tolist() if out else [[] for _ in range(rows)]
+
+
+def cache_bytes(cache: Any) -> int:
+    """Bytes a KV cache's keys and values take (every layer)."""
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
 
 
 def _crop(cache: Any, width: int) -> None:

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tomlab.backends import meter
+from tomlab.backends.memory import memory_batches
 from tomlab.backends.models import LoadedModel, uses_chat_template
 
 
@@ -108,7 +109,8 @@ def continuation_logprobs(
     accepted = _forward_kwargs(lm.model)
     scores = np.full(len(sequences), np.nan, dtype=np.float64)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
-    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    longest_cont = max((len(ids) - n for ids, n in sequences), default=0) + 1
+    batches = memory_batches(lm, order, [len(ids) for ids, _ in sequences], batch_size, logits=longest_cont)
     for batch in tqdm(batches, desc=desc, disable=not progress):
         width = max(len(sequences[i][0]) for i in batch)
         n_cont = [len(sequences[i][0]) - sequences[i][1] for i in batch]

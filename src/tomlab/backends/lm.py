@@ -17,6 +17,7 @@ import torch
 
 from tomlab.backends import meter
 from tomlab.backends.decoding import left_pad, sample_loop
+from tomlab.backends.memory import memory_batches
 from tomlab.backends.models import uses_chat_template
 from tomlab.io import write_json
 
@@ -316,17 +317,14 @@ class TransformersLM(LanguageModel):
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[Completion | None] = [None] * len(encoded)
         eos = self._eos_ids()
+        # at most batch_size prompts, fewer where their KV cache would pass the model's memory plan
+        batches = memory_batches(self.loaded, order, [len(e) for e in encoded], self.batch_size,
+                                 extra_tokens=int(config.max_new_tokens))
         with torch.inference_mode():
-            if config.greedy:
-                for start in range(0, len(order), self.batch_size):
-                    idx = order[start:start + self.batch_size]
-                    for i, c in zip(idx, self._generate_batch([encoded[i] for i in idx], config, eos)):
-                        results[i] = c
-            else:  # in batches, each row drawing from its own generator seeded from its prompt
-                for start in range(0, len(order), self.batch_size):
-                    idx = order[start:start + self.batch_size]
-                    for i, c in zip(idx, self._sample_batch([encoded[i] for i in idx], config, eos)):
-                        results[i] = c
+            for idx in batches:  # sampling: each row draws from its own generator seeded from its prompt
+                run = self._generate_batch if config.greedy else self._sample_batch
+                for i, c in zip(idx, run([encoded[i] for i in idx], config, eos)):
+                    results[i] = c
         out = [c for c in results if c is not None]
         assert len(out) == len(prompts)
         self._record(out)

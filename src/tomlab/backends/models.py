@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tomlab.backends.memory import MemoryPlan
+
 EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
     # name -> (python package that carries the file, file name inside it, how to install it). A file name of
     # "" means the package carries the GGUF in chunks that its assemble() joins (once, into the cache).
@@ -94,6 +96,7 @@ class LoadedModel:
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     model_width: int = 0  # the residual stream's width; 0: n_heads * head_dim
+    memory: MemoryPlan = field(default_factory=MemoryPlan)  # how many rows one batched pass may hold
 
     @property
     def hidden_size(self) -> int:
@@ -170,6 +173,7 @@ class LoadedModel:
             "hidden_size": self.hidden_size,
             "attn_out_width": self.site_width("attn_out"),
             "chat_template": has_chat_template(self.tokenizer),
+            "revision": self.extra.get("revision"),
             "n_params": self.n_params,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
@@ -382,10 +386,20 @@ def load_model(
     cache_dir: str | os.PathLike[str] | None = None,
     random_config: dict[str, Any] | None = None,
     seed: int = 0,
+    memory: MemoryPlan | None = None,
+    revision: str | None = None,
+    matmul_precision: str = "highest",
+    prepared: str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
-    """Load a causal LM by name (see the module docstring) in evaluation mode."""
+    """Load a causal LM by name (see the module docstring) in evaluation mode.  ``revision`` pins a hub
+    model's revision; ``matmul_precision`` ``"high"`` lets float32 matrix products use TF32 on CUDA
+    (set for the process, as torch keeps it).  ``prepared``: the model's prepared folder
+    (:mod:`tomlab.backends.prepared`), loaded straight onto the device in place of ``name``."""
+    if matmul_precision not in ("highest", "high"):
+        raise ModelLoadError(f"model.matmul_precision is 'highest' or 'high', got {matmul_precision!r}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    torch.set_float32_matmul_precision(matmul_precision)
     if name.startswith("random:"):
         family = name.removeprefix("random:")
         model, tokenizer = build_random_model(family, random_config, seed=seed, device=dev, dtype=torch_dtype)
@@ -393,19 +407,30 @@ def load_model(
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if name.startswith("embedded:"):
-            path: str = str(convert_embedded(name, cache_dir))
+        marker: dict[str, Any] = {}
+        if prepared is not None:
+            from tomlab.backends.prepared import read_marker
+
+            path: str = str(prepared)
+            marker = read_marker(Path(prepared))
+            source = str(marker.get("source", "local"))
+        elif name.startswith("embedded:"):
+            path = str(convert_embedded(name, cache_dir))
             source = "embedded"
         else:
             path = name
             source = "local" if Path(name).is_dir() else "hub"
-        kwargs: dict[str, Any] = {"local_files_only": not allow_download, "trust_remote_code": trust_remote_code}
+        kwargs: dict[str, Any] = {"local_files_only": not allow_download or prepared is not None,
+                                  "trust_remote_code": trust_remote_code}
+        if revision and source == "hub" and prepared is None:
+            kwargs["revision"] = revision
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+            # straight onto the device, tensor by tensor (no second full copy of the weights in host memory)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map=str(dev), **kwargs)
         except (OSError, ValueError) as err:
-            hint = "" if allow_download else " (downloads are off: set model.allow_download in the config to allow them)"
-            raise ModelLoadError(f"cannot load model {name!r}{hint}: {err}") from err
+            raise ModelLoadError(load_error_message(name, source, allow_download, err)) from err
+        revision = marker.get("revision") or revision
     model = model.to(device=dev, dtype=torch_dtype)
     model.eval()
     if tokenizer.pad_token is None:
@@ -434,18 +459,51 @@ def load_model(
         o_proj_name=o_proj_name,
         source=source,
         model_width=hidden if hidden != n_heads * head_dim else 0,
+        memory=memory or MemoryPlan(),
+        # the commit a hub model resolved to (the pinned revision's, or the cached snapshot's)
+        extra={"revision": getattr(model.config, "_commit_hash", None) or revision,
+               **({"prepared": str(prepared)} if prepared is not None else {})},
     )
 
 
 def load_model_from_config(model_cfg: dict[str, Any], cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
-    """Load the model described by the ``model`` section of a tomlab config."""
+    """Load the model described by the ``model`` section of a tomlab config: from its prepared folder in
+    the cache when ``prepare_model`` wrote one (:mod:`tomlab.backends.prepared`), else by name."""
+    from tomlab.backends.prepared import find_prepared, needs_preparing
+
+    cache_dir = cache_dir if cache_dir is not None else model_cfg.get("cache_dir")
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    prepared = None
+    if needs_preparing(model_cfg["name"]):
+        dtype = str(resolve_dtype(model_cfg.get("dtype", "auto"), resolve_device(model_cfg.get("device", "auto"))))
+        prepared = find_prepared(root, model_cfg, dtype.removeprefix("torch."))
     return load_model(
         model_cfg["name"],
         dtype=model_cfg.get("dtype", "auto"),
         device=model_cfg.get("device", "auto"),
         allow_download=bool(model_cfg.get("allow_download", False)),
         trust_remote_code=bool(model_cfg.get("trust_remote_code", False)),
-        cache_dir=cache_dir if cache_dir is not None else model_cfg.get("cache_dir"),
+        cache_dir=cache_dir,
         random_config=model_cfg.get("random_config"),
         seed=int(model_cfg.get("seed", 0)),
+        memory=MemoryPlan.from_spec(model_cfg),
+        revision=model_cfg.get("revision"),
+        matmul_precision=str(model_cfg.get("matmul_precision", "highest")),
+        prepared=prepared,
     )
+
+
+def load_error_message(name: str, source: str, allow_download: bool, err: BaseException) -> str:
+    """What to do when a model does not load: a gated hub model needs its licence accepted and a token; a
+    hub model not in the local cache needs downloads allowed (or a local folder)."""
+    text = str(err)
+    if source == "hub" and any(s in text for s in ("gated", "GatedRepo", "401", "403", "Unauthorized", "restricted")):
+        return (f"model {name!r} is gated on the Hugging Face hub: accept its licence at https://huggingface.co/{name} "
+                "with your account, export HF_TOKEN=<a token of that account> (or run `hf auth login`), and set "
+                "model.allow_download: true; or download it once and set model.name to the local folder. "
+                f"The hub said: {text}")
+    if source == "hub" and not allow_download:
+        return (f"cannot load model {name!r}: it is not in the local Hugging Face cache and downloads are off. Set "
+                "model.allow_download: true (with HF_TOKEN for a gated model, whose licence page is "
+                f"https://huggingface.co/{name}), or set model.name to a local folder. ({text})")
+    return f"cannot load model {name!r}: {text}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +125,28 @@ def _shown(path: Path) -> str:
 def _existing(m: Manifest, name: str, key: str | None = None) -> Path | None:
     path = m.get(name, key)
     return path if path is not None and path.exists() else None
+
+
+#: The papers' sizes: Liang et al.'s CIAR (50 questions) and Common MT lexical set (200 sentences).
+PAPER_SIZES = {"arithmetic": 50, "translation": 200}
+
+
+def scale_note(setup: Mapping[str, Any]) -> str:
+    """Whether this run's debate data are the paper's: a line saying what is below paper scale (empty
+    when both released files were given and the questions number at least the paper's)."""
+    db = (setup.get("config") or {}).get("debate") or {}
+    short = []
+    arith = db.get("arithmetic") or {}
+    if not arith.get("file"):
+        short.append(f"{arith.get('n', 'n/a')} generated arithmetic instances instead of CIAR's "
+                     f"{PAPER_SIZES['arithmetic']} questions (debate.arithmetic.file)")
+    if not (db.get("translation") or {}).get("file"):
+        short.append("tomlab's built-in translation examples instead of the Common MT lexical set's "
+                     f"{PAPER_SIZES['translation']} sentences (debate.translation.file)")
+    if not short:
+        return ""
+    return ("**Below paper scale.** This run uses " + "; and ".join(short)
+            + ". Its numbers prove the pipeline; they are not comparable with the paper's.")
 
 
 def debate_commentary(m: Manifest) -> str:

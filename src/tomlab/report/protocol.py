@@ -47,10 +47,26 @@ def _model_rows(setup: Mapping[str, Any]) -> list[dict[str, str]]:
     model = setup.get("model") or {}
     name = str(model.get("name") or _cfg(setup, "model", "name", default="n/a"))
     dtype = str(model.get("dtype") or _cfg(setup, "model", "dtype", default="n/a"))
+    precision = str(_cfg(setup, "model", "matmul_precision", default="highest"))
+    pinned = _cfg(setup, "model", "revision")
+    revision = model.get("revision") or pinned
     return [
         _row("model", PAPER_MODEL, name, name == PAPER_MODEL),
         _row("precision", "float32 (the release loads the model without a dtype)", dtype, dtype == "float32"),
+        _row("float32 matrix products (model.matmul_precision)", "full float32 (torch's default)",
+             {"high": "TF32 on CUDA (about 3 decimal digits per product)"}.get(precision, "full float32"),
+             precision != "high"),
+        _row("model revision (model.revision)", "the hub's snapshot of the day (no revision given)",
+             f"{revision}{' (pinned)' if pinned else ' (resolved; not pinned)'}" if revision
+             else "none (not a hub model)", None),
     ]
+
+
+def _memory_text(setup: Mapping[str, Any]) -> str:
+    budget = _cfg(setup, "model", "memory_budget_gb")
+    if budget is not None:
+        return f"{budget} GiB per pass (model.memory_budget_gb)"
+    return f"{float(_cfg(setup, 'model', 'memory_share', default=0.25)):.0%} of the device's free memory (model.memory_share)"
 
 
 def _data_row(setup: Mapping[str, Any]) -> dict[str, str]:
@@ -196,7 +212,10 @@ def steering_card(setup: Mapping[str, Any]) -> pd.DataFrame:
         *([_row("other intervention sites", "none", f"the tables also steer at {', '.join(extra)}", None)]
           if (extra := [x for x in sites if x != "attn_out"]) else []),
         _row("batching", "one prompt at a time; a [PAD] token added to the vocabulary",
-             "left-padded batches; the end-of-sequence token pads", False),
+             f"left-padded batches of at most {_cfg(setup, 'evaluation', 'batch_size', default=8)} prompts, fewer where "
+             "their rows (a shared-prefix pass: prompts x interventions) would pass the memory plan: each row's KV "
+             "cache, one layer's activations and its kept logits within " + _memory_text(setup)
+             + "; the end-of-sequence token pads", False),
         _row("steered evaluation (steering.shared_prefix)", "each prompt run whole under each intervention",
              "each prompt run once up to its last token, every intervention branched from that KV cache in one "
              "batch (the same answers up to floating-point rounding: results/bench/steering.json)"
