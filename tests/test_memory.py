@@ -218,3 +218,11 @@ def test_precision_switch_and_load_messages(tiny_llama):
     missing = load_error_message("org/model", "hub", False, OSError("not found in cache"))
     assert "downloads are off" in missing and "model.allow_download: true" in missing
     assert "HF_TOKEN" not in load_error_message("/some/folder", "local", False, OSError("no config.json"))
+
+
+def test_branched_completions_need_one_namespace_per_intervention(many_kv):
+    from tomlab.backends.branching import branched_completions
+
+    hooks = [iv.hook(many_kv) for iv in _interventions(many_kv, 2)]
+    with pytest.raises(ValueError, match="2 interventions"):
+        branched_completions(many_kv, TransformersLM(many_kv), hooks, ["a"], ["x y"], GenerationConfig())

@@ -13,6 +13,7 @@ different batch shapes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from tomlab.backends import meter
 from tomlab.backends.decoding import left_pad
 from tomlab.backends.hooks import HeadIntervention, RowShifts
-from tomlab.backends.lm import Completion, GenerationConfig, eos_ids, finish_completions
+from tomlab.backends.lm import CachedLM, Completion, GenerationConfig, eos_ids, finish_completions
 from tomlab.backends.memory import plan_batches, plan_of
 from tomlab.backends.models import LoadedModel
 
@@ -213,6 +214,63 @@ class Branches:
                 break
             tokens = nxt[:, None]
         return torch.stack(out, dim=1).tolist() if out else [[] for _ in range(rows)]
+
+
+def branched_completions(
+    lm: LoadedModel,
+    generator: Any,
+    interventions: Sequence[HeadIntervention],
+    namespaces: Sequence[str],
+    prompts: Sequence[str],
+    config: GenerationConfig,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+    scoring: tuple[list[list[int]], list[list[list[int]]]] | None = None,
+) -> tuple[list[dict[str, Completion]], dict[str, int], np.ndarray | None]:
+    """Each intervention's greedy completion of every distinct prompt: from the completion cache (one
+    namespace per intervention, as :class:`tomlab.backends.lm.CachedLM` keys them) where it has one,
+    else from shared-prefix :class:`Branches` under the model's memory plan, stored in the cache.
+
+    ``generator`` renders and tokenises the prompts (its ``encode``) and names the cache entries.
+    ``scoring``, the distinct prompts' token ids and their continuations, lets the same prefix pass score
+    the continuations when every prompt is generated afresh; its scores (K, sets, N) are returned then,
+    else None.  Returns the completions per intervention, and the cache counters as
+    :meth:`CachedLM.generate` would count them over ``prompts``.
+    """
+    if len(namespaces) != len(interventions):
+        raise ValueError(f"{len(namespaces)} cache namespaces for {len(interventions)} interventions")
+    distinct = list(dict.fromkeys(prompts))
+    caches = [CachedLM(generator, cache_dir, namespace=ns) if cache_dir else None for ns in namespaces]
+    found: list[dict[str, Completion]] = []
+    for cache in caches:
+        hits: dict[str, Completion] = {}
+        for p in distinct if cache is not None else []:
+            c = cache.lookup(p, config)
+            if c is not None:
+                hits[p] = c
+        found.append(hits)
+    missing = [p for p in distinct if any(p not in hits for hits in found)]
+    hits_before = sum(1 for hits in found for p in prompts if p in hits)
+    counters = {"cache_hits": hits_before, "cache_misses": len(prompts) * len(caches) - hits_before}
+    meter.record(cache_hits=hits_before)
+    scores = None
+    if missing:
+        ids = [list(generator.encode(p, config)) for p in missing]
+        branches = Branches(lm, interventions, batch_size=batch_size, progress=progress)
+        if scoring is not None and len(missing) == len(distinct) and ids == scoring[0]:
+            fresh, scores = branches.run(ids, config, scoring[1])
+        else:
+            fresh, _ = branches.run(ids, config)
+        for k, cache in enumerate(caches):
+            for p, c in zip(missing, fresh[k]):
+                if p in found[k]:
+                    continue
+                found[k][p] = c
+                if cache is not None:
+                    cache.remember(p, config, c)
+    return found, counters, scores
 
 
 def cache_bytes(cache: Any) -> int:

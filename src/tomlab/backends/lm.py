@@ -439,6 +439,10 @@ class CachedLM(LanguageModel):
         # the inner model reports what it computed; the meters learn how many answers came from disk
         meter.record(cache_hits=sum(1 for c in completions if c.cached))
 
+    def encode(self, prompt: Prompt, config: GenerationConfig) -> list[int]:
+        """The inner model's token ids of ``prompt`` (a local model's; a cache holds no tokenizer)."""
+        return list(self.inner.encode(prompt, config))  # type: ignore[attr-defined]
+
     def lookup(self, prompt: Prompt, config: GenerationConfig) -> Completion | None:
         """The cached completion of ``prompt`` (``cached=True``), or None; counts nothing."""
         return self._load(self.key(prompt, config))

@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tomlab.backends import meter
-from tomlab.backends.branching import Branches
-from tomlab.backends.lm import CachedLM, Completion, GenerationConfig
+from tomlab.backends.branching import Branches, branched_completions
+from tomlab.backends.lm import GenerationConfig
 from tomlab.backends.models import LoadedModel
-from tomlab.steering.intervention import Intervention, steered_generator
+from tomlab.steering.intervention import Intervention
 
 
 def _check(interventions: Sequence[Intervention]) -> None:
@@ -25,52 +24,21 @@ def _check(interventions: Sequence[Intervention]) -> None:
         raise ValueError(f"the interventions evaluated together share one site; got {sorted(sites)}")
 
 
-def _prompt_ids(generator: Any, prompts: Sequence[str], config: GenerationConfig) -> list[list[int]]:
-    inner = generator.inner if isinstance(generator, CachedLM) else generator
-    return [inner.encode(p, config) for p in prompts]
-
-
 def generate_interventions(lm: LoadedModel, generator: Any, interventions: Sequence[Intervention], prompts: Sequence[str],
                            config: GenerationConfig, cache_dir: Any, batch_size: int, progress: bool,
                            scoring: tuple[list[list[int]], list[list[list[int]]]] | None = None,
                            ) -> tuple[list[dict[str, str]], dict[str, int], np.ndarray | None]:
-    """Each intervention's completion of every distinct prompt: from the cache where it has one, else
-    from shared-prefix branches (stored in the cache).
+    """Each intervention's completion of every distinct prompt, as the backend's shared-prefix branches
+    give them (:func:`tomlab.backends.branching.branched_completions`: the completion cache under each
+    intervention's namespace, then one prefix pass for what it misses, batched by the memory plan).
 
     ``scoring``, the distinct prompts' token ids and continuations (:func:`_tokenise_pairs`), lets the
-    same pass also score the continuations when every prompt is generated afresh (one prefix pass for
-    both); the scores (K, 2, N) are returned then, else None.
+    same pass also score the continuations when every prompt is generated afresh; the scores (K, 2, N)
+    are returned then, else None.
     """
-    distinct = list(dict.fromkeys(prompts))
-    caches = [steered_generator(generator, cache_dir, iv) for iv in interventions]
-    found: list[dict[str, Completion]] = []
-    for cache in caches:
-        hits = {}
-        if isinstance(cache, CachedLM):
-            for p in distinct:
-                c = cache.lookup(p, config)
-                if c is not None:
-                    hits[p] = c
-        found.append(hits)
-    missing = [p for p in distinct if any(p not in hits for hits in found)]
-    hits_before = sum(1 for hits in found for p in prompts if p in hits)
-    counters = {"cache_hits": hits_before, "cache_misses": len(prompts) * len(caches) - hits_before}
-    meter.record(cache_hits=hits_before)  # what CachedLM.generate would have reported
-    scores = None
-    if missing:
-        ids = _prompt_ids(generator, missing, config)
-        branches = _branches(lm, interventions, batch_size, progress)
-        if scoring is not None and len(missing) == len(distinct) and ids == scoring[0]:
-            fresh, scores = branches.run(ids, config, scoring[1])
-        else:
-            fresh, _ = branches.run(ids, config)
-        for k, cache in enumerate(caches):
-            for p, c in zip(missing, fresh[k]):
-                if p in found[k]:
-                    continue
-                found[k][p] = c
-                if isinstance(cache, CachedLM):
-                    cache.remember(p, config, c)
+    found, counters, scores = branched_completions(
+        lm, generator, [iv.hook(lm) for iv in interventions], [iv.fingerprint for iv in interventions], prompts,
+        config, cache_dir=cache_dir, batch_size=batch_size, progress=progress, scoring=scoring)
     return [{p: c.text for p, c in hits.items()} for hits in found], counters, scores
 
 
