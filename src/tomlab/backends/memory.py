@@ -4,7 +4,7 @@ A row of a pass (one prompt, or one (prompt, intervention) pair of shared-prefix
 tokens takes, at its peak:
 
 - its KV cache: ``T`` x :func:`tomlab.backends.batching.kv_bytes_per_token` (keys and values of every
-  layer; 960 KiB per token for DeepSeek-7B in float32, 128 KiB for Mistral-7B);
+  layer; 960 KiB per token for DeepSeek-7B in float32, 256 KiB for Mistral-7B);
 - one layer's activations, alive one layer at a time: the residual stream twice and the MLP's gate
   and up projections, ``T x (2 x hidden + 2 x intermediate)`` elements;
 - one layer's attention weights where attention is computed eagerly: ``heads x T x T`` elements;
