@@ -67,6 +67,54 @@ def cmd_debate_tables(args: argparse.Namespace) -> None:
     io.write_parquet(args.out_judge, tables["judge"])
 
 
+def _write_table(path: str, table: pd.DataFrame) -> None:
+    """Parquet, or CSV when the path ends in .csv."""
+    if str(path).lower().endswith(".csv"):
+        with io.atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+    else:
+        io.write_parquet(path, table)
+
+
+def _read_items(path: str) -> pd.DataFrame:
+    from tomlab.debate.tasks import load_translation
+
+    if str(path).lower().endswith(".parquet"):
+        items = io.read_parquet(path)
+        missing = {"reference", "wrong_reference"} - set(items.columns)
+        if missing:
+            raise ValueError(f"{path}: the items have no column {sorted(missing)[0]!r}")
+        return items
+    return load_translation(path, "Chinese", "English")
+
+
+def cmd_debate_score(args: argparse.Namespace) -> None:
+    from tomlab.cli.report import _named
+    from tomlab.debate.released import read_outputs, score_systems
+
+    items = _read_items(args.items)
+    outputs = {name: read_outputs(path, len(items)) for name, path in _named(args.system, "--system").items()}
+    table = score_systems(items, outputs, baseline=args.baseline, n_boot=args.n_boot, seed=args.seed)
+    _write_table(args.out, table)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+
+
+def cmd_debate_import(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from tomlab.debate.released import debate_moves, read_mad_records
+
+    tables = read_mad_records(args.dir)
+    tables["moves"] = debate_moves(tables["debates"], tables["items"], n_boot=args.n_boot, seed=args.seed)
+    with io.atomic_dir(args.out) as tmp:
+        for name, table in tables.items():
+            io.write_parquet(Path(tmp) / f"{name}.parquet", table)
+    debates = tables["debates"]
+    print(json.dumps({"debates": len(debates), "turns": len(tables["turns"]), "judged": len(tables["judge"]),
+                      "unreadable_replies": len(tables["problems"]),
+                      "ended_by": debates["ended_by"].value_counts().to_dict()}))
+
+
 def add_commands(sub: Any) -> None:
     from tomlab.debate.tasks import FAMILIES
 
@@ -114,6 +162,28 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out-judge", required=True)
     p.set_defaults(func=cmd_debate_tables)
     _add_plot_command(sub)
+    _add_released_commands(sub)
+
+
+def _add_released_commands(sub: Any) -> None:
+    p = sub.add_parser("debate-score", help="BLEU, chrF and contrastive accuracy of translation outputs (one per line)")
+    p.add_argument("--items", required=True, help="items with source, reference, wrong_reference: parquet (e.g. "
+                   "debate-import's items.parquet), JSON, JSONL, CSV or TSV")
+    p.add_argument("--system", action="append", required=True, metavar="NAME=FILE",
+                   help="a system's outputs, one translation per line in the items' order (repeatable)")
+    p.add_argument("--baseline", default=None, help="a system's NAME: the paired difference in contrastive accuracy")
+    p.add_argument("--n-boot", type=int, default=schema_default("debate.n_boot"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="parquet, or CSV by its suffix")
+    p.set_defaults(func=cmd_debate_score)
+
+    p = sub.add_parser("debate-import", help="released debate records (MAD's per-sentence JSON) as tomlab's tables")
+    p.add_argument("--format", choices=["mad"], default="mad")
+    p.add_argument("--dir", required=True, help="the folder of <number>.json records (MAD_Debate_Process)")
+    p.add_argument("--n-boot", type=int, default=schema_default("debate.n_boot"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for items, debates, turns, judge, problems and moves (.parquet)")
+    p.set_defaults(func=cmd_debate_import)
 
 
 def cmd_plot_debate(args: argparse.Namespace) -> None:

@@ -387,10 +387,17 @@ def translation_scores(hypotheses: Sequence[str], rows: pd.DataFrame) -> dict[st
     tokenize = bleu_tokenizer(next(iter(targets))) if len(targets) == 1 else "13a"
     bleu = sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score
     chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
-    closer = [sacrebleu.sentence_chrf(h, [r]).score > sacrebleu.sentence_chrf(h, [w]).score
-              for h, r, w in zip(hyps, refs, wrong)]
-    return {"bleu": bleu, "chrf": chrf, "contrastive": float(np.mean(closer)) if closer else float("nan"),
+    closer = contrastive_hits(hyps, refs, wrong)
+    return {"bleu": bleu, "chrf": chrf, "contrastive": float(np.mean(closer)) if len(closer) else float("nan"),
             "comet": comet_score(hyps, rows)}
+
+
+def contrastive_hits(hypotheses: Sequence[str], references: Sequence[str], wrong: Sequence[str]) -> np.ndarray:
+    """Per output: whether its sentence chrF is higher against the correct reference than the wrong one."""
+    import sacrebleu
+
+    return np.array([sacrebleu.sentence_chrf(str(h), [str(r)]).score > sacrebleu.sentence_chrf(str(h), [str(w)]).score
+                     for h, r, w in zip(hypotheses, references, wrong, strict=True)], dtype=bool)
 
 
 def comet_score(hypotheses: Sequence[str], rows: pd.DataFrame) -> float | None:
