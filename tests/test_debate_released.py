@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.mad_fixture import ITEMS, write_records, write_released
 from tomlab.debate.released import (
     ReleasedDataError,
     debate_moves,
@@ -22,63 +23,9 @@ from tomlab.debate.released import (
     score_systems,
 )
 
-ITEMS = pd.DataFrame({
-    "item_id": [0, 1, 2, 3],
-    "source": ["他打了一个电话。", "这件事很难办。", "她很有水平。", "我们走着瞧。"],
-    "reference": ["He made a phone call.", "This matter is hard to handle.", "She is very capable.",
-                  "We will wait and see."],
-    "wrong_reference": ["He hit a telephone.", "This thing is very difficult to do office.", "She has a high level.",
-                        "We walk and look."],
-    "target_language": ["English"] * 4,
-})
-
-
-def _moderator(pref: str, side: str = "") -> str:
-    return str({"Whether there is a preference": pref, "Supported Side": side, "Reason": "It's fine.",
-                "Correct Translation": ""})  # a Python dict's repr: single quotes, as released
-
-
-def _record(i: int, rounds: list[str], judge: bool, base: str, final: str) -> dict:
-    def side(n: int) -> list[dict]:
-        msgs = [{"role": "system", "content": "You are a debater."}]
-        for r in range(n):
-            msgs += [{"role": "user", "content": f"round {r + 1}"}, {"role": "assistant", "content": f"reply {r + 1}"}]
-        return msgs
-
-    players = {"Affirmative side": side(len(rounds) + 1), "Negative side": side(len(rounds)),
-               "Moderator": [{"role": "system", "content": "You are a moderator."}]}
-    for r, reply in enumerate(rounds):
-        players["Moderator"] += [{"role": "user", "content": f"round {r + 1}"}, {"role": "assistant", "content": reply}]
-    if judge:
-        players["Judge"] = [{"role": "system", "content": "You are a judge."},
-                            {"role": "user", "content": "candidates"},
-                            {"role": "assistant", "content": 'Affirmative: "a"\nNegative: "b"'},
-                            {"role": "user", "content": "decide"},
-                            {"role": "assistant", "content": json.dumps({"Reason": "b is right",
-                                                                         "Correct Translation": final})}]
-    row = ITEMS.iloc[i]
-    return {"model_name": "gpt-3.5-turbo", "temperature": 0, "num_players": 3, "source": row["source"],
-            "correct reference": row["reference"], "incorrect reference": row["wrong_reference"],
-            "base translation": base, "debate translation": final, "reason": "because", "players": players}
-
-
 @pytest.fixture
 def records(tmp_path):
-    folder = tmp_path / "MAD_Debate_Process"
-    folder.mkdir()
-    recs = {
-        0: _record(0, [_moderator("No")] * 3, True, "He hit a telephone.", "He made a phone call."),  # moved right
-        1: _record(1, [_moderator("No"), _moderator("Yes", "Negative")], False,
-                   "This matter is hard to handle.", "This thing is very difficult to do office."),  # moved wrong
-        2: _record(2, [_moderator("Yes", "Affirmative")], False, "She is very capable.", "She is very capable."),
-        # a moderator reply that is not a dict literal (a call, which must never be evaluated)
-        10: _record(3, ["__import__('os').system('touch PWNED')", _moderator("No")], True,
-                    "We walk and look.", "We will wait and see."),
-    }
-    for i, rec in recs.items():
-        (folder / f"{i}.json").write_text(json.dumps(rec, ensure_ascii=False), encoding="utf-8")
-    (folder / "notes.json").write_text("{}")  # not a record: ignored
-    return folder
+    return write_records(tmp_path)
 
 
 def test_import_reads_every_record_into_the_tables(records, tmp_path):
@@ -209,3 +156,47 @@ def test_the_commands_import_then_score(records, tmp_path):
     proc = _tomlab("debate-score", "--items", str(out / "items.parquet"), "--system", f"x{short}", "--out",
                    str(tmp_path / "x.parquet"))
     assert proc.returncode != 0 and "NAME=PATH" in proc.stderr
+
+
+def test_the_pipeline_rescores_a_released_folder_and_the_report_shows_it(tmp_path):
+    from tests.mad_fixture import SYSTEMS
+    from tests.test_pipeline import REPO, _snakemake
+    from tomlab.manifest import Manifest
+    from tomlab.report import debate_released as DR
+
+    released = write_released(tmp_path / "checkout" / "Lexical_Ambiguity")
+    cfg = tmp_path / "released.yaml"
+    cfg.write_text(f"debate:\n  translation:\n    released: {{dir: {json.dumps(str(released))}}}\n")
+    proc = _snakemake(tmp_path, "results/debate/released/scores.parquet", "--configfile",
+                      str(REPO / "config/smoke.yaml"), str(cfg))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    scores = pd.read_parquet(tmp_path / "results/debate/released/scores.parquet")
+    assert list(scores["system"]) == list(SYSTEMS) and (scores["n"] == 4).all()
+    root = tmp_path / "results/debate/released"
+    m = Manifest({"debate_released_scores": str(root / "scores.parquet"),
+                  "debate_released_debates": str(root / "debates/debates.parquet"),
+                  "debate_released_moves": str(root / "debates/moves.parquet"),
+                  "debate_released_problems": str(root / "debates/problems.parquet")})
+    setup = {"config": {"debate": {"translation": {"released": {"dir": str(released), "baseline": "baseline",
+                                                                 "debate": "mad"}}}}}
+    table = DR.scores_table(m, setup).set_index("system")
+    assert table.loc["+ MAD", "SacreBLEU, paper"] == "29.15" and table.loc["+ MAD", "SacreBLEU, ours"] == "100.00"
+    assert table.loc["GPT-3.5-Turbo", "change vs GPT-3.5-Turbo (points)"] == "-"
+    assert table.loc["+ MAD", "change vs GPT-3.5-Turbo (points)"].startswith("+100.0")
+    row = DR.verdict_row(m, setup).iloc[0]
+    assert row["verdict"] == "supports the claim" and row["estimate [95% CI]"].startswith("+1.00")
+    text = DR.commentary(m, setup)
+    assert "recomputes the paper's SacreBLEU for 0 of 6" in text and "**supports the claim**" in text
+    assert "the same way (+17.0 points)" in text and "1 could not be read" in text
+    stress = pd.DataFrame({"doubt": ["d"], "experiment": ["e"], "statistic": ["s"], "estimate [95% CI]": ["x"],
+                           "verdict": ["undermines it"], "evidence": ["v"]})
+    both = DR.with_verdict(stress, m, setup)
+    assert list(both["model"]) == ["this run's model", "MAD's released outputs (gpt-3.5-turbo)"]
+    assert DR.with_verdict(stress, Manifest({}), setup) is stress
+    assert set(DR.debates_table(m)["ended by"]) == {"judge", "moderator"}
+    assert DR.moves_table(m)["n"].tolist() == [4, 3]
+    # a baseline that is not a released system is refused before anything runs, by its key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"debate:\n  translation:\n    released: {{dir: {json.dumps(str(released))}, baseline: gpt9}}\n")
+    proc = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/smoke.yaml"), str(bad))
+    assert proc.returncode != 0 and "debate.translation.released.baseline: 'gpt9'" in proc.stdout + proc.stderr

@@ -114,6 +114,13 @@ def test_served_config_sends_the_team_the_debate_and_the_evaluation_to_the_serve
 def test_whole_dag_on_smoke_config(tmp_path):
     # the smoke model ("random-llama", its name alone) beside a gemma3_text model whose heads are wider than hidden / heads
     configs = [str(REPO / "config/smoke.yaml"), str(REPO / "config/smoke-panel.yaml")]
+    # and the debate paper's released outputs, rescored (an invented folder in their format)
+    from tests.mad_fixture import write_released
+
+    released = tmp_path / "released.yaml"
+    released.write_text("debate:\n  translation:\n    released: {dir: %s}\n"
+                        % json.dumps(str(write_released(tmp_path / "mad" / "Lexical_Ambiguity"))))
+    configs.append(str(released))
     proc = _snakemake(tmp_path, "--configfile", *configs)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     root = tmp_path / "results"
@@ -267,6 +274,9 @@ def test_whole_dag_on_smoke_config(tmp_path):
     for name in ("stress-tests", "team-game", "debate"):
         tables = "".join(t.split("</table>")[0] for t in section[name].split("<table")[1:])
         assert "random-llama" in tables and "gemma" in tables, name
+    # the released outputs: their subsection in the debate section, their verdict in the verdict table
+    assert "The paper’s own outputs, rescored" in section["debate"] or "The paper's own outputs, rescored" in section["debate"]
+    assert "29.15" in section["debate"] and "MAD’s released outputs" in section["stress-tests"].replace("'", "’")
     # the probing figure: one image per chunk, with one panel per model
     import base64
     from io import BytesIO

@@ -112,3 +112,58 @@ rule plot_debate:
     shell:
         "tomlab plot-debate --accuracy {input.accuracy:q} --disagreement {input.disagreement:q}"
         " --out-accuracy {params.accuracy_stem:q} --out-disagreement {params.disagreement_stem:q} > {log:q} 2>&1"
+
+
+# The debate paper's own outputs on the Common MT lexical set, rescored (debate.translation.released):
+# every released system's translations scored against the references, MAD's debate records imported.
+RELEASED = DEBATE["translation"]["released"] if DEBATE["translation"]["released"]["dir"] else None
+
+if RELEASED:
+    for key in ("baseline", "debate"):
+        if RELEASED[key] not in RELEASED["systems"]:
+            raise ValueError(f"debate.translation.released.{key}: {RELEASED[key]!r} is not one of its systems")
+
+    rule debate_released_import:
+        input:
+            records=os.path.join(RELEASED["dir"], "MAD_Debate_Process"),
+        output:
+            sentences="results/debate/released/debates/items.parquet",
+            debates="results/debate/released/debates/debates.parquet",
+            turns="results/debate/released/debates/turns.parquet",
+            judge="results/debate/released/debates/judge.parquet",
+            problems="results/debate/released/debates/problems.parquet",
+            moves="results/debate/released/debates/moves.parquet",
+        params:
+            folder=lambda wildcards, output: os.path.dirname(output.sentences),
+            n_boot=DEBATE["n_boot"],
+        conda:
+            ENV
+        benchmark:
+            "results/benchmarks/debate_released_import.tsv"
+        log:
+            "results/logs/debate_released_import.log",
+        shell:
+            "tomlab debate-import --format mad --dir {input.records:q} --n-boot {params.n_boot}"
+            " --out {params.folder:q} > {log:q} 2>&1"
+
+    rule debate_released_score:
+        input:
+            sentences=rules.debate_released_import.output.sentences,
+            outputs=expand(os.path.join(RELEASED["dir"], "output", "{system}"), system=RELEASED["systems"]),
+        output:
+            scores="results/debate/released/scores.parquet",
+        params:
+            systems=lambda wildcards, input: " ".join(
+                f"--system {shlex.quote(name)}={shlex.quote(path)}" for name, path in zip(RELEASED["systems"], input.outputs)
+            ),
+            baseline=RELEASED["baseline"],
+            n_boot=DEBATE["n_boot"],
+        conda:
+            ENV
+        benchmark:
+            "results/benchmarks/debate_released_score.tsv"
+        log:
+            "results/logs/debate_released_score.log",
+        shell:
+            "tomlab debate-score --items {input.sentences:q} {params.systems} --baseline {params.baseline:q}"
+            " --n-boot {params.n_boot} --out {output.scores:q} > {log:q} 2>&1"

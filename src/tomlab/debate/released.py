@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tomlab.debate.tasks import bleu_tokenizer, contrastive_hits
+from tomlab.schema import vocabulary
 from tomlab.stats import bootstrap_ci
 
 SIDES = {"Affirmative side": "affirmative", "Negative side": "negative", "Moderator": "moderator", "Judge": "judge"}
@@ -252,3 +253,22 @@ def debate_moves(debates: pd.DataFrame, items: pd.DataFrame, *, n_boot: int = 10
                      "change_low": low, "change_high": high,
                      "toward_correct": int(((a - b) > 0).sum()), "away_from_correct": int(((a - b) < 0).sum())})
     return pd.DataFrame(rows)
+
+
+#: The claim the released outputs can test (Liang et al.: debate resolves the ambiguous sense better).
+CLAIM = "multi-agent debate picks the right sense of an ambiguous word more often than its own baseline"
+
+
+def sense_verdict(scores: pd.DataFrame, debate: str, baseline: str) -> dict[str, Any]:
+    """The claim's verdict from the paired difference in contrastive accuracy of ``debate`` against
+    ``baseline`` (``scores`` from :func:`score_systems` with that baseline): an interval above 0 supports
+    it, one below 0 undermines it, one around 0 is inconclusive at this scale."""
+    verdicts = vocabulary("verdict")
+    rows = scores.set_index("system")
+    if debate not in rows.index or baseline not in rows.index or "diff" not in rows.columns:
+        raise ValueError(f"the scores hold no paired difference of {debate!r} against {baseline!r}")
+    r = rows.loc[debate]
+    low, high = float(r["diff_low"]), float(r["diff_high"])
+    verdict = verdicts[0] if low > 0 else verdicts[1] if high < 0 else verdicts[2]
+    return {"claim": CLAIM, "statistic": f"contrastive accuracy, {debate} minus {baseline} (paired, same sentences)",
+            "estimate": float(r["diff"]), "ci_low": low, "ci_high": high, "n": int(r["n"]), "verdict": verdict}

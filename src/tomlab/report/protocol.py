@@ -322,6 +322,7 @@ def debate_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     trans = db.get("translation", {}) or {}
     src, tgt = trans.get("source_language", "n/a"), trans.get("target_language", "n/a")
     model = _spec_name((db.get("models") or {}).get("default"), setup)
+    released = dict((trans.get("released") or {}) if isinstance(trans, Mapping) else {})
     temperature = db.get("temperature", "n/a")
     unknown = "cannot be known from the released data"
     return _card([
@@ -342,6 +343,12 @@ def debate_card(setup: Mapping[str, Any]) -> pd.DataFrame:
         _row("arithmetic scoring", unknown,
              "value after the last 'Answer:', right at the reply's own precision; intuitive answers counted", False),
         _row("translation scoring", unknown, "BLEU, chrF and a contrastive score; COMET when installed", False),
+        _row("the paper's released outputs (debate.translation.released)",
+             "six systems' translations and 200 MAD debate records, released with the data",
+             f"rescored from {released['dir']}: the subsection 'The paper's own outputs, rescored' and its verdict "
+             "come from those files, every other debate number from this run" if released.get("dir")
+             else "not rescored (set debate.translation.released.dir to a checkout's Common MT lexical folder)",
+             bool(released.get("dir"))),
         _row("baselines", "CoT, self-consistency, self-reflection (the paper)",
              ", ".join(db.get("methods", [])), None),
     ])

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tomlab.schema import vocabulary
 from tomlab.stats import bootstrap_ci
 from tomlab.stress.behaviour import MODE_COLUMNS
 from tomlab.stress.decodability import chance_level
 from tomlab.stress.transfer import percentile_interval, story_weights
 
-VERDICTS: tuple[str, ...] = ("supports the claim", "undermines it", "inconclusive at this scale")
+VERDICTS: tuple[str, ...] = vocabulary("verdict")
 COLUMNS: tuple[str, ...] = ("doubt", "experiment", "statistic", "estimate", "ci_low", "ci_high", "verdict", "evidence")
 
 _MODE_COLUMNS = {mode: MODE_COLUMNS[mode] for mode in ("log-likelihood", "generation")}  # log-likelihood first
