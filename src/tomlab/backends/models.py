@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tomlab.backends.memory import MemoryPlan
+from tomlab.backends.random_tokenizers import byte_tokenizer, random_tokenizer  # noqa: F401  (byte_tokenizer re-exported)
 
 EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
     # name -> (python package that carries the file, file name inside it, how to install it). A file name of
@@ -305,41 +306,22 @@ def convert_embedded(name: str, cache_dir: str | os.PathLike[str] | None = None)
     return final
 
 
-def byte_tokenizer() -> Any:
-    """A byte-level tokenizer (256 byte tokens + specials) built in memory: no file, no download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    specials = ["<pad>", "<s>", "</s>"]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", padding_side="left"
-    )
-    tok.chat_template = (
-        "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-        "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-    )
-    return tok
-
-
 def build_random_model(
     family: str,
     config: dict[str, Any] | None = None,
     seed: int = 0,
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    tokenizer_kind: str = "bytes",
 ) -> tuple[nn.Module, Any]:
-    """A randomly initialised causal LM of ``family`` (tiny by default) and a byte tokenizer.
+    """A randomly initialised causal LM of ``family`` (tiny by default) and an in-memory tokenizer
+    (:mod:`tomlab.backends.random_tokenizers`: bytes, or a SentencePiece BPE with Mistral's [INST] format).
 
     The weights are made directly on ``device`` in ``dtype``; they are deterministic per seed and device.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    tokenizer = byte_tokenizer()
+    tokenizer = random_tokenizer(tokenizer_kind)
     kwargs = {**RANDOM_DEFAULTS, **(config or {})}
     kwargs.setdefault("vocab_size", len(tokenizer))
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -390,6 +372,7 @@ def load_model(
     revision: str | None = None,
     matmul_precision: str = "highest",
     prepared: str | os.PathLike[str] | None = None,
+    random_tokenizer_kind: str = "bytes",
 ) -> LoadedModel:
     """Load a causal LM by name (see the module docstring) in evaluation mode.  ``revision`` pins a hub
     model's revision; ``matmul_precision`` ``"high"`` lets float32 matrix products use TF32 on CUDA
@@ -402,7 +385,8 @@ def load_model(
     torch.set_float32_matmul_precision(matmul_precision)
     if name.startswith("random:"):
         family = name.removeprefix("random:")
-        model, tokenizer = build_random_model(family, random_config, seed=seed, device=dev, dtype=torch_dtype)
+        model, tokenizer = build_random_model(family, random_config, seed=seed, device=dev, dtype=torch_dtype,
+                                              tokenizer_kind=random_tokenizer_kind)
         source = "random"
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -490,6 +474,7 @@ def load_model_from_config(model_cfg: dict[str, Any], cache_dir: str | os.PathLi
         revision=model_cfg.get("revision"),
         matmul_precision=str(model_cfg.get("matmul_precision", "highest")),
         prepared=prepared,
+        random_tokenizer_kind=str(model_cfg.get("random_tokenizer", "bytes")),
     )
 
 
