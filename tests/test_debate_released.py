@@ -90,6 +90,10 @@ def test_literal_dicts_are_read_never_evaluated():
     start = time.perf_counter()
     assert parse_literal_dict(big)["Supported Side"] == "Negative"
     assert time.perf_counter() - start < 5  # linear, not quadratic, in the reply's length
+    with pytest.raises(ValueError, match="nested deeper"):
+        parse_literal_dict("{'a': " * 100_000 + "1" + "}" * 100_000)  # no RecursionError
+    with pytest.raises(ValueError):
+        parse_literal_dict("[" * 100_000)
     many = "{" + ", ".join(f"'k{i}': {i}" for i in range(50_000)) + "}"
     assert len(parse_literal_dict(many)) == 50_000
 

@@ -125,9 +125,15 @@ def parse_literal_dict(text: str) -> dict[str, Any]:
     return value
 
 
-def _value(tokens: list[tuple[str, Any]], i: int) -> tuple[Any, int]:
+#: Deeper nesting than this is refused (a reply is a flat dict; this bounds the recursion).
+MAX_DEPTH = 50
+
+
+def _value(tokens: list[tuple[str, Any]], i: int, depth: int = 0) -> tuple[Any, int]:
     if i >= len(tokens):
         raise ValueError("the text ends inside a value")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     kind, tok = tokens[i]
     if kind != "punct":
         return tok, i + 1
@@ -139,12 +145,12 @@ def _value(tokens: list[tuple[str, Any]], i: int) -> tuple[Any, int]:
         if i < len(tokens) and tokens[i] == ("punct", close):
             return (out_d if close == "}" else out_l), i + 1
         if close == "}":
-            key, i = _value(tokens, i)
+            key, i = _value(tokens, i, depth + 1)
             if not isinstance(key, (str, int, float, bool)) or key is None or tokens[i:i + 1] != [("punct", ":")]:
                 raise ValueError("a dict entry is not key: value")
-            out_d[key], i = _value(tokens, i + 1)
+            out_d[key], i = _value(tokens, i + 1, depth + 1)
         else:
-            item, i = _value(tokens, i)
+            item, i = _value(tokens, i, depth + 1)
             out_l.append(item)
         if i < len(tokens) and tokens[i] == ("punct", ","):
             i += 1
