@@ -188,8 +188,11 @@ def test_setup_table(strong: Path) -> None:
 
 def test_setup_table_tolerates_missing_fields() -> None:
     table = report_setup.setup_table({"model": {"name": "m"}})
-    assert len(table) == 13
+    assert len(table) == 14
     assert table.loc[table["item"] == "model", "value"].item() == "m"
+    assert table.loc[table["item"] == "revision", "value"].item() == "none (not a hub model)"
+    pinned = report_setup.setup_table({"model": {"name": "org/m", "revision": "0123abcd"}})
+    assert pinned.loc[pinned["item"] == "revision", "value"].item() == "0123abcd"
 
 
 def test_probing_summary(strong: Path) -> None:

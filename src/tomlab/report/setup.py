@@ -31,6 +31,7 @@ def setup_table(setup: Mapping[str, Any]) -> pd.DataFrame:
         ),
         ("parameters", _human_count(_get(model, "n_params"))),
         ("dtype / device", f"{_get(model, 'dtype')} / {_get(model, 'device')}"),
+        ("revision", str(model.get("revision") or "none (not a hub model)")),
         ("data source", f"{_get(data, 'source')} ({_get(data, 'raw_file')})"),
         (
             "stories (probe / eval)",
