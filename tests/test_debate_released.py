@@ -62,6 +62,8 @@ def test_moves_count_debates_that_changed_the_sense(records):
     ("{}", None),
     ("not json at all", "not a JSON record"),
     ('{"players": []}', "no 'players' object"),
+    ('{"source": "s", "correct reference": "r", "incorrect reference": "w", "players": {"Judge": ["text"]}}',
+     "players.Judge is not a list of messages"),
 ])
 def test_malformed_records_name_the_file(tmp_path, content, problem):
     (tmp_path / "0.json").write_text(content)
@@ -82,7 +84,9 @@ def test_literal_dicts_are_read_never_evaluated():
     assert parse_literal_dict("{'a': 'it\\'s', \"b\": [1, -2.5, True, None], 'c': {'d': ''},}") == \
         {"a": "it's", "b": [1, -2.5, True, None], "c": {"d": ""}}
     assert parse_literal_dict('{"Reason": "x\\ny", "n": 1e3}') == {"Reason": "x\ny", "n": 1000.0}
-    for bad in ("__import__('os').system('x')", "{'a': open('f')}", "{'a': 1} {'b': 2}", "{'a': 'unterminated}",
+    # JSON's words and escapes too (a judge from another source answers in JSON)
+    assert parse_literal_dict('{"a": null, "b": true, "c": "caf\\u00e9 \\/ \\x41"}') == {"a": None, "b": True, "c": "café / A"}
+    for bad in ("__import__('os').system('x')", "{'a': open('f')}", "{'a': nullx}", "{'a': Truely}", "{'a': 1} {'b': 2}", "{'a': 'unterminated}",
                 "['a']", "{'a' 1}", "{'a': 1", "", "{1: {2: }}", "{'a': (1, 2)}"):
         with pytest.raises(ValueError):
             parse_literal_dict(bad)

@@ -147,7 +147,7 @@ def test_shared_prefix_branches_stay_within_the_budget_and_answer_as_uncapped(ma
     small = capped(lm, budget)
     tight = Branches(small, [iv.hook(small) for iv in ivs], batch_size=6, progress=False)
     done, scores = tight.run(ids, config, conts)
-    assert tight.peak_rows <= budget // row_bytes(lm, longest, 4) and tight.peak_rows < free.peak_rows
+    assert tight.peak_rows < free.peak_rows
     assert 0 < tight.peak_cache_bytes <= budget  # measured: the bytes the cache's tensors held
     assert free.peak_rows * row_bytes(lm, longest, 4) > budget  # the uncapped pass would not have fitted
     # the plan's KV bytes per token are the cache's: the measured cache of the uncapped pass lies between
@@ -226,3 +226,53 @@ def test_branched_completions_need_one_namespace_per_intervention(many_kv):
     hooks = [iv.hook(many_kv) for iv in _interventions(many_kv, 2)]
     with pytest.raises(ValueError, match="2 interventions"):
         branched_completions(many_kv, TransformersLM(many_kv), hooks, ["a"], ["x y"], GenerationConfig())
+
+
+def test_free_memory_respects_the_cgroup_limit(tmp_path):
+    from tomlab.backends.batching import cgroup_room_bytes, free_memory_bytes
+
+    assert cgroup_room_bytes(tmp_path) is None  # no cgroup files: no limit
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory.current").write_text("1000\n")
+    assert cgroup_room_bytes(tmp_path) is None  # v2 without a limit
+    (tmp_path / "memory.max").write_text(f"{2**30}\n")
+    assert cgroup_room_bytes(tmp_path) == 2**30 - 1000
+    assert free_memory_bytes("cpu", tmp_path) <= 2**30 - 1000  # a SLURM job's 1 GiB, not the node's memory
+    (tmp_path / "memory.current").write_text(f"{2**31}\n")
+    assert cgroup_room_bytes(tmp_path) == 0
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory/memory.limit_in_bytes").write_text(f"{4 * 2**30}\n")
+    (v1 / "memory/memory.usage_in_bytes").write_text(f"{2**30}\n")
+    assert cgroup_room_bytes(v1) == 3 * 2**30
+    (v1 / "memory/memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert cgroup_room_bytes(v1) is None
+
+
+def test_only_the_prompts_that_do_not_fit_run_their_interventions_in_groups(many_kv, monkeypatch):
+    lm = many_kv
+    tok = lm.tokenizer
+    long_prompt = " ".join(PROMPTS * 6)
+    ids = [tok(p)["input_ids"] for p in [long_prompt, *PROMPTS[1:4]]]
+    config = GenerationConfig(max_new_tokens=3, chat_template=False)
+    ivs = _interventions(lm, 6)
+    free = Branches(lm, [iv.hook(lm) for iv in ivs], batch_size=4, progress=False)
+    done_free, scores_free = free.run(ids, config, [[[5, 6] for _ in ids]])
+    short = max(len(i) for i in ids[1:]) + 3
+    budget = row_bytes(lm, len(ids[0]) + 3, 3) * 2 + 1  # two of the long prompt's branches per pass
+    assert row_bytes(lm, short, 3) * 6 <= budget  # while a short prompt's six branches fit one pass
+    small = capped(lm, budget)
+    tight = Branches(small, [iv.hook(small) for iv in ivs], batch_size=4, progress=False)
+    grouped: list[list[int]] = []
+    original = Branches._in_groups
+
+    def spy(self, prompts, *args, **kwargs):
+        grouped.append([len(p) for p in prompts])
+        return original(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(Branches, "_in_groups", spy)
+    done, scores = tight.run(ids, config, [[[5, 6] for _ in ids]])
+    assert [[c.text for c in row] for row in done] == [[c.text for c in row] for row in done_free]
+    np.testing.assert_allclose(scores, scores_free, atol=1e-3)
+    assert grouped == [[len(ids[0])]]  # only the long prompt's interventions went in groups
+    assert tight.peak_rows >= 6 and tight.peak_cache_bytes <= budget  # the short ones branched all six at once

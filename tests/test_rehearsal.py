@@ -41,8 +41,10 @@ def test_the_sentencepiece_tokenizer_encodes_anything_with_the_inst_format():
 def test_the_rehearsal_config_has_the_paper_models_geometry_and_plans_the_paper_run(tmp_path, bigtom_csv):
     mistral, deepseek = REHEARSAL["mistral-geometry"]["random_config"], REHEARSAL["deepseek-geometry"]["random_config"]
     assert (mistral["hidden_size"], mistral["num_attention_heads"], mistral["head_dim"], mistral["num_key_value_heads"],
-            mistral["intermediate_size"], mistral["num_hidden_layers"]) == (4096, 32, 128, 8, 14336, 32)
-    assert (deepseek["num_key_value_heads"], deepseek["num_hidden_layers"], deepseek["intermediate_size"]) == (32, 30, 11008)
+            mistral["intermediate_size"], mistral["num_hidden_layers"], mistral["vocab_size"]) == (
+                4096, 32, 128, 8, 14336, 32, 32000)
+    assert (deepseek["num_key_value_heads"], deepseek["num_hidden_layers"], deepseek["intermediate_size"],
+            deepseek["vocab_size"]) == (32, 30, 11008, 102400)
     proc = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/bigtom.yaml"), str(REPO / "config/paper.yaml"),
                       str(REPO / "config/rehearsal.yaml"), "--config", f"bigtom_csv={bigtom_csv}")
     out = proc.stdout + proc.stderr

@@ -19,7 +19,8 @@ _FIELD = re.compile(r"^\s+(\w+):\s*(.*)$")
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed job: its rule, wildcards, log files and the last words of its log."""
+    """One failed job: its rule, what it was to make (its wildcards where Snakemake prints them, else its
+    outputs), log files and the last words of its log."""
 
     rule: str
     wildcards: str
@@ -64,10 +65,13 @@ def failures(snakemake_log: str, root: Path = Path(".")) -> list[Failure]:
     out: list[Failure] = []
     seen: set[tuple[str, str]] = set()
     for rule, fields in _blocks(snakemake_log):
-        wildcards = fields.get("wildcards", "")
-        if (rule, wildcards) in seen:
+        # Snakemake repeats a failed job's block (at the failure and in the final summary): one job is one
+        # jobid; its wildcards, where printed, else its outputs, say which of the rule's jobs it was
+        wildcards = fields.get("wildcards") or fields.get("output", "")
+        job = fields.get("jobid") or wildcards
+        if (rule, job) in seen:
             continue
-        seen.add((rule, wildcards))
+        seen.add((rule, job))
         log_field = fields.get("log", "").split(" (check log", 1)[0]
         logs = tuple(p.strip() for p in log_field.split(",") if p.strip())
         reason = last_words(root / logs[0]) if logs else fields.get("message", "") or "no log file"

@@ -45,23 +45,49 @@ def kv_bytes_per_token(lm: Any) -> int:
     return 2 * lm.n_layers * int(kv_heads) * lm.head_dim * element
 
 
-def free_memory_bytes(device: Any) -> int:
-    """Free memory on ``device``: the GPU's free memory, or the system's available memory on a CPU."""
+def free_memory_bytes(device: Any, cgroup: str | os.PathLike[str] = "/sys/fs/cgroup") -> int:
+    """Free memory on ``device``: on a GPU its free memory plus what torch holds reserved but unused; on
+    a CPU the system's available memory, or less where the job's cgroup (a SLURM job, a container)
+    leaves less below its limit."""
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(cached, 0))
+    available = None
     try:
         with open("/proc/meminfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    available = int(line.split()[1]) * 1024
     except OSError:
         pass
-    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
-    return int(pages) * int(os.sysconf("SC_PAGE_SIZE")) if pages else 8 * 2**30
+    if available is None:
+        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+        available = int(pages) * int(os.sysconf("SC_PAGE_SIZE")) if pages else 8 * 2**30
+    room = cgroup_room_bytes(cgroup)
+    return min(available, room) if room is not None else available
+
+
+def cgroup_room_bytes(root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int | None:
+    """Bytes left below this process's cgroup memory limit (v2 ``memory.max``, or v1's
+    ``memory.limit_in_bytes``), or None where there is no limit to read."""
+    from pathlib import Path
+
+    base = Path(root)
+    for limit_name, usage_name in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (base / limit_name).read_text().strip()
+            usage = int((base / usage_name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**60:
+            return None
+        return max(int(limit) - usage, 0)
+    return None
 
 
 def auto_batch_size(lm: Any, *, tokens_per_sequence: int = 2048) -> int:

@@ -121,9 +121,10 @@ class Branches:
         extra = max(cont, int(config.max_new_tokens) if config is not None else 0)
         plan = plan_of(self.lm)
         budget = plan.budget(self.lm)
-        fit = plan.max_rows(self.lm, max(lengths, default=1) + extra, cont + 1, budget)
-        if fit < self.k:  # not even one prompt's branches fit one pass: the interventions in groups
-            return self._in_groups(prompts, config, continuations, fit)
+        fits = [plan.max_rows(self.lm, m + extra, cont + 1, budget) for m in lengths]
+        big = [i for i in range(n) if fits[i] < self.k]  # prompts whose branches alone do not fit one pass
+        if big:
+            return self._split(prompts, config, continuations, big, max(1, min(fits[i] for i in big)))
         completions: list[list[Completion | None]] = [[None] * n for _ in range(self.k)]
         scores = np.full((self.k, len(continuations), n), np.nan)
         eos = eos_ids(self.lm.model, self.lm.tokenizer)
@@ -156,6 +157,31 @@ class Branches:
             meter.record(prompts=len(row), prompt_tokens=len(row),
                          completion_tokens=sum(c.completion_tokens for c in row))
         return done, scores
+
+    def _split(self, prompts: Sequence[Sequence[int]], config: GenerationConfig | None,
+               continuations: Sequence[Sequence[Sequence[int]]], big: Sequence[int], size: int,
+               ) -> tuple[list[list[Completion]], np.ndarray]:
+        """:meth:`run` with the ``big`` prompts' interventions in groups of ``size``, the others as usual,
+        joined back in the prompts' order."""
+        n, chosen = len(prompts), set(big)
+        parts = [([i for i in range(n) if i not in chosen], False), (list(big), True)]
+        completions: list[list[Completion | None]] = [[None] * n for _ in range(self.k)]
+        scores = np.full((self.k, len(continuations), n), np.nan)
+        for idx, grouped in parts:
+            if not idx:
+                continue
+            sub_prompts = [prompts[i] for i in idx]
+            sub_conts = [[conts[i] for i in idx] for conts in continuations]
+            if grouped:
+                done, part = self._in_groups(sub_prompts, config, sub_conts, size)
+            else:
+                done, part = self.run(sub_prompts, config, sub_conts)
+            for k, row in enumerate(done):
+                for pos, c in enumerate(row):
+                    completions[k][idx[pos]] = c
+            scores[:, :, idx] = part
+        out = [[c for c in row if c is not None] for row in completions] if config is not None else []
+        return out, scores
 
     def _in_groups(self, prompts: Sequence[Sequence[int]], config: GenerationConfig | None,
                    continuations: Sequence[Sequence[Sequence[int]]], size: int,

@@ -444,8 +444,9 @@ def load_model(
         source=source,
         model_width=hidden if hidden != n_heads * head_dim else 0,
         memory=memory or MemoryPlan(),
-        # the commit a hub model resolved to (the pinned revision's, or the cached snapshot's)
-        extra={"revision": getattr(model.config, "_commit_hash", None) or revision,
+        # the commit a hub model resolved to (a local, embedded or random model has none: a revision
+        # given for one is not recorded as if it had been pinned)
+        extra={"revision": (getattr(model.config, "_commit_hash", None) or revision) if source == "hub" else None,
                **({"prepared": str(prepared)} if prepared is not None else {})},
     )
 

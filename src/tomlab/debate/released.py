@@ -66,11 +66,12 @@ def score_systems(items: pd.DataFrame, outputs: Mapping[str, Sequence[str]], *, 
     wrong = [str(w) for w in items["wrong_reference"]]
     targets = set(items["target_language"]) if "target_language" in items else {"English"}
     tokenize = bleu_tokenizer(next(iter(targets))) if len(targets) == 1 else "13a"
-    hits = {name: contrastive_hits(list(hyps), refs, wrong) for name, hyps in outputs.items()}
-    rows = []
     for name, hyps in outputs.items():
         if len(hyps) != len(refs):
             raise ValueError(f"system {name!r}: {len(hyps)} outputs for {len(refs)} items")
+    hits = {name: contrastive_hits(list(hyps), refs, wrong) for name, hyps in outputs.items()}
+    rows = []
+    for name, hyps in outputs.items():
         low, high = bootstrap_ci(hits[name].astype(float), n_boot=n_boot, seed=seed)
         row: dict[str, Any] = {
             "system": name, "n": len(hyps),
@@ -90,20 +91,29 @@ def score_systems(items: pd.DataFrame, outputs: Mapping[str, Sequence[str]], *, 
 # --- a Python-style dict, read without evaluating it ----------------------------------------------------
 
 _TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"""
-                    r"""|(?P<word>True|False|None)|(?P<punct>[{}\[\]:,]))""", re.DOTALL)
+                    r"""|(?P<word>(?:True|False|None|true|false|null)\b)|(?P<punct>[{}\[\]:,]))""", re.DOTALL)
 _SPACE = re.compile(r"\s*")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+_WORDS = {"True": True, "False": False, "None": None, "true": True, "false": False, "null": None}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "\\": "\\", "'": "'", '"': '"', "/": "/",
+            "0": "\0"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)", re.DOTALL)
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    if len(code) > 1:  # \uXXXX (JSON, Python) or \xHH (Python)
+        return chr(int(code[1:], 16))
+    return _ESCAPES.get(code, "\\" + code)
 
 
 def _unquote(token: str) -> str:
-    body = token[1:-1]
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body, flags=re.DOTALL)
+    return _ESCAPE.sub(_unescape, token[1:-1])
 
 
 def parse_literal_dict(text: str) -> dict[str, Any]:
-    """A dict written as a Python or JSON literal (single or double quotes; strings, numbers, True/False/
-    None, nested lists and dicts), read token by token: nothing is evaluated or imported.  Raises
-    ValueError on anything else."""
+    """A dict written as a Python or JSON literal (single or double quotes with their escapes; numbers;
+    True/False/None or true/false/null; nested lists and dicts, at most :data:`MAX_DEPTH` deep), read
+    token by token: nothing is evaluated or imported.  Raises ValueError on anything else."""
     tokens: list[tuple[str, Any]] = []
     pos, text = 0, str(text).strip()
     while pos < len(text):
@@ -114,7 +124,7 @@ def parse_literal_dict(text: str) -> dict[str, Any]:
         kind = m.lastgroup or ""
         raw = m.group(kind)
         value: Any = {"str": lambda: _unquote(raw), "num": lambda: float(raw) if any(c in raw for c in ".eE") else int(raw),
-                      "word": lambda: {"True": True, "False": False, "None": None}[raw], "punct": lambda: raw}[kind]()
+                      "word": lambda: _WORDS[raw], "punct": lambda: raw}[kind]()
         tokens.append((kind, value))
         pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
     value, end = _value(tokens, 0)
@@ -196,8 +206,10 @@ def read_mad_records(folder: str | Path) -> dict[str, pd.DataFrame]:
         decisions: list[dict[str, Any]] = []
         for player, messages in record["players"].items():
             side = SIDES.get(player, str(player).lower())
+            if not isinstance(messages, list) or not all(isinstance(msg, dict) for msg in messages):
+                raise ReleasedDataError(f"{path}: players.{player} is not a list of messages (role, content)")
             rnd = 0
-            for turn, msg in enumerate(messages if isinstance(messages, list) else []):
+            for turn, msg in enumerate(messages):
                 role, content = str(msg.get("role", "")), str(msg.get("content", ""))
                 if role == "assistant":
                     rnd += 1

@@ -136,7 +136,8 @@ def commentary(m: Manifest, setup: Mapping[str, Any] | None = None) -> str:
             "systems to within 0.01. ")
     if debate in scores.index and base in scores.index:
         d, b = scores.loc[debate], scores.loc[base]
-        text += (f"BLEU ranks {_name(debate)} ({d['bleu']:.2f}) below its own baseline {_name(base)} ({b['bleu']:.2f}); "
+        rank = "below" if d["bleu"] < b["bleu"] else "above" if d["bleu"] > b["bleu"] else "level with"
+        text += (f"BLEU ranks {_name(debate)} ({d['bleu']:.2f}) {rank} its own baseline {_name(base)} ({b['bleu']:.2f}); "
                  f"the question BLEU cannot answer is whether the debate picked the right sense. By sentence chrF, "
                  f"{d['contrastive']:.0%} of {_name(debate)}'s outputs are closer to the correct than to the incorrect "
                  f"reference, against {b['contrastive']:.0%} for {_name(base)}: a paired change of "

@@ -49,7 +49,7 @@ def _model_rows(setup: Mapping[str, Any]) -> list[dict[str, str]]:
     dtype = str(model.get("dtype") or _cfg(setup, "model", "dtype", default="n/a"))
     precision = str(_cfg(setup, "model", "matmul_precision", default="highest"))
     pinned = _cfg(setup, "model", "revision")
-    revision = model.get("revision") or pinned
+    revision = model.get("revision") if "revision" in model else pinned  # None: not a hub model
     return [
         _row("model", PAPER_MODEL, name, name == PAPER_MODEL),
         _row("precision", "float32 (the release loads the model without a dtype)", dtype, dtype == "float32"),
