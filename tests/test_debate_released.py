@@ -132,6 +132,7 @@ def test_scores_and_the_paired_difference():
     with pytest.raises(ValueError, match="'gpt9' is not one of the systems"):
         score_systems(ITEMS, {"oracle": right}, baseline="gpt9")
     assert "diff" not in score_systems(ITEMS, {"oracle": right}, n_boot=50).columns
+    assert table["comet"].isna().all()  # no local COMET checkpoint here: not computed, never downloaded
 
 
 def _tomlab(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tomlab.debate.tasks import bleu_tokenizer, contrastive_hits
+from tomlab.debate.tasks import bleu_tokenizer, comet_score, contrastive_hits
 from tomlab.schema import vocabulary
 from tomlab.stats import bootstrap_ci
 
@@ -56,7 +56,8 @@ def score_systems(items: pd.DataFrame, outputs: Mapping[str, Sequence[str]], *, 
                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per system: corpus BLEU (sacrebleu, the target language's tokeniser) and chrF against the
     correct references, and contrastive accuracy (the share of outputs closer, by sentence chrF, to the
-    correct than to the incorrect reference) with its bootstrap interval; with ``baseline``, the paired
+    correct than to the incorrect reference) with its bootstrap interval, COMET where a local checkpoint is
+    configured (``TOMLAB_COMET_MODEL``; NaN otherwise, nothing is downloaded); with ``baseline``, the paired
     difference in contrastive accuracy against that system, with its interval (same sentences resampled)."""
     import sacrebleu
 
@@ -80,6 +81,8 @@ def score_systems(items: pd.DataFrame, outputs: Mapping[str, Sequence[str]], *, 
             "contrastive": float(hits[name].mean()) if len(hyps) else float("nan"),
             "contrastive_low": low, "contrastive_high": high,
         }
+        comet = comet_score(list(hyps), items)  # only with a local checkpoint (TOMLAB_COMET_MODEL)
+        row["comet"] = float("nan") if comet is None else float(comet)
         if baseline is not None:
             diff = hits[name].astype(float) - hits[baseline].astype(float)
             d_low, d_high = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
