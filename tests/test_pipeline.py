@@ -299,7 +299,7 @@ def test_whole_dag_on_smoke_config(tmp_path):
     third = tmp_path / "third.yaml"
     third.write_text(Path(configs[1]).read_text() + "  gpt2:\n    name: random:gpt2\n    dtype: float32\n"
                      "    device: cpu\n    random_config: {n_embd: 32, n_layer: 2, n_head: 4}\n")
-    plan = _snakemake(tmp_path, "-n", "--configfile", configs[0], str(third))
+    plan = _snakemake(tmp_path, "-n", "--configfile", configs[0], str(third), *configs[2:])
     assert plan.returncode == 0, plan.stderr[-3000:]
     planned = {v for line in plan.stdout.splitlines() if line.strip().startswith("wildcards:")
                for part in line.split(":", 1)[1].split(",") if part.strip().startswith("model=")
