@@ -33,14 +33,17 @@ rule all:
         pdf=rules.report.output.pdf,
 
 
+FAILED_JOBS = "results/logs/failed.txt"  # the end-of-run list of failed jobs
+
+
 onerror:
     # keep-going (the profile) lets every other job finish; then: what failed, and why
     from tomlab.runlog import report_failures
 
-    print(report_failures(log, "results/logs/failed.txt"), file=sys.stderr)
+    print(report_failures(log, FAILED_JOBS), file=sys.stderr)
 
 
 onsuccess:
     # a run that ends well leaves no list of failures from an earlier one
-    if os.path.isfile("results/logs/failed.txt"):
-        os.remove("results/logs/failed.txt")
+    if os.path.isfile(FAILED_JOBS):
+        os.remove(FAILED_JOBS)

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
 from tomlab.panel import experiment_panel, is_served, model_name, model_panel, resolve_spec, with_defaults
 from tomlab.schema import SCHEMA_PATH, check_keys, check_model_specs
+from tomlab.schema import default as schema_default
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 
 
@@ -108,7 +109,8 @@ def plays_local(specs):
     if not local:
         return (1, 0)
     gpus = max(s.get("gpu", 0) for s in local)
-    return (min(workflow.cores, max(s.get("gpu_threads", 4) for s in local)), gpus) if gpus else (workflow.cores, 0)
+    threads = max(s.get("gpu_threads", schema_default("model.gpu_threads")) for s in local)
+    return (min(workflow.cores, threads), gpus) if gpus else (workflow.cores, 0)
 
 
 def model_threads(wildcards):

@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tomlab.schema import default
+
 #: Largest batch on a CPU (beyond it the padding of unequal prompts eats the gain).
 CPU_CAP = 64
 #: Largest batch on a GPU.
 GPU_CAP = 256
-#: Share of the free memory the KV cache of one batch may take.
-MEMORY_SHARE = 0.25
+#: Share of the free memory the KV cache of one batch may take (the schema's ``model.memory_share``).
+MEMORY_SHARE: float = float(default("model.memory_share"))
 
 
 def parse_batch_size(value: str | int) -> int | str:
@@ -62,6 +64,7 @@ def free_memory_bytes(device: Any, cgroup: str | os.PathLike[str] = "/sys/fs/cgr
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     available = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
     if available is None:

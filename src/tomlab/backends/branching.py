@@ -121,7 +121,11 @@ class Branches:
         extra = max(cont, int(config.max_new_tokens) if config is not None else 0)
         plan = plan_of(self.lm)
         budget = plan.budget(self.lm)
-        fits = [plan.max_rows(self.lm, m + extra, cont + 1, budget) for m in lengths]
+
+        def fit(m: int) -> int:  # rows of a prompt of length m that fit one pass
+            return plan.max_rows(self.lm, m + extra, cont + 1, budget)
+
+        fits = [fit(m) for m in lengths]
         big = [i for i in range(n) if fits[i] < self.k]  # prompts whose branches alone do not fit one pass
         if big:
             return self._split(prompts, config, continuations, big, max(1, min(fits[i] for i in big)))
@@ -129,8 +133,7 @@ class Branches:
         scores = np.full((self.k, len(continuations), n), np.nan)
         eos = eos_ids(self.lm.model, self.lm.tokenizer)
         order = sorted(range(n), key=lambda i: -lengths[i])
-        batches = plan_batches(order, lengths, self.batch_size, per_item=self.k,
-                               fits=lambda m: plan.max_rows(self.lm, m + extra, cont + 1, budget))
+        batches = plan_batches(order, lengths, self.batch_size, fit, per_item=self.k)
         with self.shifts:
             for batch in tqdm(batches, desc="branches", disable=not self.progress):
                 cache, prefix_mask, start = self._prefix([prompts[i] for i in batch])

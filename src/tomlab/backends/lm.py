@@ -320,9 +320,10 @@ class TransformersLM(LanguageModel):
         # at most batch_size prompts, fewer where their KV cache would pass the model's memory plan
         batches = memory_batches(self.loaded, order, [len(e) for e in encoded], self.batch_size,
                                  extra_tokens=int(config.max_new_tokens))
+        # sampling: each row draws from its own generator seeded from its prompt
+        run = self._generate_batch if config.greedy else self._sample_batch
         with torch.inference_mode():
-            for idx in batches:  # sampling: each row draws from its own generator seeded from its prompt
-                run = self._generate_batch if config.greedy else self._sample_batch
+            for idx in batches:
                 for i, c in zip(idx, run([encoded[i] for i in idx], config, eos)):
                     results[i] = c
         out = [c for c in results if c is not None]

@@ -457,11 +457,10 @@ def load_model_from_config(model_cfg: dict[str, Any], cache_dir: str | os.PathLi
     from tomlab.backends.prepared import find_prepared, needs_preparing
 
     cache_dir = cache_dir if cache_dir is not None else model_cfg.get("cache_dir")
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     prepared = None
     if needs_preparing(model_cfg["name"]):
         dtype = str(resolve_dtype(model_cfg.get("dtype", "auto"), resolve_device(model_cfg.get("device", "auto"))))
-        prepared = find_prepared(root, model_cfg, dtype.removeprefix("torch."))
+        prepared = find_prepared(cache_root(cache_dir), model_cfg, dtype.removeprefix("torch."))
     return load_model(
         model_cfg["name"],
         dtype=model_cfg.get("dtype", "auto"),
@@ -477,6 +476,11 @@ def load_model_from_config(model_cfg: dict[str, Any], cache_dir: str | os.PathLi
         prepared=prepared,
         random_tokenizer_kind=str(model_cfg.get("random_tokenizer", "bytes")),
     )
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The model cache: ``cache_dir`` when given, else :func:`default_cache_dir`."""
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
 
 def load_error_message(name: str, source: str, allow_download: bool, err: BaseException) -> str:

@@ -43,15 +43,14 @@ def cmd_split(args: argparse.Namespace) -> None:
 def cmd_prepare_model(args: argparse.Namespace) -> None:
     from tomlab.backends.build import load_local
 
-    from tomlab.backends.models import default_cache_dir
+    from tomlab.backends.models import cache_root
     from tomlab.backends.prepared import find_prepared, folder_bytes, needs_preparing, write_prepared
 
     spec = _model_cfg(args)
     lm = load_local(spec, cache_dir=args.cache_dir)
     info = lm.describe()
     if needs_preparing(str(spec["name"])):  # once, so every later job of this model loads it fast
-        cache = args.cache_dir or spec.get("cache_dir")
-        root = Path(cache) if cache else default_cache_dir()
+        root = cache_root(args.cache_dir if args.cache_dir is not None else spec.get("cache_dir"))
         dtype = info["dtype"]
         folder = find_prepared(root, spec, dtype) or write_prepared(lm, root, spec, dtype)
         info.update(prepared=str(folder), prepared_bytes=folder_bytes(folder))

@@ -63,10 +63,13 @@ def _model_rows(setup: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _memory_text(setup: Mapping[str, Any]) -> str:
-    budget = _cfg(setup, "model", "memory_budget_gb")
-    if budget is not None:
-        return f"{budget} GiB per pass (model.memory_budget_gb)"
-    return f"{float(_cfg(setup, 'model', 'memory_share', default=0.25)):.0%} of the device's free memory (model.memory_share)"
+    """The run's memory plan as :class:`tomlab.backends.memory.MemoryPlan` describes it, and its key."""
+    from tomlab.backends.memory import MemoryPlan
+
+    spec = _cfg(setup, "model", default={}) or {}
+    plan = MemoryPlan.from_spec(spec)
+    key = "model.memory_budget_gb" if plan.budget_bytes is not None else "model.memory_share"
+    return f"{plan.describe()} ({key})"
 
 
 def _data_row(setup: Mapping[str, Any]) -> dict[str, str]:
