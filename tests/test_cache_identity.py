@@ -1,5 +1,6 @@
 """The completion cache keys a local model by what makes it answer, not by its name alone (issue 15,
-defect 1): another seed, random config, dtype or chat template under the same name misses the cache."""
+defect 1): another seed, random config, dtype or chat template under the same name misses the cache, and
+so does another generation config or end-of-sequence token on the same weights (issue 26)."""
 
 from __future__ import annotations
 
@@ -47,5 +48,57 @@ def test_one_changed_tensor_changes_the_fingerprint(name):
     assert a.fingerprint() == b.fingerprint()
     with torch.no_grad():
         dict(b.model.named_parameters())[name].mul_(1.01)
-    b.extra.pop("fingerprint")
+    b.extra.pop("weights_fingerprint")
     assert a.fingerprint() != b.fingerprint()
+
+
+PROMPT = "Story: a cat.\nAnswer:"
+
+
+def _first_token(lm: TransformersLM, config: GenerationConfig) -> int:
+    """The token greedy decoding picks first after PROMPT."""
+    with torch.no_grad():
+        return int(lm.model(torch.tensor([lm.encode(PROMPT, config)])).logits[0, -1].argmax())
+
+
+def _extra_end_id(lm: TransformersLM, token: int) -> None:
+    gen = lm.model.generation_config
+    ends = [gen.eos_token_id] if isinstance(gen.eos_token_id, int) else list(gen.eos_token_id or [])
+    gen.eos_token_id = [*ends, token]
+
+
+def _suppressed(lm: TransformersLM, token: int) -> None:
+    lm.model.generation_config.suppress_tokens = [token]
+
+
+def _biased(lm: TransformersLM, token: int) -> None:
+    lm.model.generation_config.sequence_bias = {(token,): -100.0}  # keyed by tuples: not plain JSON
+
+
+@pytest.mark.parametrize("change", [_extra_end_id, _suppressed, _biased],
+                         ids=["extra-eos", "suppress-tokens", "sequence-bias"])
+def test_a_changed_generation_config_on_the_same_weights_misses(tmp_path, change):
+    config = GenerationConfig(max_new_tokens=3)
+    first = _lm()
+    filled = CachedLM(first, tmp_path).generate([PROMPT], config)[0]
+    assert filled.text and not filled.cached
+    second = _lm()
+    before = second.cache_identity
+    assert before == first.cache_identity  # the same weights, the same generation config
+    change(second, _first_token(second, config))  # a hub model's updated generation_config.json
+    assert second.cache_identity not in (before, first.cache_identity)
+    through = CachedLM(second, tmp_path).generate([PROMPT], config)[0]
+    uncached = second.generate([PROMPT], config)[0]
+    assert not through.cached
+    assert through.text == uncached.text != filled.text
+    if change is _extra_end_id:
+        assert uncached.text == ""
+
+
+def test_swapped_end_and_pad_tokens_change_the_identity():
+    base = _lm()
+    swapped = _lm()
+    tok = swapped.tokenizer
+    tok.eos_token, tok.pad_token = tok.pad_token, tok.eos_token  # the same special tokens, other roles
+    assert sorted(tok.all_special_tokens) == sorted(base.tokenizer.all_special_tokens)
+    assert swapped.cache_identity != base.cache_identity

@@ -133,8 +133,14 @@ def test_batch_size_auto_is_capped_and_bounded_by_memory(tiny_llama, monkeypatch
     kv_heads = getattr(config, "num_key_value_heads", None) or tiny_llama.n_heads
     assert per_token == 2 * tiny_llama.n_layers * kv_heads * tiny_llama.head_dim * 4  # float32
     # with memory for ten sequences only, the batch is ten
-    monkeypatch.setattr(batching, "free_memory_bytes", lambda device: int(10 * per_token * 2048 / batching.MEMORY_SHARE))
+    from tomlab.backends import memory
+
+    def free(n_bytes):  # the model's memory plan reads the free memory where it is defined
+        for module in (batching, memory):
+            monkeypatch.setattr(module, "free_memory_bytes", lambda device: n_bytes)
+
+    free(int(10 * per_token * 2048 / batching.MEMORY_SHARE))
     assert batching.auto_batch_size(tiny_llama) == 10
-    monkeypatch.setattr(batching, "free_memory_bytes", lambda device: 0)
+    free(0)
     assert batching.auto_batch_size(tiny_llama) == 1
     assert batching.resolve_batch_size(tiny_llama, 7) == 7

@@ -234,3 +234,107 @@ def test_instantiation_spread_groups_the_kth_instance_of_every_family():
     assert spread["sd"] == pytest.approx(0.5)
     one_family = scored.assign(family="original")
     assert instantiation_spread(one_family).empty
+
+
+# --- every subset of methods gives tables and a report section (issue 26, item 7) -------------------------------
+def _run_methods(task: str, methods: tuple[str, ...], tmp_path):
+    """Each method's answers and turns over two items, written as the pipeline writes them, from a scripted model."""
+    from tomlab.backends.lm import ScriptedLM
+    from tomlab.debate.run import ROLES, run_method
+
+    tasks = generate_arithmetic(2, seed=0) if task == "arithmetic" else example_translations().head(2)
+    lm = ScriptedLM(lambda p: "Translation: Hello." if task == "translation" else "Answer: 4")
+    models = dict.fromkeys(("default", *ROLES), lm)
+    settings = {"rounds": 2, "max_new_tokens": 8, "judge_max_new_tokens": 8, "sc_samples": 2}
+    answers, turns = [], []
+    for method in methods:
+        run = run_method(task, method, tasks, models, settings, progress=False)
+        for name, frame, out in (("a", run.answers, answers), ("t", run.turns, turns)):
+            path = tmp_path / f"{method}-{name}.parquet"
+            frame.to_parquet(path)  # the round trip the pipeline makes: empty turns keep their columns
+            out.append(pd.read_parquet(path))
+    return tasks, pd.concat(answers, ignore_index=True), pd.concat(turns, ignore_index=True)
+
+
+SUBSETS = [("direct", "cot"), ("self_consistency",), ("debate",), ("debate_forced",), ("cot", "debate_forced"),
+           ("direct", "debate", "debate_forced")]
+
+
+@pytest.mark.parametrize("methods", SUBSETS, ids=["+".join(m) for m in SUBSETS])
+def test_every_subset_of_methods_gives_the_tables(tmp_path, methods):
+    from tomlab.debate.tables import debate_tables
+
+    tasks, answers, turns = _run_methods("arithmetic", methods, tmp_path)
+    tables = debate_tables("arithmetic", tasks, answers, turns, {"default": {"name": "m"}}, n_boot=50)
+    expected = set(methods) | ({"debate_affirmative"} if "debate" in methods else set())
+    assert set(tables["accuracy"]["method"]) == expected and (tables["accuracy"]["n"] == 2).all()
+    assert list(tables["disagreement"].columns) == ["round", "disagreement", "debates", "answered"]
+    assert tables["disagreement"].empty == ("debate" not in methods)
+    assert int(tables["judge"]["debates"].sum()) == (2 if "debate" in methods else 0)
+
+
+def test_translation_without_a_debate_gives_the_tables(tmp_path):
+    from tomlab.debate.tables import debate_tables
+
+    tasks, answers, turns = _run_methods("translation", ("direct",), tmp_path)
+    tables = debate_tables("translation", tasks, answers, turns, {"default": {"name": "m"}}, n_boot=50)
+    assert list(tables["accuracy"]["method"]) == ["direct"] and tables["disagreement"].empty
+
+
+def _layout(tmp_path, methods):
+    """A results folder laid out as the report reads it, from the debate tables of ``methods``."""
+    from tomlab.debate.tables import debate_tables
+    from tomlab.figures.debate import plot_debate_disagreement
+
+    tasks, answers, turns = _run_methods("arithmetic", methods, tmp_path)
+    tables = debate_tables("arithmetic", tasks, answers, turns, {"default": {"name": "m"}}, n_boot=50)
+    base = tmp_path / "results" / "debate" / "arithmetic"
+    base.mkdir(parents=True)
+    names = {"scored": "scored", "accuracy": "accuracy", "disagreement": "disagreement", "judge": "judge_preference"}
+    for key, name in names.items():
+        tables[key].to_parquet(base / f"{name}.parquet")
+    assert plot_debate_disagreement(tables["disagreement"], tmp_path / "dis")  # an empty table still plots
+    return tmp_path / "results"
+
+
+@pytest.mark.parametrize("methods", [("direct", "cot"), ("cot", "debate_forced")])
+def test_the_report_shows_a_run_without_the_adaptive_debate(tmp_path, methods):
+    from tests.layout import layout_manifest
+    from tomlab.report import debate as D
+
+    m = layout_manifest(_layout(tmp_path, methods))
+    assert D.available(m) and not D.judged(m)
+    assert set(D.display_accuracy(m)["method"]) == {D.METHOD_NAMES[x] for x in methods}
+    D.display_spread(m)
+    assert D.first_debate(m) == ""
+    text = D.debate_commentary(m)
+    assert "cheapest method" in text and "in no round did every debater" not in text
+    assert ("No debate was run" in text) == ("debate_forced" not in methods)
+    assert "No adaptive debate" in D.NO_DEBATE
+
+
+def test_the_report_still_shows_the_judge_of_an_adaptive_debate(tmp_path):
+    from tests.layout import layout_manifest
+    from tomlab.report import debate as D
+
+    m = layout_manifest(_layout(tmp_path, ("cot", "debate")))
+    assert D.judged(m) and len(D.judge_table(m)) == 3
+    assert "No debate was run" not in D.debate_commentary(m)
+
+
+def test_debate_tables_refuse_items_with_a_repeated_id(tmp_path, capsys):
+    items = generate_arithmetic(2, seed=0)
+    items.loc[1, "id"] = items.loc[0, "id"]
+    path = tmp_path / "items.parquet"
+    items.to_parquet(path)
+    answers = pd.DataFrame({"question_id": items["id"], "method": "cot", "final_answer": "Answer: 1",
+                            "prompt_tokens": 1, "completion_tokens": 1, "preference": None})
+    answers.to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame(columns=["question_id", "method", "round", "debater", "text"]).to_parquet(tmp_path / "t.parquet")
+    rc = main(["debate-tables", "--task", "arithmetic", "--tasks", str(path), "--answers", str(tmp_path / "a.parquet"),
+               "--turns", str(tmp_path / "t.parquet"), "--models-json", json.dumps(TINY),
+               "--out-scored", str(tmp_path / "s.parquet"), "--out-accuracy", str(tmp_path / "acc.parquet"),
+               "--out-disagreement", str(tmp_path / "d.parquet"), "--out-judge", str(tmp_path / "j.parquet")])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"--tasks {path}: duplicate id(s): '{items['id'][0]}' (row 1, row 2)" in err
+    assert not (tmp_path / "acc.parquet").exists()

@@ -294,6 +294,48 @@ def test_stated_answer_needs_an_answer_line():
     assert _stated("The ratio is 2:1") is None and _stated("Answer: 2:1") == 2.0
 
 
+# --- numbers never read as another number (issue 26, item 10b) -------------------------------------
+# A value is read whole (an exponent with it) or, where no float holds it, refused: the answer holding
+# it is unreadable (no answer). It is never read as its first digits, its base or a clamped value.
+BEYOND_A_FLOAT = ["Answer: 1e999999", "Answer: 10**10**10", "Answer: 2^1024", "Answer: 1e-999999",
+                  "Answer: " + "9" * 400, "so it is 1," + ",".join(["000"] * 130), "Answer: e^1000",
+                  "Answer: e^-1000", "Answer: " + "9" * 400 + ":1", "Answer: 1/" + "9" * 400, "Answer: 3 or 1e999",
+                  "so it is 1e999999", "so it is 10**10**10", "Answer: 2^(1/2)", "Answer: 2^x"]
+
+
+@pytest.mark.parametrize("reply", BEYOND_A_FLOAT)
+def test_a_number_no_float_holds_is_no_answer(reply):
+    assert reply_values(reply) == () and final_number(reply) is None
+    assert not score_answer(reply, ["1"]) and not score_answer(reply, ["10"]) and not score_answer(reply, ["2"])
+
+
+@pytest.mark.parametrize(("reply", "value"), [
+    ("Answer: 1e5", 1e5), ("Answer: 1.5e-3", 0.0015), ("Answer: 6.02e23", 6.02e23), ("Answer: 1e308", 1e308),
+    ("Answer: 2^1000", 2.0 ** 1000), ("Answer: 2^10", 1024), ("Answer: 2 ^ 10", 1024), ("Answer: 10**3", 1000),
+    ("Answer: 2 ** 10", 1024), ("Answer: 2^-1", 0.5), ("Answer: 10^(-3)", 0.001), ("Answer: 2^3^2", 512),
+    ("Answer: 3 × 10^8", 3e8), ("Answer: 2.5 x 10^-3", 0.0025), ("Answer: 1/2^10", 2.0 ** -10),
+    ("Answer: e^700", math.exp(700)), ("x is 1e5", 1e5), ("so it is 1," + ",".join(["000"] * 100), 1e300),
+])
+def test_a_number_with_an_exponent_is_read_whole(reply, value):
+    assert math.isclose(final_number(reply), value, rel_tol=1e-12)
+
+
+def test_exponents_keep_the_scoring_rules_and_bold_marks():
+    assert score_answer("Answer: 1e5", ["100000"]) and score_answer("Answer: 2^10", ["1024"])
+    assert score_answer("Answer: 3.68e-1", ["1/e"])  # 0.368: three decimal places, as written
+    assert not score_answer("Answer: 3e-1", ["1/e"])  # one significant digit is no rounding
+    assert final_number("The answer is **2** 3 apples") == 2  # a closing bold mark is not a power
+    assert final_number("The answer is **42**.") == 42 and final_number("**Answer:** 7**") == 7
+
+
+def test_a_value_cut_by_the_answer_line_window_is_unreadable():
+    # only the first 200 characters of an answer line are read; a number running past them is not
+    # read as its first 200 digits
+    assert reply_values("Answer: " + "1" * 300) == ()
+    assert reply_values("Answer: 0." + "0" * 300 + "1") == ()
+    assert final_number("Answer: 7 " + "x" * 300) == 7  # a value well inside the window is read
+
+
 # --- translation files and their language pair ----------------------------------------------------
 ITEMS = [("我们打车去机场吧。", "Let's take a taxi to the airport.", "Let's hit a car to the airport."),
          ("她把钥匙落在办公室了。", "She left her keys at the office.", "She fell her keys in the office.")]
@@ -360,3 +402,60 @@ def test_the_built_in_examples_are_chinese_to_english():
     assert set(rows["source_language"]) == {"Chinese"} and set(rows["target_language"]) == {"English"}
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in s) for s in rows["source"])
     assert (rows["reference"] != rows["wrong_reference"]).all()
+
+
+# --- ids of the task files (issue 26, item 8): one item per id, generated ids never clash, no empty set ----------
+def test_an_arithmetic_file_with_a_repeated_id_is_refused_naming_the_ids_and_entries(tmp_path):
+    path = tmp_path / "ciar.json"
+    path.write_text(json.dumps([{"id": "q1", "question": "A", "answer": "1"}, {"id": "q2", "question": "B", "answer": "2"},
+                                {"id": "q1", "question": "C", "answer": "3"}]))
+    with pytest.raises(ValueError, match=r"ciar\.json: duplicate id\(s\): 'q1' \(entry 0, entry 2\)"):
+        load_arithmetic_json(path)
+
+
+def test_an_empty_arithmetic_file_is_refused(tmp_path):
+    path = tmp_path / "none.json"
+    path.write_text("[]")
+    with pytest.raises(ValueError, match=r"none\.json: no questions"):
+        load_arithmetic_json(path)
+    with pytest.raises(ValueError, match="at least one instance"):
+        generate_arithmetic(0)
+
+
+def test_generated_arithmetic_ids_skip_the_ids_given_explicitly(tmp_path):
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps([{"question": "A", "answer": "1"}, {"id": "original-0", "question": "B", "answer": "2"},
+                                {"question": "C", "answer": "3", "id": None}]))
+    ids = list(load_arithmetic_json(path)["id"])
+    assert ids[1] == "original-0" and len(set(ids)) == 3 and ids[2] == "original-2"
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_translation_ids_given_twice_are_refused_naming_the_items(tmp_path, fmt):
+    path = tmp_path / f"twice.{fmt}"
+    rows = [{"id": i, "source": s, "reference": r, "wrong_reference": w} for i, (s, r, w) in zip(("a", "a"), ITEMS)]
+    _write(path, rows, fmt)
+    label = {"json": "entry 1, entry 2", "jsonl": "line 1, line 2", "csv": "row 1, row 2"}[fmt]
+    with pytest.raises(ValueError, match=rf"twice\.{fmt}: duplicate id\(s\): 'a' \({label}\)"):
+        load_translation(path, "Chinese", "English")
+
+
+def test_a_jsonl_line_without_an_id_never_takes_an_id_given_to_another(tmp_path):
+    path = tmp_path / "mt.jsonl"
+    (s0, r0, w0), (s1, r1, w1) = ITEMS
+    path.write_text(json.dumps({"source": s0, "reference": r0, "wrong_reference": w0}, ensure_ascii=False) + "\n\n"
+                    + json.dumps({"id": "mt-0", "source": s1, "reference": r1, "wrong_reference": w1},
+                                 ensure_ascii=False) + "\n", encoding="utf-8")
+    ids = list(load_translation(path, "Chinese", "English")["id"])
+    assert ids[1] == "mt-0" and ids[0] != "mt-0" and len(set(ids)) == 2
+    # and errors name the file's own line (the blank line 2 counts)
+    path.write_text(path.read_text(encoding="utf-8").replace(w1, ""), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"mt\.jsonl: line 3 has an empty 'wrong_reference'"):
+        load_translation(path, "Chinese", "English")
+
+
+def test_fill_ids_never_repeats_an_id():
+    from tomlab.debate.tasks import fill_ids
+
+    assert fill_ids([None, "x-0", None, "x-2-2", "x-2"], "x") == ["x-0-2", "x-0", "x-2-3", "x-2-2", "x-2"]
+    assert fill_ids([None, None], "x") == ["x-0", "x-1"]

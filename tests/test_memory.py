@@ -276,3 +276,12 @@ def test_only_the_prompts_that_do_not_fit_run_their_interventions_in_groups(many
     np.testing.assert_allclose(scores, scores_free, atol=1e-3)
     assert grouped == [[len(ids[0])]]  # only the long prompt's interventions went in groups
     assert tight.peak_rows >= 6 and tight.peak_cache_bytes <= budget  # the short ones branched all six at once
+
+
+def test_the_auto_batch_size_follows_the_models_own_budget(many_kv):
+    from tomlab.backends.batching import CPU_CAP, auto_batch_size
+
+    per_sequence = kv_bytes_per_token(many_kv) * 2048
+    assert auto_batch_size(capped(many_kv, 3 * per_sequence + 1)) == 3  # the model's budget, not the module's share
+    assert auto_batch_size(capped(many_kv, per_sequence // 2)) == 1
+    assert auto_batch_size(capped(many_kv, (CPU_CAP + 5) * per_sequence)) == CPU_CAP

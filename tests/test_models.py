@@ -104,3 +104,40 @@ def test_embedded_model_converts_once_into_the_cache(tmp_path):
     enc = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = lm.model.generate(**enc, max_new_tokens=12, do_sample=False)
     assert "Paris" in lm.tokenizer.decode(out[0, enc["input_ids"].shape[1]:])
+
+
+# A template as strict as Mistral-Instruct's: after an optional system message, roles must alternate.
+STRICT_TEMPLATE = (
+    "{% set ns = namespace(last='') %}{% for m in messages %}"
+    "{% if m['role'] != 'system' and m['role'] == ns.last %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% set ns.last = m['role'] %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def test_two_user_messages_in_a_row_render_as_they_are_or_joined_where_the_template_refuses(tiny_llama):
+    from tomlab.backends.lm import GenerationConfig, TransformersLM
+    from tomlab.backends.models import join_repeated_roles
+
+    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "background"},
+            {"role": "user", "content": "observation"}, {"role": "assistant", "content": "move"},
+            {"role": "user", "content": "next"}, {"role": "user", "content": "question"}]
+    assert [m["content"] for m in join_repeated_roles(chat)] == ["S", "background\n\nobservation", "move",
+                                                                 "next\n\nquestion"]
+    lm = TransformersLM(tiny_llama)
+    config = GenerationConfig(max_new_tokens=1)
+    tok = tiny_llama.tokenizer
+    original = tok.chat_template
+    try:
+        tok.chat_template = STRICT_TEMPLATE.replace("raise_exception(", "('' ~ ").replace("{% if m['role'] != 'system'",
+                                                                                           "{% if false")
+        assert lm.render(chat, config).count("<user>") == 4  # a template that takes it: each message as sent
+        tok.chat_template = STRICT_TEMPLATE
+        text = lm.render(chat, config)
+        assert text == ("<system>S</system><user>background\n\nobservation</user><assistant>move</assistant>"
+                        "<user>next\n\nquestion</user><assistant>")
+        with pytest.raises(Exception, match="alternate"):  # a refusal that joining cannot cure stays a refusal
+            tok.chat_template = STRICT_TEMPLATE.replace("m['role'] == ns.last", "m['role'] != 'user'")
+            lm.render(chat, config)
+    finally:
+        tok.chat_template = original

@@ -87,6 +87,26 @@ def test_an_inline_key_is_refused_without_being_printed(tmp_path):
     assert secret not in out
 
 
+def test_an_alias_bomb_config_is_refused_naming_the_file(tmp_path):
+    # 9**9 values once expanded: refused before anything walks the config (unguarded: minutes, gigabytes)
+    lines = ["model:", "  random_config:", "    l0: &l0 [" + ", ".join(["x"] * 9) + "]"]
+    lines += [f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(bomb), "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"config file {bomb}: more than 100000 values" in out, out[-3000:]
+    assert "model.random_config.l" in out
+
+
+def test_a_float_where_an_integer_belongs_is_refused_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stories:\n  n: 200.0\n")
+    proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(bad), "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "stories.n: expected an integer, got 200.0" in out, out[-3000:]
+
+
 def test_bigtom_source_without_file_is_a_clear_error(tmp_path):
     proc = _snakemake(tmp_path, "--configfile", str(REPO / "config/smoke.yaml"), str(REPO / "config/bigtom.yaml"), "-n")
     assert proc.returncode != 0
@@ -108,6 +128,30 @@ def test_served_config_sends_the_team_the_debate_and_the_evaluation_to_the_serve
     for rule in ("team_play_llm", "debate_run"):
         job = proc.stdout.split(f"rule {rule}:")[1].split("rule ")[0]
         assert "info.json" not in job, job
+
+
+def test_a_finished_cost_job_is_not_planned_again_by_a_dry_run_with_other_cores(tmp_path):
+    # every file the cost job needs, as if a run had made them (one time, so none is newer than another)
+    smoke, target = ("--configfile", str(REPO / "config/smoke.yaml")), "results/cost/jobs.parquet"
+    summary = _snakemake(tmp_path, "-n", "--summary", target, *smoke)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    for line in summary.stdout.splitlines()[1:]:
+        path = tmp_path / line.split("\t", 1)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        os.utime(path, (1e9, 1e9))
+    # the cost job finishes (its metadata recorded) in a run on 2 cores ...
+    done = _snakemake(tmp_path, "--touch", "--forcerun", "cost", target, *smoke)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # ... then one more benchmark file appears, and `snakemake -n` (1 core) plans nothing
+    bench = tmp_path / "results/benchmarks/probe/late.tsv"
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    bench.write_text("s\th:m:s\n1.0\t0:00:01\n")
+    plan = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", target, *smoke],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    out = plan.stdout + plan.stderr
+    assert plan.returncode == 0, out[-2000:]
+    assert "Nothing to be done" in out and "Params have changed" not in out, out[-3000:]
 
 
 @pytest.mark.slow
@@ -213,8 +257,14 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert (episodes.loc[episodes["agent_type"].isin(["llm", "llm_belief"]), "total_tokens"] > 0).all()
     curve = pd.read_parquet(root / "team/mappo/learning_curve.parquet")
     assert len(curve) > 0 and curve["timestep"].max() <= 200
-    first = json.loads((res / "team/llm_belief/transcripts/seed0.jsonl").read_text().splitlines()[1])
-    assert first["kind"] == "belief" and first["prompt"][0]["role"] == "system"
+    # the released conversation (team.prompts: released): the first action follows the initial belief, the first
+    # belief update the round-1 observation
+    first, second = (json.loads(line) for line in
+                     (res / "team/llm_belief/transcripts/seed0.jsonl").read_text().splitlines()[1:3])
+    assert first["kind"] == "action" and first["prompt"][0] == {"role": "system",
+                                                                 "content": "You are playing a text game with the user."}
+    assert "current belief" in first["prompt"][-1]["content"]
+    assert second["kind"] == "belief" and second["prompt"][-1]["content"].startswith("Your observation is: Round: 1.")
     for name in ("team_rounds", "team_mappo_curve"):
         assert (res / f"figures/{name}.svg").stat().st_size > 0
     assert "Team game" in html and "CBS planner" in html
@@ -276,7 +326,9 @@ def test_whole_dag_on_smoke_config(tmp_path):
         assert "random-llama" in tables and "gemma" in tables, name
     # the released outputs: their subsection in the debate section, their verdict in the verdict table
     assert "The paper’s own outputs, rescored" in section["debate"] or "The paper's own outputs, rescored" in section["debate"]
-    assert "29.15" in section["debate"] and "MAD’s released outputs" in section["stress-tests"].replace("'", "’")
+    from html import unescape  # text from data reaches the HTML escaped (an apostrophe as &#39;)
+
+    assert "29.15" in section["debate"] and "MAD’s released outputs" in unescape(section["stress-tests"]).replace("'", "’")
     # the probing figure: one image per chunk, with one panel per model
     import base64
     from io import BytesIO
@@ -294,6 +346,10 @@ def test_whole_dag_on_smoke_config(tmp_path):
     again = _snakemake(tmp_path, "--configfile", *configs)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    # nor does a dry run as a user types it (no --cores: one core; params must not depend on the cores)
+    plan = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--configfile", *configs],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr, (plan.stdout + plan.stderr)[-3000:]
 
     # A third model added to the finished panel plans its own jobs and the gathering ones, none of the others.
     third = tmp_path / "third.yaml"

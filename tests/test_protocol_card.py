@@ -90,7 +90,7 @@ def test_cards_name_a_served_model():
 
 def test_team_card_follows_the_rules_variant():
     card = team_card(_setup(PAPER))
-    for aspect in ("rules variant", "bomb phases", "start", "observation", "a cut's result", "moving to one's own room",
+    for aspect in ("rules variant", "bomb phases", "start", "a cut's result", "moving to one's own room",
                    "reading a reply", "episode end", "ToM questions"):
         assert _status(card, aspect) == "same", aspect
     config = copy.deepcopy(PAPER)
@@ -126,3 +126,21 @@ def test_model_rows_state_precision_revision_and_the_memory_plan():
     plain = dict(zip(*[steering_card(_setup(PAPER))[c] for c in ("aspect", "this run")]))
     assert plain["float32 matrix products (model.matmul_precision)"] == "full float32"
     assert "25% of the device's free memory" in plain["batching"]
+
+
+def test_team_card_says_which_strings_are_the_releases():
+    released = team_card(_setup(PAPER))  # team.prompts: released, the default
+    for aspect in ("initial prompt", "observation and result text", "agent ids in the text", "first round",
+                   "belief state", "when an agent observes", "history in the prompt"):
+        assert _status(released, aspect) == "same", aspect
+    rows = dict(zip(released["aspect"], released["this run"]))
+    assert "byte for byte" in rows["initial prompt"] and rows["history in the prompt"].startswith("the whole conversation")
+    assert _status(released, "observation") == "differs"  # the release shows no teammates' positions, the paper does
+    assert "links room 3 to room 8" in dict(zip(released["aspect"], released["released code"]))["map in the prompts"]
+    config = copy.deepcopy(PAPER)
+    config["team"] = {"prompts": "tomlab"}
+    tomlab = team_card(_setup(config))
+    for aspect in ("initial prompt", "observation and result text", "agent ids in the text", "first round"):
+        assert _status(tomlab, aspect) == "differs", aspect
+    assert _status(tomlab, "observation") == "same"
+    assert dict(zip(tomlab["aspect"], tomlab["this run"]))["history in the prompt"].startswith("the last 2 rounds")

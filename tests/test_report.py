@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import shown
 from tests.layout import layout_manifest, save_layout_manifest
 from tomlab import stats as stats
 from tomlab.report import common as report_common
@@ -348,6 +349,17 @@ def test_parse_qmd_blocks_and_lines(tmp_path: Path) -> None:
     assert "not executed" in markdown and "## Part" in markdown
 
 
+def test_a_yaml_alias_bomb_in_the_report_sources_is_refused(tmp_path: Path) -> None:
+    levels = ["l0: &l0 [" + ", ".join(["x"] * 9) + "]"]
+    levels += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    (tmp_path / "index.qmd").write_text("---\n" + "\n".join(levels) + "\n---\n\nText\n")
+    with pytest.raises(report_render_qmd.ReportRenderError, match=r"index.qmd: invalid YAML front matter: .*more than 100000"):
+        report_render_qmd.parse_qmd(tmp_path / "index.qmd")
+    chunk = "\n".join(f"#| {line}" for line in levels) + "\nx = 1\n"
+    with pytest.raises(ValueError, match="invalid chunk options: .*more than 100000 values"):
+        report_render_qmd.parse_chunk_options(chunk)
+
+
 def test_chunk_markdown_options(tmp_path: Path) -> None:
     chunk = report_render_qmd.Chunk(code="print('hi')", options={}, file="x.qmd", line=1)
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -464,3 +476,123 @@ def test_commentary_explains_joint_success_without_protagonist(strong: Path) -> 
     text = report_probing.commentary_probing(layout_manifest(strong), "attn_out")
     assert "exclusive-or" in text
     assert "clearly above its chance level of 0.25" in text
+
+
+# ------------------------------------------------------------------ text from data is shown as text
+
+
+def test_to_markdown_shows_text_from_data_as_text_in_html() -> None:
+    md = report_common.to_markdown(pd.DataFrame({"text": list(shown.HOSTILE), "n": range(len(shown.HOSTILE))}))
+    html = shown.HtmlReader(shown.pandoc(md, "html5"))
+    assert html.live() == []
+    assert {tag for tag, _ in html.tags} <= {"table", "colgroup", "col", "thead", "tbody", "tr", "th", "td"}
+    assert all(set(attrs) <= {"style"} for _, attrs in html.tags)
+    assert [shown.visible(t) for t in html.texts["td"][::2]] == [shown.visible(s) for s in shown.HOSTILE]
+    assert html.texts["td"][1::2] == [str(i) for i in range(len(shown.HOSTILE))]  # numbers as they were
+
+
+def test_to_markdown_headers_are_text_too() -> None:
+    df = pd.DataFrame([[1, 2]], columns=["<script>alert(1)</script>", "**bold** model: $x$"])
+    html = shown.HtmlReader(shown.pandoc(report_common.to_markdown(df), "html5"))
+    assert html.live() == []
+    assert html.texts["th"] == ["<script>alert(1)</script>", "**bold** model: $x$"]
+
+
+def test_md_text_and_md_code_show_text_from_data_as_text_in_html() -> None:
+    md = "\n\n".join(f"{report_common.md_text(s)}\n\nas code: {report_common.md_code(s)}" for s in shown.HOSTILE)
+    html = shown.HtmlReader(shown.pandoc("**ours** " + md, "html5"))
+    assert html.live() == []
+    assert {tag for tag, _ in html.tags} <= {"p", "code", "strong"}
+    assert [tag for tag, _ in html.tags].count("strong") == 1  # our own markup still renders
+    paragraphs = [shown.visible(t) for t in html.texts["p"]]
+    expected = [x for s in shown.HOSTILE for x in (shown.visible(s), "as code: " + shown.visible(s))]
+    assert paragraphs == ["ours " + expected[0], *expected[1:]]
+    assert html.texts["code"] == [shown.visible(s) for s in shown.HOSTILE]
+    assert report_common.md_code("") == ""
+    assert report_common.md_code("a ``b`") == "``` a ``b` ```"
+
+
+def test_text_from_data_is_text_in_the_pdf(tmp_path: Path) -> None:
+    """The same markdown through pandoc's typst writer and the report's typst filters: it compiles, and
+    typst shows the characters, with no heading, list, link, emphasis or math made from them."""
+    import typst
+
+    project = report_render_engine._load_quarto_yml(REPORT_SRC)
+    typst_opts = report_render_engine._format_options(project, {}, "typst")
+    filters = report_render_engine._filter_args(typst_opts, REPORT_SRC, "typst")
+    assert filters, "the report's typst format names its Lua filters"
+    table = report_common.to_markdown(pd.DataFrame({"text": list(shown.HOSTILE)}))
+    prose = "\n\n".join(f"{report_common.md_text(s)}\n\nas code: {report_common.md_code(s)}" for s in shown.HOSTILE)
+    typ = tmp_path / "t.typ"
+    typ.write_text(shown.pandoc(table + "\n\n" + prose, "typst", *filters), encoding="utf-8")
+    typst.compile(str(typ), output=str(tmp_path / "t.pdf"), root=str(tmp_path), font_paths=[], ignore_system_fonts=True)
+    assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
+    for markup in ("heading", "list", "enum", "terms", "link", "strong", "emph", "math.equation", "footnote", "strike"):
+        assert shown.typst_query(typ, markup) == [], markup
+    (found,) = shown.typst_query(typ, "table")
+    cells = [shown.typst_text(c) for c in found["children"] if c.get("func") in ("cell", "header")]
+    assert cells == ["text", *(shown.typst_shown(s) for s in shown.HOSTILE)]
+    paragraphs = [shown.typst_text(p["body"]) for p in shown.typst_query(typ, "par")]
+    assert paragraphs == [x for s in shown.HOSTILE for x in (shown.typst_shown(s), "as code: " + shown.visible(s))]
+
+
+@pytest.mark.slow
+def test_rendered_report_shows_text_from_data_as_text(tmp_path: Path) -> None:
+    """The report's own chunks (the stress examples table, the free-text answers with each model's name)
+    rendered by the built-in engine from results whose stories, questions, replies and model names hold
+    markup: the HTML has no live element or handler and shows the text; the PDF's typst source shows it too."""
+    import os
+    import shutil
+
+    results = tmp_path / "results"
+    results.mkdir()
+    story = "- <img src=x onerror=alert(1)> [link](javascript:alert(2))"
+    sentence = "= <script>alert(3)</script> $x$ `y`{=html} @ref #set"
+    question = "Does **Ada** think <b onmouseover=alert(4)>the</b> jar is full?"
+    correct = "Ada believes <!-- x --> & <i>it</i> ^[is] full."
+    completion = "</code></pre><script>alert(5)</script>\n```\n<img src=y onerror=alert(6)>"
+    model = "m<svg onload=alert(7)>_1"
+    (results / "setup.json").write_text(json.dumps({"sites": []}), encoding="utf-8")
+    pd.DataFrame([{"perturbation": "decoy_told", "story": story, "field": "story", "before": sentence,
+                   "after": "plain after", "applied": 3, "skipped": 1}]).to_parquet(results / "examples.parquet")
+    pd.DataFrame([{"story_id": 0, "task": "forward_belief", "condition": "false_belief", "direction": "none",
+                   "alpha": 0.0, "site": "", "prompt": f"Story: s.\nQuestion: {question}\nAnswer:",
+                   "completion": completion, "correct": correct, "wrong": "w"}]).to_parquet(results / "free.parquet")
+    manifest = {"setup": str(results / "setup.json"), "stress_examples": str(results / "examples.parquet"),
+                "models": {name: {"free_text": str(results / "free.parquet")} for name in (model, "plain")}}
+    (results / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    work = tmp_path / "report"
+    shutil.copytree(REPORT_SRC, work, ignore=report_render_engine._COPY_IGNORE)
+    (work / "index.qmd").write_text("\n\n".join([
+        "---\ntitle: Escaping\n---",
+        shown.section_chunk("index.qmd", "setup"),
+        "```{python}\n#| include: false\nfrom tomlab.report import steering as S\n"
+        "from tomlab.report import stress as ST\nSTRESS = STEERING = True\n```",
+        shown.section_chunk("_stress.qmd", "tbl-stress-examples"),
+        shown.section_chunk("_steering.qmd", "steering-free-text"),
+    ]) + "\n", encoding="utf-8")
+    env = {**os.environ, "TOMLAB_RESULTS": str(results), "TOMLAB_MANIFEST": str(results / "manifest.json"),
+           "MPLBACKEND": "agg"}
+    html_path, pdf_path = report_render_engine._render_builtin(work, env, timeout=300)
+
+    html = shown.HtmlReader(html_path.read_text(encoding="utf-8"))
+    assert html.live() == []
+    seen = shown.visible(" ".join(html.visible))
+    for text in (story, sentence, question, correct, model):
+        assert shown.visible(text) in seen, text
+    assert completion in html.texts["code"]  # the reply, verbatim in its code block
+
+    assert pdf_path.read_bytes().startswith(b"%PDF")
+    typ = work / "index.typ"
+    headings = [shown.typst_text(h["body"]) for h in shown.typst_query(typ, "heading")]
+    assert headings == ["Contents"]  # the outline's title, none made from data
+    for markup in ("list", "enum", "terms", "link", "math.equation", "footnote"):
+        assert shown.typst_query(typ, markup) == [], markup
+    (table,) = shown.typst_query(typ, "table")
+    cells = [shown.typst_text(c) for c in table["children"] if c.get("func") == "cell"]
+    assert shown.typst_shown(story) in cells and shown.typst_shown(sentence) in cells
+    prose = " ".join(shown.typst_text(p["body"]) for p in shown.typst_query(typ, "par"))
+    for text in (question, correct, model):
+        assert shown.typst_shown(text) in prose, text
+    assert completion in [r["text"] for r in shown.typst_query(typ, "raw")]

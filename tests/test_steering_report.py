@@ -124,7 +124,7 @@ def test_tables_and_commentary_read_the_numbers(tmp_path):
     assert "|" in to_markdown(S.baseline_table(layout_manifest(tmp_path))) and len(S.sweep_table(layout_manifest(tmp_path))) == 2
     md = S.free_text_markdown(layout_manifest(tmp_path))
     assert "She thinks it is full." in md and "````text" in md  # a longer fence around backticks
-    assert "Does Ada think the jar is full?" in md
+    assert r"Does Ada think the jar is full\?" in md  # data text, escaped for markdown
 
 
 def test_commentary_without_effects_says_within_noise(tmp_path):

@@ -292,6 +292,15 @@ def test_parse_reply_reads_actions_and_messages():
     assert parse_reply("You moved from room 5 to room 0. I applied red before.")[0] is None
 
 
+
+def test_a_room_number_is_read_whole_never_as_its_first_digits():
+    # issue 26, item 10b: a room was read as its first six digits ("0000005" as room 0)
+    assert parse_reply("Action: move to room 0000005")[0] == Action("move", room=5)
+    assert parse_reply("Action: move to room 1234567")[0] == Action("move", room=1234567)
+    # a number no map has names no action (and its digits are never read as a shorter one)
+    assert parse_reply("Action: move to room " + "9" * 40)[0] is None
+    assert parse_reply("Action: move to room " + "9" * 40 + ", then inspect")[0] is None
+
 def test_parse_action_refuses_illegal_actions():
     legal = [Action("move", room=0), Action("move", room=6), Action("inspect"), Action("cut", colour="red")]
     assert parse_action("Action: move to room 6", legal) == Action("move", room=6)

@@ -207,6 +207,12 @@ def test_cli_team_play_and_tables(tmp_path, capsys):
                "--out-episodes", str(tmp_path / "x.parquet"), "--out-tom", str(tmp_path / "y.parquet"),
                "--transcripts", str(tmp_path / "z")])
     assert rc == 1 and "corridor 0-7" in capsys.readouterr().err
+    rc = main(["team-play", "--agent-type", "llm", "--llm-json", '{"prompts": "paraphrase"}',
+               "--out-episodes", str(tmp_path / "x.parquet"), "--out-tom", str(tmp_path / "y.parquet"),
+               "--transcripts", str(tmp_path / "z")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--llm-json: team.prompts must be released or tomlab, got 'paraphrase'" in err
+    assert "Traceback" not in err
 
 
 def test_knows_is_monotone_over_a_random_episode():
@@ -265,6 +271,54 @@ def test_a_record_from_another_rules_variant_or_incomplete_is_refused():
     assert game.record() == first
 
 
+def _with(record: dict, path: str, value: object) -> dict:
+    """A copy of ``record`` with the value at ``path`` ("bombs.0.room", "start_rooms.Alpha") replaced."""
+    out = json.loads(json.dumps(record))
+    *parents, last = path.split(".")
+    node = out
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("bombs.0.room", 99, "bombs[0].room: 99 is not a room of the map"),
+    ("bombs.1.sequence.0", "purple", "bombs[1].sequence[0]: 'purple' is not a colour of the game"),
+    ("bombs.1.id", 1, "bombs[1].id: 1 is also the id of bombs[0]"),
+    ("start_rooms.Alpha", 42, "start_rooms.Alpha: 42 is not a room of the map"),
+    ("kind", "tournament", "kind: 'tournament' is not an episode record"),
+    ("seed", "one", "seed: expected an integer, got 'one'"),
+    ("bombs.0.sequence", [], "bombs[0].sequence: a bomb has at least one phase"),
+    ("agents.Alpha", ["red", "mauve"], "agents.Alpha: cutter 'mauve' is not a colour of the game"),
+    ("max_rounds", 0, "max_rounds: must be at least 1, got 0"),
+    ("start_rooms.Zulu", 0, "start_rooms.Zulu: 'Zulu' is not an agent of the record"),
+])
+def test_an_impossible_record_is_refused_naming_the_field_and_value(path, value, message):
+    record = BombGame(TeamConfig(), seed=1).record()
+    assert BombGame.from_record(record).record() == record  # the record as written replays
+    with pytest.raises(ValueError) as err:
+        BombGame.from_record(_with(record, path, value))
+    assert str(err.value).startswith("episode record: ") and message in str(err.value), str(err.value)
+
+
+def test_a_record_with_two_bombs_in_one_room_or_a_split_paper_team_is_refused():
+    record = BombGame(TeamConfig(), seed=1).record()
+    with pytest.raises(ValueError, match=r"bombs\[1\]\.room: \d+ already holds bombs\[0\]"):
+        BombGame.from_record(_with(record, "bombs.1.room", record["bombs"][0]["room"]))
+    rooms = record["map"]["rooms"]
+    split = {a: rooms[i % len(rooms)] for i, a in enumerate(record["start_rooms"])}
+    with pytest.raises(ValueError, match="under the paper's rules the team starts in one"):
+        BombGame.from_record({**record, "start_rooms": split})
+    assisted = BombGame(TeamConfig(rules="assisted"), seed=1).record()
+    assert BombGame.from_record({**assisted, "start_rooms": split}).positions == split  # assisted: separate rooms
+    with pytest.raises(ValueError, match=r"repeats a colour"):
+        BombGame.from_record(_with(record, "bombs.4.sequence", ["red", "red", "blue"]))
+
+
 def test_each_agent_can_play_its_own_model():
     """team.agent_models: every prompt of an agent goes to its own backend, the others to the default, and
     agents that share a backend share its batches."""
@@ -283,9 +337,13 @@ def test_each_agent_can_play_its_own_model():
         play_llm_episodes({"Alpha": alpha}, cfg, [0], LLMAgentConfig(), progress=False)
 
 
-def test_history_rounds_null_keeps_the_whole_episode():
+def test_history_rounds_all_keeps_the_whole_episode_and_null_is_the_prompts_own():
     cfg = TeamConfig(max_rounds=5, **ASSISTED)
-    (ep,) = play_llm_episodes(ScriptedLM(_reply), cfg, [1], LLMAgentConfig(history_rounds=None, tom=False),
-                              progress=False)
-    alpha = [r for r in ep.transcript if r["kind"] == "action" and r["agent"] == "Alpha"]
-    assert len(alpha) == 5 and alpha[-1]["prompt"][-1]["content"].count("You replied:") == 4
+    seen = {}
+    for rounds in ("all", None):
+        (ep,) = play_llm_episodes(ScriptedLM(_reply), cfg, [1], LLMAgentConfig(history_rounds=rounds, tom=False),
+                                  progress=False)
+        alpha = [r for r in ep.transcript if r["kind"] == "action" and r["agent"] == "Alpha"]
+        assert len(alpha) == 5
+        seen[rounds] = alpha[-1]["prompt"][-1]["content"].count("You replied:")
+    assert seen == {"all": 4, None: 2}  # tomlab's text keeps 2 rounds unless told otherwise

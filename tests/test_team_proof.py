@@ -33,6 +33,7 @@ from tomlab.team.epistemic import (
     knows_that_knows_room,
 )
 from tomlab.team.game import Action, BombGame, TeamConfig
+from tomlab.team import released
 from tomlab.team.planner import plan_game
 from tomlab.team.tables import tom_table
 
@@ -57,11 +58,15 @@ class PlannerInWords(LanguageModel):
     and legality check), so its log is the episode's log at every question.
     """
 
-    def __init__(self, config: TeamConfig, seed: int, tom: str = "truth", policy: str = "planner") -> None:
+    def __init__(self, config: TeamConfig, seed: int, tom: str = "truth", policy: str = "planner",
+                 prompts: str = "tomlab") -> None:
         super().__init__()
         self.config = config
+        self.released = prompts == "released"
+        self.ids = {a.lower(): a for a in config.agents}
         self.policy = policy
         self.shadow = BombGame(config, seed=seed)
+        self.shadow.log.teammates_shown = not self.released  # as the episode's log
         self.plan = plan_game(BombGame(config, seed=seed)).actions
         self.rng = random.Random(seed)
         self.tom = tom
@@ -77,6 +82,8 @@ class PlannerInWords(LanguageModel):
 
     def _reply(self, prompt: Prompt) -> str:
         assert isinstance(prompt, list)
+        if self.released:
+            return self._reply_released(prompt)
         agent = re.search(r"You are (\w+),", prompt[0]["content"]).group(1)
         user = prompt[-1]["content"]
         if user.rstrip().endswith("Answer yes or no."):
@@ -85,11 +92,24 @@ class PlannerInWords(LanguageModel):
             return "I track the bombs I have seen and where my teammates are."
         return self._act(agent, int(re.findall(r"Round:? (\d+)", user)[-1]))
 
+    def _reply_released(self, prompt: Prompt) -> str:
+        """The released conversation: the agent from its background prompt, the round from its replies so far;
+        a user message ending in the release's question (not an action or belief request) is a ToM question."""
+        agent = self.ids[re.search(r"You will be playing as Player (\w+)\.", prompt[1]["content"]).group(1)]
+        user = prompt[-1]["content"]
+        if user.endswith(released.UPDATE_REQUEST):
+            return "Below is your current belief: I track the bombs I have seen and where my teammates are."
+        if user.endswith((released.OBSERVATION_ACTION_REQUEST, released.BELIEF_ACTION_REQUEST)):
+            return self._act(agent, 1 + sum(m["role"] == "assistant" for m in prompt))
+        question = re.search(r"(Do you know .*|Does player .*|Based on the observation and previous history, .*)$", user)
+        return self._answer(agent, question.group(1))
+
     def _act(self, agent: str, round_now: int) -> str:
         game = self.shadow
         while game.round < round_now:  # the episode ended a round since this agent's last turn
             game.end_round()
-        game.observe(agent)  # as the episode does before every turn (the log records what was shown)
+        if not self.released or round_now == 1:
+            game.observe(agent)  # as the episode does (the log records what was shown, and when)
         if self.policy == "explorer":
             action = self._explore(agent)
         else:
@@ -113,6 +133,8 @@ class PlannerInWords(LanguageModel):
         named, message = self.parse(reply)  # what the episode will make of it
         assert named == action, (reply, named, action)
         game.act(agent, named, message)
+        if self.released:
+            game.observe(agent)  # the released observation answers the action
         return reply
 
     def _explore(self, agent: str) -> Action:
@@ -137,14 +159,21 @@ class PlannerInWords(LanguageModel):
         t = len(log.events) - 1
         who = re.match(r"Does (\w+) know", question)
         second = "know that you know" in question
+        if self.released:
+            player = re.search(r"player (\w+)", question)
+            who = re.match(r"(\w+)", self.ids[player.group(1)]) if player else None
+            second = "aware of the fact" in question
         room = re.search(r"current contents of room (\d+)", question)
-        change = re.search(r"state of bomb (\d+) has just changed", question)
+        change = re.search(r"state of bomb (\d+) has just changed|remaining sequence of bomb (\d+)", question)
+        if "a bomb phase has just been defused" in question:  # the release's wording after a defusing cut
+            change = re.search(r"(\d+)", str(max((e for e in log.events if e.kind == "cut" and e.agent == agent),
+                                                 key=lambda e: e.t).bomb))
         if room:
             r = int(room.group(1))
             truth = (knows_that_knows_room(log, who.group(1), agent, r, t) if second
                      else knows_room(log, who.group(1) if who else agent, r, t))
         elif change:
-            b = int(change.group(1))
+            b = int(next(g for g in change.groups() if g is not None))
             event = max(e.t for e in log.events if e.kind == "cut" and e.agent == agent and e.bomb == b)
             truth = (knows_that_knows_change(log, who.group(1), agent, event) if second
                      else knows_change(log, who.group(1) if who else agent, event))
@@ -155,27 +184,30 @@ class PlannerInWords(LanguageModel):
         return self.rng.choice(_YES if truth else _NO)
 
 
-def _play(config: TeamConfig, seed: int, tom: str, belief: bool = False, policy: str = "planner"):
-    lm = PlannerInWords(config, seed, tom=tom, policy=policy)
-    (episode,) = play_llm_episodes(lm, config, [seed], LLMAgentConfig(belief=belief), progress=False)
+def _play(config: TeamConfig, seed: int, tom: str, belief: bool = False, policy: str = "planner",
+          prompts: str = "tomlab"):
+    lm = PlannerInWords(config, seed, tom=tom, policy=policy, prompts=prompts)
+    (episode,) = play_llm_episodes(lm, config, [seed], LLMAgentConfig(belief=belief, prompts=prompts), progress=False)
     return episode
 
 
+@pytest.mark.parametrize("prompts", ["released", "tomlab"])
 @pytest.mark.parametrize("belief", [False, True])
-def test_planner_in_words_reaches_the_planners_score_and_rounds(belief):
+def test_planner_in_words_reaches_the_planners_score_and_rounds(belief, prompts):
     config = TeamConfig()
     for seed in SEEDS:
         planner = play_planner(config, seed)
-        episode = _play(config, seed, "truth", belief=belief)
+        episode = _play(config, seed, "truth", belief=belief, prompts=prompts)
         assert (episode.score, episode.rounds_played, episode.complete) == (
             planner.score, planner.rounds_played, planner.complete), f"seed {seed}"
         assert episode.calls > 0 and episode.tom, f"seed {seed}: no ToM questions were asked"
 
 
-def test_tom_answers_from_the_log_score_100_and_always_no_scores_the_no_share():
+@pytest.mark.parametrize("prompts", ["released", "tomlab"])
+def test_tom_answers_from_the_log_score_100_and_always_no_scores_the_no_share(prompts):
     config = TeamConfig()
-    truthful = [_play(config, seed, "truth", policy=p) for seed in SEEDS for p in ("planner", "explorer")]
-    never = [_play(config, seed, "no", policy=p) for seed in SEEDS for p in ("planner", "explorer")]
+    truthful = [_play(config, seed, "truth", policy=p, prompts=prompts) for seed in SEEDS for p in ("planner", "explorer")]
+    never = [_play(config, seed, "no", policy=p, prompts=prompts) for seed in SEEDS for p in ("planner", "explorer")]
     right = tom_frame(truthful)
     assert len(right) > 0 and right["correct"].all() and right["parsed"].notna().all()
     # the questions have both answers at every order (the planner never inspects: the explorer does)

@@ -157,10 +157,14 @@ def test_a_deadlock_ends_the_episode_and_is_recorded_at_the_round_limit():
     assert not BombGame(TeamConfig(deadlock_rounds=None), seed=0).deadlocked
 
 
-def test_tom_topics_follow_the_action():
+@pytest.mark.parametrize("prompts", ["tomlab", "released"])
+def test_tom_topics_follow_the_action(prompts):
     def reply(prompt: str) -> str:
-        if "Answer yes or no." in prompt:
+        if "Answer yes or no." in prompt or prompt.rstrip().endswith("?") and "next action?" not in prompt[-30:]:
             return "yes"
+        if prompts == "released":  # the last observation answers the agent's previous action (round 0: the start)
+            now = prompt.rsplit("Your observation is: ", 1)[-1]
+            return {"Round: 0.": "Inspect Bomb", "Round: 1.": "Apply Red Tool"}.get(now[:9], "Move to Room 0")
         now = prompt.rsplit("Now:\n", 1)[-1]
         if "Round: 1." in now:
             return "Inspect Bomb"
@@ -168,7 +172,8 @@ def test_tom_topics_follow_the_action():
             return "Apply Red Tool"
         return "Move to Room 0"
 
-    (ep,) = play_llm_episodes(ScriptedLM(reply), TeamConfig(max_rounds=3), [1], LLMAgentConfig(), progress=False)
+    (ep,) = play_llm_episodes(ScriptedLM(reply), TeamConfig(max_rounds=3), [1], LLMAgentConfig(prompts=prompts),
+                              progress=False)
     tom = tom_frame([ep])
     assert set(tom["topic"]) == {"sequence", "bomb_change", "room"}
     rooms = tom[tom["topic"] == "room"]
@@ -289,3 +294,207 @@ def test_a_message_that_tells_someone_something_new_is_a_change():
     game.end_round()
     game.act("Alpha", Action("inspect"), message="bomb 1 is red, green")
     assert game.changed_this_round
+
+
+# --- the released text interface (team.prompts: released, the default) ----------------------------------
+# Expected strings are written out here from the release's behaviour (multi_LLM_comm, read, not copied); the
+# long fixed prompts are pinned by the SHA-256 of the release's own text for the same agent and start.
+_RELEASED_SHA = {
+    "background alpha": "6d2b1318c91df34fbcd98e00a8772eeed2be55ef37965a95affbb901f33e9328",
+    "background no comm bravo": "8fc082b3fb842c0814d5826402ea38ed914407590791c7a8664a3339e8440877",
+    "initial belief alpha room 3 bomb 5 + request": "c552727bc07d14659288d903038e9566041a582548c9193b8b0874ef4d0d5fb4",
+    "initial belief no comm charlie room 3 bomb 5": "178d34c09146e2ca0bfc6a673864b481d62a6f15c601c97596def10de08e5ce2",
+    "update request": "12b397bf434cb69974f4ef03663f3dfc42cad4c600874bf13cc3b113322b791b",
+}
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _released_play(replies, belief: bool = False, rounds: int = 2, **llm):
+    """Seed 0 of the default game: everyone starts in room 3 (bomb 5: red-blue-green); room 0 holds bomb 4."""
+    it = iter(replies)
+    (ep,) = play_llm_episodes(ScriptedLM(lambda p: next(it, "Move to Room 3")), TeamConfig(max_rounds=rounds), [0],
+                              LLMAgentConfig(belief=belief, tom=False, **llm), progress=False)
+    assert ep.record["start_rooms"] == {"Alpha": 3, "Bravo": 3, "Charlie": 3}
+    return ep
+
+
+def test_released_fixed_prompts_are_the_releases_bytes():
+    from tomlab.team import released as rel
+
+    assert rel.SYSTEM == "You are playing a text game with the user."
+    assert _sha(rel.background("Alpha")) == _RELEASED_SHA["background alpha"]
+    assert _sha(rel.background("Bravo", communication=False)) == _RELEASED_SHA["background no comm bravo"]
+    assert _sha(rel.initial_belief("Alpha", 3, 5) + rel.BELIEF_ACTION_REQUEST) == _RELEASED_SHA[
+        "initial belief alpha room 3 bomb 5 + request"]
+    assert _sha(rel.initial_belief("Charlie", 3, 5, communication=False)) == _RELEASED_SHA[
+        "initial belief no comm charlie room 3 bomb 5"]
+    assert _sha(rel.UPDATE_REQUEST) == _RELEASED_SHA["update request"]
+    # the release's inconsistent map is kept in its words (the game keeps the true map)
+    assert "Room 3 is linked to room 8." in rel.background("Alpha")
+    assert "Room 3 is connected to room 0. " in rel.initial_belief("Alpha", 3, 5)
+
+
+def test_released_conversation_first_prompts_and_observations():
+    ep = _released_play(['Action selection: Move to Room 0. Message to Team: "going to 0"', "Apply Blue Tool",
+                         'Move to Room 5. Message to Team: "x"', "Apply Blue Tool", "I wait.", "Inspect Bomb"],
+                        rounds=3)
+    acts = [r for r in ep.transcript if r["kind"] == "action"]
+    first = acts[0]["prompt"]
+    assert [m["role"] for m in first] == ["system", "user", "user"]
+    assert first[0]["content"] == "You are playing a text game with the user."
+    assert _sha(first[1]["content"]) == _RELEASED_SHA["background alpha"]
+    tail = " Given the above observation, what is your next action?"
+    assert first[2]["content"] == (
+        "Your observation is: Round: 0. Total team score: 0. Results: You moved to Room 3. In the new room you found "
+        "alpha and bravo and charlie, Bomb 5. Room contents: You are currently in Room 3. Contents of this room "
+        "include bravo and charlie and alpha, Bomb 5. Communication messages sent by your teammates: Player alpha: "
+        '"None". Player bravo: "None". Player charlie: "None".' + tail)
+    # bravo's round 0 comes after alpha's first action, as in the release: alpha has gone, and its message is in
+    assert acts[1]["prompt"][2]["content"] == (
+        "Your observation is: Round: 0. Total team score: 0. Results: You moved to Room 3. In the new room you found "
+        "bravo and charlie, Bomb 5. Room contents: You are currently in Room 3. Contents of this room include "
+        'charlie and bravo, Bomb 5. Communication messages sent by your teammates: Player alpha: "going to 0". '
+        'Player bravo: "None". Player charlie: "None".' + tail)
+    # alpha's next prompt: the whole conversation, its reply kept, the observation that answers it
+    second = acts[3]["prompt"]
+    assert [m["role"] for m in second] == ["system", "user", "user", "assistant", "user"]
+    assert second[3]["content"] == 'Action selection: Move to Room 0. Message to Team: "going to 0"'
+    assert second[4]["content"] == (
+        "Your observation is: Round: 1. Total team score: 0. Results: You moved to Room 0. In the new room you found "
+        ", Bomb 4. Room contents: You are currently in Room 0. Contents of this room include alpha, Bomb 4. "
+        'Communication messages sent by your teammates: Player alpha: "going to 0". Player bravo: "None". '
+        'Player charlie: "None".' + tail)  # written right after alpha acted, before its teammates replied
+    # bravo's wrong colour, charlie's room not next to its own, alpha's tool it lacks, bravo's unreadable reply
+    assert ("Results: You can not apply Tool Blue to Bomb 5 because the sequence of this bomb is (<Color.red: 0>, "
+            "<Color.blue: 2>, <Color.green: 1>). You will need to apply other color tool first. ") in \
+        acts[4]["prompt"][-1]["content"]
+    assert ("Results: You can not directly move to Room 5 because it is not adjacent to your current location, "
+            "Room 3. Consider taking a detour to another room first and then move to your destination. ") in \
+        acts[5]["prompt"][-1]["content"]
+    assert acts[5]["prompt"][-1]["content"].endswith('Player bravo: "". Player charlie: "x".' + tail)
+    assert ("Results: You do not have Blue. Consider asking your teammates who have this tool to help you defuse the "
+            "bomb. Room contents: ") in acts[6]["prompt"][-1]["content"]
+    assert "Results: Invalid action. Room contents: " in acts[7]["prompt"][-1]["content"]
+
+
+def test_released_result_sentences_keep_the_releases_quirks():
+    from tomlab.team import released as rel
+
+    assert rel.nothing_to_inspect(6) == "There is no bomb in the current current location, Room 6, for you to inspect."
+    assert rel.nothing_to_defuse(6) == "There is no bomb in your current location, room 6, for you to defuse."
+    assert rel.no_such_tool("blue") == ("You do not have Blue. Consider asking your teammates who have this tool to "
+                                        "help you defuse the bomb.")
+    assert rel.inspected(2, 3, ("green", "blue")) == ("You inspected Bomb 2. This bomb is a 3-stage bomb and its "
+                                                      "remaining sequence is Green-Blue.")
+    assert rel.applied("red", 2, ("blue",)) == ("You applied Tool Red to Bomb 2. This bomb is active and its "
+                                                "remaining sequence is Blue.")
+    assert rel.applied("blue", 2, ()) == "You applied Tool Blue to Bomb 2. This bomb is defused successfully."
+    assert rel.wrong_colour("red", 1, ("green",)) == ("You can not apply Tool Red to Bomb 1 because the sequence of "
+                                                      "this bomb is (<Color.green: 1>,). You will need to apply other "
+                                                      "color tool first.")
+    assert rel.moved(8, [], []) == "You moved to Room 8. In the new room you found , ."
+    assert rel.INVALID == "Invalid action."
+    assert rel.reply_message('Action selection: Inspect Bomb. Message to Team: "hi there".') == "hi there"
+    assert rel.reply_message("Action selection: Inspect Bomb.") == ""
+    assert rel.reply_message("Message to Team: \u201ccurly\u201d") == ""  # the release reads straight quotes only
+
+
+def test_released_tom_questions_three_wordings_per_topic():
+    from tomlab.team.released import tom_questions
+
+    lead = "Based on the observation and previous history, is player bravo aware of the fact that you"
+    assert tom_questions("room", "Bravo", 5) == {
+        "introspection": "Do you know the current contents of room 5?",
+        "first_order": "Does player bravo know the current contents of room 5?",
+        "second_order": f"{lead} know the current contents of room 5?"}
+    assert tom_questions("bomb_change", "Bravo", 2) == {
+        "introspection": "Do you know the state and remaining sequence of bomb 2 has been changed?",
+        "first_order": "Does player bravo know the state and remaining sequence of bomb 2 has been changed?",
+        "second_order": f"{lead} have changed the state and remaining sequence of bomb 2?"}
+    assert tom_questions("bomb_defused", "Bravo") == {
+        "introspection": "Do you know a bomb phase has just been defused?",
+        "first_order": "Does player bravo know a bomb phase has just been defused?",
+        "second_order": f"{lead} know a bomb phase has just been defused?"}
+    assert tom_questions("sequence", "Bravo", 4) == {
+        "introspection": "Do you know the sequence of bomb 4?",
+        "first_order": "Does player bravo know the sequence of bomb 4?",
+        "second_order": f"{lead} know the sequence of bomb 4?"}
+
+
+def test_released_tom_question_is_the_observation_then_the_question_as_a_temporary_message():
+    it = iter(["Action selection: Inspect Bomb.", "Move to Room 3", "Apply Red Tool"])
+
+    def reply(prompt: str) -> str:
+        return "yes" if not prompt.rstrip().endswith("next action?") else next(it, "Move to Room 3")
+
+    (ep,) = play_llm_episodes(ScriptedLM(reply), TeamConfig(max_rounds=1), [0], LLMAgentConfig(), progress=False)
+    toms = [r for r in ep.transcript if r["kind"].startswith("tom:") and r["agent"] == "Alpha"]
+    action_next = [r for r in ep.transcript if r["kind"] == "action" and r["agent"] == "Alpha"]
+    obs = ("Your observation is: Round: 1. Total team score: 0. Results: You inspected Bomb 5. This bomb is a 3-stage "
+           "bomb and its remaining sequence is Red-Blue-Green. Room contents: You are currently in Room 3. Contents "
+           "of this room include bravo and charlie and alpha, Bomb 5. Communication messages sent by your "
+           'teammates: Player alpha: "". Player bravo: "None". Player charlie: "None". ')
+    assert len(toms) == 3 and len(action_next) == 1
+    for row in toms:  # the conversation so far, the observation + action request, then observation + question
+        prompt = row["prompt"]
+        assert prompt[-2]["content"] == obs + "Given the above observation, what is your next action?"
+        assert prompt[-1]["role"] == "user" and prompt[-1]["content"].startswith(obs)
+    assert toms[0]["prompt"][-1]["content"] == obs + "Do you know the sequence of bomb 5?"
+    # the teammate is drawn among the other two; the ToM answers are recorded with the release's wording
+    assert {t["teammate"] for t in ep.tom if t["agent"] == "Alpha"} <= {"Bravo", "Charlie"}
+    assert all(t["question"].endswith("?") for t in ep.tom)
+
+
+def test_released_belief_state_conversation():
+    def reply(prompt: str) -> str:
+        if prompt.rstrip().endswith("'Below is your current belief'"):
+            return "Below is your current belief about game state: alpha is in room 0."
+        return "Move to Room 0"
+
+    (ep,) = play_llm_episodes(ScriptedLM(reply), TeamConfig(max_rounds=2), [0], LLMAgentConfig(belief=True, tom=False),
+                              progress=False)
+    alpha = [r for r in ep.transcript if r["agent"] == "Alpha"]
+    first = alpha[0]["prompt"]
+    assert [r["kind"] for r in alpha[:3]] == ["action", "belief", "action"]
+    assert [m["role"] for m in first] == ["system", "user", "user"]  # no round-0 step with a belief state
+    assert _sha(first[2]["content"]) == _RELEASED_SHA["initial belief alpha room 3 bomb 5 + request"]
+    update = alpha[1]["prompt"][-1]["content"]
+    assert update.startswith("Your observation is: Round: 1. Total team score: 0. Results: You moved to Room 0. ")
+    assert update.endswith('". ' + "Please update your belief state based on the above observation, and send me your "
+                           "results in the same format as previously. DO NOT add additional explanations. Return "
+                           "your answer begining with: 'Below is your current belief'")
+    nxt = alpha[2]["prompt"]  # the belief replaces the observation; the conversation keeps every belief and reply
+    assert [m["role"] for m in nxt] == ["system", "user", "user", "assistant", "user"]
+    assert nxt[-1]["content"] == ("Below is your current belief about game state: alpha is in room 0."
+                                  "Given the above belief state, what is your next action?")
+
+
+def test_prompts_tomlab_gives_todays_text_and_history_window_applies_to_released():
+    (tom,) = play_llm_episodes(ScriptedLM(lambda p: "Move to Room 0"), TeamConfig(max_rounds=1), [0],
+                               LLMAgentConfig(prompts="tomlab", tom=False), progress=False)
+    first = tom.transcript[0]["prompt"]
+    assert first[0]["content"].startswith("This is a text game. You are Alpha, one of 3 specialists")
+    assert first[1]["content"].startswith("Now:\nRound: 1. Team score: 0.\nResult of your last action: ")
+    ep = _released_play(["Move to Room 0"] * 6, history_rounds=1)
+    alpha = [r["prompt"] for r in ep.transcript if r["kind"] == "action" and r["agent"] == "Alpha"]
+    assert [m["role"] for m in alpha[1]] == ["system", "user", "user", "assistant", "user"]
+    whole = _released_play(["Move to Room 0"] * 6)
+    assert len([r for r in whole.transcript if r["agent"] == "Alpha"][1]["prompt"]) == 5
+    with pytest.raises(ValueError, match="team.prompts must be released or tomlab"):
+        LLMAgentConfig.from_dict({"prompts": "paraphrase"})
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_released_observation_shows_no_teammate_rooms_so_the_truth_does_not_assume_it(shown):
+    game = BombGame(TeamConfig(), seed=0)  # everyone in room 3
+    game.log.teammates_shown = shown
+    game.act("Alpha", Action("move", room=0))
+    game.observe("Alpha")
+    game.observe("Bravo")  # Bravo, in room 3, is shown Alpha in room 0 only if teammates' rooms are shown
+    assert knows_room(game.log, "Alpha", 0)
+    assert knows_that_knows_room(game.log, "Bravo", "Alpha", 0) is shown

@@ -19,10 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from tomlab.schema import load_schema
+from tomlab.schema import NAME_PATTERN, load_schema
 
-#: What a panel name may look like: it becomes a folder name and a Snakemake wildcard value.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Experiments that read activations or hook the model, so need its weights.
 NEEDS_WEIGHTS: tuple[str, ...] = ("probing", "steering", "stress")
 #: Every experiment with its own ``panel`` list, in report order.

@@ -8,6 +8,8 @@ vocabularies, so none of these is said twice.
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -59,6 +61,25 @@ def check_keys(config: Any) -> None:
         raise ValueError(f"unknown config key{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}")
 
 
+#: What a panel name may look like: it becomes a folder name and a Snakemake wildcard value.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: What an environment variable's name may look like (``api_key_env`` names one; it never holds the key).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The openings of common API keys and tokens (OpenAI, Anthropic, Hugging Face, GitHub, GitLab, Slack, AWS,
+#: Google, a JWT), each followed by 16 or more characters of the key (a name such as ``hf_smollm2-135m`` is not one).
+_KEY_OPENINGS = re.compile(r"((sk|pk|rk|hf|ghp|gho|ghu|ghs|ghr|glpat|xox[abprs])[-_]|github_pat_|AKIA|AIza|eyJ"
+                           r"|(?i:bearer\s+))[A-Za-z0-9_\-./+=]{16}")
+
+
+def looks_like_secret(text: str) -> bool:
+    """Whether ``text`` looks like an API key or token: a common key's opening, or a run of 24 or more letters
+    and digits mixing both (a model's or a variable's name is words and short numbers)."""
+    if _KEY_OPENINGS.match(text.strip()):
+        return True
+    runs = re.findall(r"[A-Za-z0-9]{24,}", text)
+    return any(re.search(r"[0-9]", r) and re.search(r"[A-Za-z]", r) for r in runs)
+
+
 #: The keys a served-model spec may have, with the types each takes.
 SERVED_SPEC: dict[str, tuple[type, ...]] = {
     "base_url": (str,), "model": (str,), "api_key_env": (str, type(None)), "timeout": (int, float),
@@ -99,6 +120,10 @@ def served_spec_problems(spec: Any, where: str) -> list[str]:
                             "would be kept in caches and logs); name the key's variable with api_key_env")
     elif "base_url" not in spec:
         problems.append(f"{where}: a served model needs base_url")
+    env = spec.get("api_key_env")
+    if isinstance(env, str) and (not ENV_NAME.fullmatch(env) or looks_like_secret(env)):
+        problems.append(f"{where}.api_key_env: must be the name of the environment variable that holds the key "
+                        "(letters, digits and '_', not starting with a digit), not the key; the value is not shown")
     for key, low in (("timeout", 0), ("max_retries", -1), ("concurrency", 0)):
         value = spec.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= low:
@@ -106,39 +131,117 @@ def served_spec_problems(spec: Any, where: str) -> list[str]:
     return problems
 
 
-def check_model_specs(config: Any) -> None:
-    """Refuse a served-model spec anywhere the config names a model (:data:`MODEL_SPEC_KEYS`) that has an
-    unknown key, a value of the wrong type, a URL carrying a secret or an inline key, before anything
-    else reads it (the error names the key, never a value)."""
-    problems: list[str] = []
+def _values_at(config: Any, dotted: str) -> list[tuple[str, Any]]:
+    """(dotted name, value) of every value of ``config`` at ``dotted`` (``*``: every entry of a mapping)."""
+    nodes: list[tuple[str, Any]] = [("", config)]
+    for part in dotted.split("."):
+        nxt = []
+        for where, node in nodes:
+            if not isinstance(node, dict):
+                continue
+            items = node.items() if part == "*" else [(part, node[part])] if part in node else []
+            nxt += [(f"{where}.{k}" if where else str(k), v) for k, v in items]
+        nodes = nxt
+    return nodes
+
+
+def _schema_types(dotted: str) -> set[str]:
+    """The JSON types the schema allows at a dotted key (``*``: any entry of a mapping, named or not)."""
+    nodes: list[Any] = [load_schema()]
+    for part in dotted.split("."):
+        nodes = [_resolve(n) for n in nodes if isinstance(n, dict)]
+        if part == "*":
+            named = [p for n in nodes for p in n.get("properties", {}).values()]
+            nodes = [n.get("additionalProperties") for n in nodes] + named
+        else:
+            nodes = [n.get("properties", {}).get(part) for n in nodes]
+    kinds: set[str] = set()
+    for node in nodes:
+        kind = node.get("type", []) if isinstance(node, dict) else []
+        kinds |= {kind} if isinstance(kind, str) else set(kind)
+    return kinds
+
+
+def _name_problem(value: Any, where: str, what: str) -> str | None:
+    """What is wrong with a value where ``what`` belongs and only a panel model's name may be a string, never
+    repeating the value (it may be a key pasted in the wrong place)."""
+    if not isinstance(value, str):
+        return f"config key '{where}': {what} belongs here, got {type(value).__name__} (not shown)"
+    if looks_like_secret(value):
+        return (f"config key '{where}': {what} belongs here, and this value looks like an API key (not shown); "
+                "a served model's key goes in an environment variable named by its api_key_env")
+    if not NAME_PATTERN.fullmatch(value):
+        return (f"config key '{where}': {what} belongs here, and this value is not a panel model's name (letters, "
+                "digits, '.', '_', '-'; at most 64) (not shown)")
+    return None
+
+
+def model_reference_problems(config: Any) -> list[str]:
+    """What is wrong where the config names a model (:data:`MODEL_SPEC_KEYS`, the ``<experiment>.panel``
+    lists) other than a served spec's own keys: a value that is neither a spec nor a panel model's name,
+    or a string that looks like an API key; each names the key, never the value."""
+    problems = []
     for dotted in MODEL_SPEC_KEYS:
-        nodes: list[tuple[str, Any]] = [("", config)]
-        for part in dotted.split("."):
-            nxt = []
-            for where, node in nodes:
-                if not isinstance(node, dict):
-                    continue
-                items = node.items() if part == "*" else [(part, node[part])] if part in node else []
-                nxt += [(f"{where}.{k}" if where else str(k), v) for k, v in items]
-            nodes = nxt
-        for where, spec in nodes:
+        names = "string" in _schema_types(dotted)
+        what = "a model spec (a mapping)" + (" or a panel model's name" if names else "")
+        for where, value in _values_at(config, dotted):
+            if value is None or isinstance(value, dict):
+                continue
+            problem = (_name_problem(value, where, what) if names and isinstance(value, str) else
+                       f"config key '{where}': {what} belongs here, got {type(value).__name__} (not shown)")
+            problems += [problem] if problem else []
+    sections = [k for k, v in load_schema()["properties"].items() if "panel" in v.get("properties", {})]
+    for where, entries in _values_at(config, "*.panel"):
+        if where.split(".")[0] not in sections or entries is None:
+            continue
+        if not isinstance(entries, list):
+            problems.append(f"config key '{where}': a list of panel model names belongs here, got "
+                            f"{type(entries).__name__} (not shown)")
+            continue
+        what = "a panel model's name"
+        problems += [p for i, n in enumerate(entries) if (p := _name_problem(n, f"{where}[{i}]", what))]
+    return problems
+
+
+def check_model_specs(config: Any) -> None:
+    """Refuse, before anything else reads it (the schema's validator included, which would repeat the value),
+    a served-model spec anywhere the config names a model (:data:`MODEL_SPEC_KEYS`) that has an unknown key,
+    a value of the wrong type, a URL carrying a secret, an inline key or a key where its variable's name
+    belongs, and a model reference that is neither a spec nor a panel model's name (a pasted key); the error
+    names the key, never a value."""
+    problems = model_reference_problems(config)
+    for dotted in MODEL_SPEC_KEYS:
+        for where, spec in _values_at(config, dotted):
             if isinstance(spec, dict) and ("base_url" in spec or "api_key" in spec or dotted == "evaluation.served"):
                 problems += served_spec_problems(spec, where)
     if problems:
         raise ValueError("; ".join(problems))
 
 
-def default(key: str) -> Any:
-    """The schema's default of a dotted config key (``"probing.C_binary"``); a clear error when it has none."""
+def _key_node(key: str) -> dict[str, Any]:
     node: dict[str, Any] = load_schema()
     for part in key.split("."):
         props = node.get("properties", {})
         if part not in props:
             raise KeyError(f"{SCHEMA_PATH}: no config key {key!r}")
         node = props[part]
+    return node
+
+
+def default(key: str) -> Any:
+    """The schema's default of a dotted config key (``"probing.C_binary"``); a clear error when it has none."""
+    node = _key_node(key)
     if "default" not in node:
         raise KeyError(f"{SCHEMA_PATH}: config key {key!r} has no default")
     return node["default"]
+
+
+def maximum(key: str) -> Any:
+    """The schema's ``maximum`` of a dotted config key; a clear error when it has none."""
+    node = _key_node(key)
+    if "maximum" not in node:
+        raise KeyError(f"{SCHEMA_PATH}: config key {key!r} has no maximum")
+    return node["maximum"]
 
 
 def vocabulary(name: str) -> tuple[str, ...]:
@@ -148,3 +251,130 @@ def vocabulary(name: str) -> tuple[str, ...]:
     if name not in defs or "enum" not in defs[name]:
         raise KeyError(f"{SCHEMA_PATH}: no vocabulary {name!r} (known: {sorted(defs)})")
     return tuple(defs[name]["enum"])
+
+
+# --- bounds on what a config may hold (issue 26) ---------------------------------------------------
+
+#: The most values a config (or another YAML file tomlab reads) may hold with its aliases expanded: a
+#: "billion laughs" file of a few hundred bytes (``b: &b [*a, *a, ...]``, ...) holds billions, and every
+#: later walk over it (validation, the JSON each job is given) would visit them all.
+MAX_YAML_VALUES = 100_000
+
+
+class YAMLTooLarge(yaml.YAMLError, ValueError):
+    """A YAML document (or a config) that holds more than :data:`MAX_YAML_VALUES` values once its aliases
+    are expanded."""
+
+
+def _children(node: Any) -> Iterator[tuple[Any, Any]] | None:
+    if isinstance(node, dict):
+        return iter(node.items())
+    if isinstance(node, (list, tuple)):
+        return enumerate(node)
+    return None
+
+
+def _dotted(keys: Sequence[Any], shown: int = 8) -> str:
+    out = ""
+    for key in keys[:shown]:
+        out += f"[{key}]" if isinstance(key, int) and not isinstance(key, bool) else f".{key}" if out else str(key)
+    return (out or "(top level)") + ("..." if len(keys) > shown else "")
+
+
+def overflow_at(data: Any, limit: int = MAX_YAML_VALUES) -> str | None:
+    """Where a walk over ``data`` passes ``limit`` values (a value reached through several aliases, or
+    through itself, counts each time): its dotted key, or None when ``data`` holds at most ``limit``.
+    The walk stops there, so it takes time and memory in ``limit``, never in the expanded size."""
+    count, keys = 1, []
+    stack = [it] if (it := _children(data)) is not None else []
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            if keys:
+                keys.pop()
+            continue
+        key, child = item
+        count += 1
+        if count > limit:
+            return _dotted([*keys, key])
+        if (inner := _children(child)) is not None:
+            stack.append(inner)
+            keys.append(key)
+    return None
+
+
+def check_size(data: Any, source: str, limit: int = MAX_YAML_VALUES) -> None:
+    """Refuse ``data`` (read from ``source``) when it holds more than ``limit`` values, aliases expanded."""
+    where = overflow_at(data, limit)
+    if where is not None:
+        raise YAMLTooLarge(f"{source}: more than {limit} values once its YAML aliases are expanded (the count passed "
+                           f"{limit} at {where}); refused (aliases of aliases grow exponentially)")
+
+
+def safe_load(text: str, source: str, limit: int = MAX_YAML_VALUES) -> Any:
+    """``yaml.safe_load`` of ``text`` (from ``source``), refused with :class:`YAMLTooLarge` when it holds more
+    than ``limit`` values once its aliases are expanded (loading shares them, so this is quick)."""
+    data = yaml.safe_load(text)
+    check_size(data, source, limit)
+    return data
+
+
+def check_config_size(config: Any, files: Sequence[str | Path] = (), limit: int = MAX_YAML_VALUES) -> None:
+    """Refuse a config that holds more than ``limit`` values, aliases expanded, naming the first of its
+    ``files`` that does (else the merged config: a --config value), before anything walks it."""
+    if overflow_at(config, limit) is None:
+        return
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # the workflow read it already; here it only names the culprit
+        check_size(data, f"config file {path}", limit)
+    check_size(config, "the config (with its --config values)", limit)
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    """The JSON types a schema node admits (its anyOf / oneOf branches' too)."""
+    node = _resolve(node)
+    kind = node.get("type", [])
+    types = {kind} if isinstance(kind, str) else set(kind)
+    for branch in node.get("anyOf", []) + node.get("oneOf", []):
+        types |= _types(branch)
+    return types
+
+
+def float_integers(config: Any, node: dict[str, Any] | None = None, prefix: str = "") -> list[str]:
+    """Every value of ``config`` that is a float (``200.0``) where the schema takes an integer only, as
+    "dotted.key: ...". The validator takes 200.0 for an integer (JSON has one number type); the command
+    lines the value reaches do not."""
+    node = _resolve(node if node is not None else load_schema())
+    types = _types(node)
+    if isinstance(config, float) and "integer" in types and "number" not in types:
+        return [f"{prefix or '(top level)'}: expected an integer, got {config!r}"]
+    found: list[str] = []
+    for branch in [node] + [_resolve(b) for b in node.get("anyOf", []) + node.get("oneOf", [])]:
+        if isinstance(config, dict):
+            props, extra = branch.get("properties", {}), branch.get("additionalProperties")
+            for key, value in config.items():
+                sub = props.get(key, extra if isinstance(extra, dict) else None)
+                if sub is not None:
+                    found += float_integers(value, sub, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(config, list) and isinstance(branch.get("items"), dict):
+            for i, value in enumerate(config):
+                found += float_integers(value, branch["items"], f"{prefix}[{i}]")
+    return list(dict.fromkeys(found))
+
+
+def check_integers(config: Any) -> None:
+    """Refuse a float where the schema takes an integer, naming each key: in the config, and in every local
+    model section it names (under ``models``, ``team.model``, ...: the ``model`` section's fields)."""
+    found = float_integers(config)
+    section = load_schema()["properties"]["model"]
+    for dotted in MODEL_SPEC_KEYS:
+        for where, spec in _values_at(config, dotted):
+            if isinstance(spec, dict) and "base_url" not in spec:
+                found += float_integers(spec, section, where)
+    if found:
+        raise ValueError(f"config: {'; '.join(dict.fromkeys(found))} (write it without the decimal point)")

@@ -9,13 +9,15 @@ from snakemake.utils import validate
 
 from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
 from tomlab.panel import experiment_panel, is_served, model_name, model_panel, resolve_spec, with_defaults
-from tomlab.schema import SCHEMA_PATH, check_keys, check_model_specs
+from tomlab.schema import SCHEMA_PATH, check_config_size, check_integers, check_keys, check_model_specs
 from tomlab.schema import default as schema_default
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 
 
+check_config_size(config, workflow.configfiles)  # a YAML alias bomb is refused before anything walks it
 check_keys(config)  # a misspelt key is named, with the nearest valid ones
 check_model_specs(config)  # served models: allowed keys and types, no secret in the config or the URL
+check_integers(config)  # 200.0 where an integer belongs: the validator takes it, the command lines do not
 validate(config, schema=str(SCHEMA_PATH), set_default=True)
 
 if config["stories"]["source"] == "bigtom" and not config.get("bigtom_csv"):
@@ -165,7 +167,7 @@ TEAM = config["team"]
 TEAM_RULES = ("rules", "map", "bomb_phases", "colours", "agents", "max_rounds", "deadlock_rounds", "stall_rounds",
               "wrong_cutter", "points_per_phase")
 TEAM_JSON = json.dumps({k: TEAM[k] for k in TEAM_RULES}, sort_keys=True)
-TEAM_LLM = {k: v for k, v in TEAM["llm"].items() if k != "batch_size"}
+TEAM_LLM = {**{k: v for k, v in TEAM["llm"].items() if k != "batch_size"}, "prompts": TEAM["prompts"]}
 TEAM_AGENTS = TEAM["agent_types"]
 LLM_AGENTS = LLM_TYPES
 TEAM_LLM_AGENTS = [a for a in TEAM_AGENTS if a in LLM_AGENTS]

@@ -148,14 +148,17 @@ rule cost:
         experiments=rule_experiments,
         models=" ".join(ALL_SPECS),
         per_model=" ".join(sorted(r.name for r in workflow.rules if "{model" in str(r.benchmark or ""))),
-        cores=workflow.cores,
+    # the cores of the run, recorded with the totals: a resource, not a param (params are compared with the
+    # last run's, and a `snakemake -n` with other --cores would plan the cost and the report again)
+    resources:
+        run_cores=workflow.cores,
     conda:
         ENV
     log:
         "results/logs/cost.log",
     shell:
         "tomlab cost --benchmarks {params.benchmarks:q} --usage-dir {params.usage:q}"
-        " --experiments-json {params.experiments:q} --models {params.models} --per-model-rules {params.per_model} --cores {params.cores} --out-jobs {output.jobs:q}"
+        " --experiments-json {params.experiments:q} --models {params.models} --per-model-rules {params.per_model} --cores {resources.run_cores} --out-jobs {output.jobs:q}"
         " --out-experiments {output.experiments:q} > {log:q} 2>&1"
 
 

@@ -96,13 +96,16 @@ def cgroup_room_bytes(root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int | 
 def auto_batch_size(lm: Any, *, tokens_per_sequence: int = 2048) -> int:
     """The batch for ``lm`` (a :class:`tomlab.backends.models.LoadedModel`): the device's cap, or fewer
     when the KV cache of that many sequences of ``tokens_per_sequence`` tokens would take more than
-    :data:`MEMORY_SHARE` of the free memory (at least 1)."""
+    model's memory budget (its ``memory`` plan: ``model.memory_budget_gb``, or ``model.memory_share`` of
+    the free memory; :data:`MEMORY_SHARE` of it for a model without a plan), at least 1."""
     import torch
 
     device = torch.device(getattr(lm, "device", "cpu"))
     cap = GPU_CAP if device.type == "cuda" else CPU_CAP
     per_sequence = kv_bytes_per_token(lm) * int(tokens_per_sequence)
-    fits = int(MEMORY_SHARE * free_memory_bytes(device) // max(per_sequence, 1))
+    plan = getattr(lm, "memory", None)
+    budget = plan.budget(lm) if hasattr(plan, "budget") else MEMORY_SHARE * free_memory_bytes(device)
+    fits = int(budget // max(per_sequence, 1))
     return max(1, min(cap, fits))
 
 

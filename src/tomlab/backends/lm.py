@@ -18,8 +18,8 @@ import torch
 from tomlab.backends import meter
 from tomlab.backends.decoding import left_pad, sample_loop
 from tomlab.backends.memory import memory_batches
-from tomlab.backends.models import uses_chat_template
-from tomlab.io import write_json
+from tomlab.backends.models import apply_chat, uses_chat_template
+from tomlab.io import read_regular, write_json
 
 Message = Mapping[str, Any]
 
@@ -274,8 +274,9 @@ class TransformersLM(LanguageModel):
 
     @property
     def cache_identity(self) -> str:
-        """The id with the loaded model's fingerprint (weights sample, dtype, device type, tokenizer and
-        chat template): another seed, config or checkpoint under the same name misses the cache."""
+        """The id with the loaded model's fingerprint (weights sample, dtype, device type, tokenizer, chat
+        template, generation config and end/pad ids; see ``LoadedModel.fingerprint``): another seed, config,
+        checkpoint or generation_config.json under the same name misses the cache."""
         fingerprint = getattr(self.loaded, "fingerprint", None)
         return f"{self._model_id}#{fingerprint()}" if callable(fingerprint) else self._model_id
 
@@ -285,10 +286,7 @@ class TransformersLM(LanguageModel):
         """The exact text the model is fed for ``prompt``."""
         if self._template(config):
             messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else normalize_prompt(prompt)
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            if not isinstance(text, str):
-                raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected str")
-            return text
+            return apply_chat(self.tokenizer, messages)
         return prompt if isinstance(prompt, str) else messages_as_lines(normalize_prompt(prompt))
 
     def encode(self, prompt: Prompt, config: GenerationConfig) -> list[int]:
@@ -416,7 +414,9 @@ class CachedLM(LanguageModel):
     JSON file per key at
     ``cache_dir/<first two hex>/<rest>.json``, written atomically. ``namespace`` separates generations
     that share a model id but not a behaviour (e.g. steered vs unsteered). Unreadable or malformed files
-    count as misses and are overwritten. ``usage`` counts what this wrapper returned (hits included);
+    count as misses and are overwritten; only a regular file is read (never through a symlink, never
+    blocking on a FIFO): a link or FIFO at an entry's path is a miss and is replaced, a directory is a
+    miss whose answer is not stored. ``usage`` counts what this wrapper returned (hits included);
     the inner model's own ``usage`` counts what it computed; ``hits`` / ``misses`` count prompts.
     """
 
@@ -461,7 +461,10 @@ class CachedLM(LanguageModel):
     def _load(self, key: str) -> Completion | None:
         path = self.path_for(key)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = read_regular(path)
+            if raw is None:
+                return None
+            data = json.loads(raw.decode("utf-8"))
             c = data["completion"]
             if data.get("key") != key or c["finish_reason"] not in FINISH_REASONS:
                 return None
@@ -489,11 +492,15 @@ class CachedLM(LanguageModel):
                 "finish_reason": completion.finish_reason,
             },
         }
-        write_json(self.path_for(key), record)
+        try:
+            write_json(self.path_for(key), record)  # replaces a link or FIFO at the path, never writes through it
+        except (IsADirectoryError, NotADirectoryError, FileExistsError):
+            pass  # a folder holds the entry's path, or a file its shard's: the answer stays uncached
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:
         prompts = _check_prompts(prompts)
-        keys = [self.key(p, config) for p in prompts]
+        identity = self.inner.cache_identity  # read once a call (a local model's digests its generation config)
+        keys = [cache_key(identity, p, config, self.namespace) for p in prompts]
         found: dict[str, Completion] = {}
         for k in dict.fromkeys(keys):
             c = self._load(k)

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,37 @@ EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
 def has_chat_template(tokenizer: Any) -> bool:
     """Whether a tokenizer carries a chat template (a base model's usually does not)."""
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def join_repeated_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with each run of consecutive messages of one role joined into one message (their
+    contents separated by a blank line), for chat templates that insist on alternating roles."""
+    joined: list[dict[str, Any]] = []
+    for message in messages:
+        if joined and joined[-1]["role"] == message["role"]:
+            joined[-1] = {**joined[-1], "content": f"{joined[-1]['content']}\n\n{message['content']}"}
+        else:
+            joined.append(dict(message))
+    return joined
+
+
+def apply_chat(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
+    """The chat template's text for ``messages`` with the generation prompt. A conversation with two
+    messages of one role in a row (the team game's released conversation sends its observation after the
+    background prompt, both from the user) is rendered as it is; a template that refuses that (Mistral-
+    Instruct's and Gemma's raise unless roles alternate) gets each run joined (:func:`join_repeated_roles`)."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError:
+        joined = join_repeated_roles(messages)
+        if len(joined) == len(messages):
+            raise
+        text = tokenizer.apply_chat_template(joined, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected str")
+    return text
 
 
 def uses_chat_template(tokenizer: Any, asked: bool, name: str = "the model") -> bool:
@@ -136,12 +167,33 @@ class LoadedModel:
         return body if isinstance(body, nn.Module) else self.model
 
     def fingerprint(self) -> str:
-        """A digest of what makes this model answer as it does, for cache keys: name, family, geometry,
-        dtype, device type, every parameter's name and shape with a strided sample of its values (up to
-        4096 per tensor, so a new seed, random config, checkpoint or fine-tune changes it without
-        hashing gigabytes), and the tokenizer (class, vocabulary, special tokens, chat template).
-        Computed once per loaded model."""
-        cached = self.extra.get("fingerprint")
+        """A digest of what makes this model answer as it does, for cache keys: the digest of its weights
+        and tokenizer (:meth:`weights_fingerprint`, computed once) with everything decoding reads besides
+        (:meth:`decoding_settings`, read afresh each time, so a generation config changed after loading
+        counts)."""
+        blob = json.dumps({"weights": self.weights_fingerprint(), "decoding": self.decoding_settings()},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def decoding_settings(self) -> dict[str, Any]:
+        """What decoding reads beyond the weights and the prompt, as a canonical dict: the model's whole
+        generation config (``generate`` fills every setting a call leaves unset from it: end ids, pad,
+        ``forced_*``, suppressed tokens, penalties...; its ``transformers_version`` stamp aside) and the
+        tokenizer's end, pad and start ids (the decoders end a completion at the generation config's and
+        the tokenizer's end ids, and pad with the tokenizer's pad id)."""
+        gen = getattr(self.model, "generation_config", None)
+        gen_dict = gen.to_dict() if gen is not None and hasattr(gen, "to_dict") else {}
+        gen_dict.pop("transformers_version", None)
+        tok = self.tokenizer
+        ids = {k: getattr(tok, k, None) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
+        return canonical({"generation_config": gen_dict, "tokenizer": ids})
+
+    def weights_fingerprint(self) -> str:
+        """A digest of name, family, geometry, dtype, device type, every parameter's name and shape with a
+        strided sample of its values (up to 4096 per tensor, so a new seed, random config, checkpoint or
+        fine-tune changes it without hashing gigabytes), and the tokenizer (class, vocabulary, special
+        tokens, chat template). Computed once per loaded model."""
+        cached = self.extra.get("weights_fingerprint")
         if cached:
             return str(cached)
         h = hashlib.sha256()
@@ -160,8 +212,8 @@ class LoadedModel:
         h.update(json.dumps({"class": type(tok).__name__, "vocab": sorted(vocab.items()),
                              "special": getattr(tok, "all_special_tokens", []),
                              "chat_template": getattr(tok, "chat_template", None)}, default=str).encode())
-        self.extra["fingerprint"] = h.hexdigest()
-        return self.extra["fingerprint"]
+        self.extra["weights_fingerprint"] = h.hexdigest()
+        return self.extra["weights_fingerprint"]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -181,6 +233,25 @@ class LoadedModel:
             "attention_paths": self.attention_paths(),
             "o_proj_paths": self.o_proj_paths(),
         }
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as plain JSON that one content always writes the same way: a mapping with string keys stays
+    one (sorted when dumped), any other mapping becomes its (key, value) pairs sorted by their JSON (a
+    generation config's ``sequence_bias`` is keyed by tuples), a tuple or list a list, a set a sorted list,
+    anything else not JSON its ``repr``."""
+    if isinstance(value, Mapping):
+        items = [(canonical(k), canonical(v)) for k, v in value.items()]
+        if all(isinstance(k, str) for k, _ in items):
+            return dict(items)
+        return sorted(([k, v] for k, v in items), key=lambda kv: json.dumps(kv, sort_keys=True))
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
 
 
 def _get_submodule(root: nn.Module, path: str) -> Any:

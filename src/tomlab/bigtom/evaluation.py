@@ -3,6 +3,7 @@ scoring by generation and by log-likelihood."""
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -150,12 +151,14 @@ def items_parser(items: pd.DataFrame) -> str:
     return _one_value(items, "parser") or protocol_parser(items_protocol(items))
 
 
-# The model went on to write a new item: nothing after this is part of its answer.
-_RUN_ON = re.compile(r"\n\s*(?:story|question|choose one of the following)\s*:", re.IGNORECASE)
+# The model went on to write a new item: nothing after this is part of its answer.  The cut is at the
+# first newline of the whitespace before the label; a search starts only where a whitespace run starts
+# (group ``nl`` is that newline), so a long run of blank lines is read once, not once per line.
+_RUN_ON = re.compile(r"(?<!\s)[^\S\n]*+(?P<nl>\n)\s*+(?:story|question|choose one of the following)\s*:", re.IGNORECASE)
 
 
 # Leading decoration: whitespace, markdown emphasis, quotes, and "Answer:" / "Answer -" labels.
-_LEAD_LABEL = re.compile(r"^(?:[\s*_\"'`>#]+|(?:final\s+)?answer\b\s*(?:is\b\s*)?[:\-–—]?)", re.IGNORECASE)
+_LEAD_LABEL = re.compile(r"(?:[\s*_\"'`>#]+|(?:final\s+)?answer\b\s*+(?:is\b\s*+)?[:\-–—]?)", re.IGNORECASE)
 
 
 # A letter at the very start: "a)", "(a)", "[a]", "a.", "a:", "a,", "a -", "a" alone or on its own line.
@@ -169,12 +172,12 @@ _MARK_PAREN = re.compile(r"(?<![\w])[\(\[]?([ab])[\)\]]", re.IGNORECASE)
 
 
 # "option a" / "choice (b)" (the word before the letter rules out the article "a").
-_MARK_OPTION = re.compile(r"\b(?:option|choice|letter)\s*[:\-]?\s*[\(\[]?([ab])(?![\w])", re.IGNORECASE)
+_MARK_OPTION = re.compile(r"\b(?:option|choice|letter)\s*+(?:[:\-]\s*+)?[\(\[]?([ab])(?![\w])", re.IGNORECASE)
 
 
 # "answer is b" / "answer: a." with the letter followed by punctuation or the end (not "is a cat").
 _MARK_ANSWER = re.compile(
-    r"\banswer\s*(?:is|would\s+be|:)?\s*[:\-]?\s*[\(\[]?([ab])(?=\s*(?:[\)\]\.:,;!]|$))", re.IGNORECASE
+    r"\banswer\s*+(?:(?:is|would\s+be|:)\s*+)?(?:[:\-]\s*+)?[\(\[]?([ab])(?=\s*+(?:[\)\]\.:,;!]|$))", re.IGNORECASE
 )
 
 
@@ -215,6 +218,28 @@ def _spans(haystack: str, needles: Sequence[str]) -> list[tuple[int, int]]:
     return out
 
 
+def _free(mine: list[tuple[int, int]], theirs: list[tuple[int, int]]) -> bool:
+    """Whether a span of ``mine`` lies inside no longer span of ``theirs`` ("empty" inside "not empty"
+    does not count). Their spans are grouped by length (one group per needle length) and searched by
+    start, so the time grows with the number of spans, not with its square."""
+    starts: dict[int, list[int]] = {}
+    for s, e in theirs:
+        starts.setdefault(e - s, []).append(s)
+    for found in starts.values():
+        found.sort()
+
+    def covered(m0: int, m1: int) -> bool:
+        # a span [s, s + length) of theirs with length > m1 - m0, s <= m0 and s + length >= m1
+        for length, found in starts.items():
+            if length > m1 - m0:
+                i = bisect.bisect_right(found, m0)
+                if i and found[i - 1] >= m1 - length:
+                    return True
+        return False
+
+    return any(not covered(m0, m1) for m0, m1 in mine)
+
+
 def _match_by_text(text: str, option_a: str, option_b: str) -> str:
     norm = _normalise(text)
     if _normalise(option_a) == _normalise(option_b):
@@ -222,14 +247,7 @@ def _match_by_text(text: str, option_a: str, option_b: str) -> str:
     needles_a, needles_b = _option_keys(option_a, option_b)
     spans_a, spans_b = _spans(norm, needles_a), _spans(norm, needles_b)
 
-    def free(mine: list[tuple[int, int]], theirs: list[tuple[int, int]]) -> bool:
-        # a match counts unless it lies inside a longer match of the other option
-        # ("empty" inside "not empty")
-        return any(
-            not any(s <= m0 and m1 <= e and (e - s) > (m1 - m0) for s, e in theirs) for m0, m1 in mine
-        )
-
-    hit_a, hit_b = free(spans_a, spans_b), free(spans_b, spans_a)
+    hit_a, hit_b = _free(spans_a, spans_b), _free(spans_b, spans_a)
     if hit_a and not hit_b:
         return "a"
     if hit_b and not hit_a:
@@ -269,13 +287,11 @@ def parse_answer(text: str, option_a: str, option_b: str) -> str:
         return INVALID
     run_on = _RUN_ON.search(text)
     if run_on is not None:
-        text = text[: run_on.start()]
-    body = text
-    while True:
-        stripped = _LEAD_LABEL.sub("", body, count=1)
-        if stripped == body:
-            break
-        body = stripped
+        text = text[: run_on.start("nl")]
+    start = 0  # leading labels are skipped by position: no copy of the text per label
+    while (label := _LEAD_LABEL.match(text, start)) is not None:
+        start = label.end()
+    body = text[start:]
     if not body.strip():
         return INVALID
 

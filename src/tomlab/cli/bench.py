@@ -10,11 +10,15 @@ from tomlab import io
 from tomlab.cli.common import (
     _add_answer_args,
     _add_direction_args,
+    TOP_K,
     _add_model_args,
     _generation,
+    _items,
     _kinds,
     _load_split,
     _model_cfg,
+    int_range,
+    positive_float,
 )
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
@@ -23,7 +27,7 @@ from tomlab.schema import vocabulary
 def cmd_bench_probing(args: argparse.Namespace) -> None:
     from tomlab.probing.bench import bench_joint_cap, bench_probing
 
-    samples = io.read_parquet(args.samples)
+    samples = io.read_table(args.samples, ("sample_id", args.target), flag="--samples")
     acts = io.read_npy(args.activations)
     is_val = _load_split(samples, args.split)
     result = bench_probing(
@@ -44,7 +48,7 @@ def cmd_bench_extract(args: argparse.Namespace) -> None:
     from tomlab.backends.activations import bench_extract
     from tomlab.backends.build import load_local
 
-    samples = io.read_parquet(args.samples)
+    samples = io.read_table(args.samples, ("prompt",), flag="--samples")
     prompts = samples["prompt"].tolist()[: args.n_prompts]
     lm = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     result = bench_extract(lm, prompts, batch_size=args.batch_size, sites=args.sites)
@@ -62,7 +66,7 @@ def cmd_bench_steering(args: argparse.Namespace) -> None:
 
     sets = load_direction_sets(args.directions)
     acts = io.read_npy(args.activations)
-    items = io.read_parquet(args.items)
+    items = _items(args.items)
     sub = eval_subset(items, args.task, args.conditions, "benchmark").iloc[: args.n_items].reset_index(drop=True)
     spec = _model_cfg(args)
     lm = load_local(spec, cache_dir=args.cache_dir)
@@ -89,9 +93,7 @@ def cmd_bench_generation(args: argparse.Namespace) -> None:
         llama_cpp_throughput,
     )
 
-    items = io.read_parquet(args.items)
-    if "question" not in items.columns:
-        raise SystemExit(f"tomlab bench generation: {args.items} has no 'question' column")
+    items = io.read_table(args.items, ("question",), flag="--items")
     questions = [str(q) for q in items["question"]]
     if not questions:
         raise SystemExit(f"tomlab bench generation: {args.items} has no questions")
@@ -129,15 +131,15 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--target", default=schema_default("bench.probing_target"))
-    p.add_argument("--C", type=float, default=schema_default("probing.C_binary"))
-    p.add_argument("--max-iter", type=int, default=schema_default("probing.max_iter"))
-    p.add_argument("--sklearn-tol", type=float, default=1e-8,
+    p.add_argument("--C", type=positive_float, default=schema_default("probing.C_binary"))
+    p.add_argument("--max-iter", type=int_range(1), default=schema_default("probing.max_iter"))
+    p.add_argument("--sklearn-tol", type=positive_float, default=1e-8,
                    help="tolerance of the scikit-learn reference; tight, so both paths reach the optimum")
-    p.add_argument("--sklearn-max-iter", type=int, default=10000)
-    p.add_argument("--C-joint", type=float, default=schema_default("probing.C_joint"))
-    p.add_argument("--joint-capped-max-iter", type=int, default=schema_default("bench.joint_capped_max_iter"),
+    p.add_argument("--sklearn-max-iter", type=int_range(1), default=10000)
+    p.add_argument("--C-joint", type=positive_float, default=schema_default("probing.C_joint"))
+    p.add_argument("--joint-capped-max-iter", type=int_range(1), default=schema_default("bench.joint_capped_max_iter"),
                    help="lbfgs iterations of the capped joint probe (the original's: 100)")
-    p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"),
+    p.add_argument("--top-k", type=TOP_K, default=schema_default("steering.top_k"),
                    help="heads compared between the capped and the converged joint probe")
     p.add_argument("--device", default="cpu", help="where the batched probes run (cpu, cuda)")
     p.add_argument("--out", required=True)
@@ -147,8 +149,8 @@ def add_commands(sub: Any) -> None:
     _add_model_args(p)
     p.add_argument("--samples", required=True)
     p.add_argument("--sites", nargs="+", default=schema_default("activations.sites"), choices=vocabulary("site"))
-    p.add_argument("--batch-size", type=int, default=schema_default("bench.extract_batch_size"))
-    p.add_argument("--n-prompts", type=int, default=schema_default("bench.extract_prompts"))
+    p.add_argument("--batch-size", type=int_range(1, 100_000), default=schema_default("bench.extract_batch_size"))
+    p.add_argument("--n-prompts", type=int_range(1, 1_000_000), default=schema_default("bench.extract_prompts"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_extract)
 
@@ -157,8 +159,8 @@ def add_commands(sub: Any) -> None:
     _add_direction_args(p)
     p.add_argument("--alphas", nargs="+", type=float, required=True)
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
-    p.add_argument("--n-items", type=int, default=schema_default("bench.steering_items"))
-    p.add_argument("--float32-items", type=int, default=4,
+    p.add_argument("--n-items", type=int_range(1, 1_000_000), default=schema_default("bench.steering_items"))
+    p.add_argument("--float32-items", type=int_range(0, 1_000_000), default=4,
                    help="items both paths also run in float32 (0: none)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_steering)
@@ -167,9 +169,10 @@ def add_commands(sub: Any) -> None:
     _add_model_args(p)
     p.add_argument("--items", required=True, help="a debate task's items (their questions become the prompts)")
     p.add_argument("--instruction", default="Let's think step by step.", help="added after each question")
-    p.add_argument("--n-prompts", type=int, default=schema_default("bench.generation_prompts"))
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=schema_default("bench.generation_batch_sizes"))
-    p.add_argument("--max-new-tokens", type=int, default=schema_default("bench.generation_max_new_tokens"))
-    p.add_argument("--llama-threads", type=int, default=2, help="llama.cpp threads, when it is installed")
+    p.add_argument("--n-prompts", type=int_range(1, 1_000_000), default=schema_default("bench.generation_prompts"))
+    p.add_argument("--batch-sizes", nargs="+", type=int_range(1, 100_000), default=schema_default("bench.generation_batch_sizes"))
+    p.add_argument("--max-new-tokens", type=int_range(1, 1_000_000),
+                   default=schema_default("bench.generation_max_new_tokens"))
+    p.add_argument("--llama-threads", type=int_range(1, 4096), default=2, help="llama.cpp threads, when it is installed")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_generation)

@@ -7,7 +7,7 @@ import shutil
 from typing import Any
 
 from tomlab import io
-from tomlab.cli.common import _add_answer_args, _generation, _model_cfg, _print_usage
+from tomlab.cli.common import _add_answer_args, _generation, _items, _model_cfg, _print_usage, int_range, share
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
 
@@ -45,7 +45,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from tomlab.backends.build import generator, load_local
     from tomlab.bigtom.evaluation import evaluate_items, mode_tables
 
-    items = io.read_parquet(args.items)
+    items = _items(args.items)
     spec = _model_cfg(args)
     if "base_url" in spec:  # a served model answers by generation only: no log-likelihoods over a server
         from tomlab.backends.build import build_backend
@@ -66,7 +66,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def add_commands(sub: Any) -> None:
     """Register this module's subcommands on the top-level subparsers."""
     p = sub.add_parser("generate-stories", help="write BigToM-format stories from tomlab's own templates")
-    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--n", type=int_range(1, 1_000_000), required=True)
     p.add_argument("--seed", type=int, default=schema_default("stories.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_generate_stories)
@@ -83,8 +83,8 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("eval-items", help="BigToM multiple-choice items on the evaluation split")
     p.add_argument("--conditions", required=True)
-    p.add_argument("--eval-fraction", type=float, default=schema_default("split.eval_fraction"))
-    p.add_argument("--max-stories", type=int, default=None)
+    p.add_argument("--eval-fraction", type=share, default=schema_default("split.eval_fraction"))
+    p.add_argument("--max-stories", type=int_range(1), default=None)
     p.add_argument("--protocol", default=schema_default("evaluation.protocol"), choices=vocabulary("eval_protocol"),
                    help="original: the released prompt, option order and parser; tomlab: this project's")
     p.add_argument("--parser", default=schema_default("evaluation.parser"), choices=vocabulary("answer_parser"),

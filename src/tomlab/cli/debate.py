@@ -10,8 +10,39 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.backends.batching import parse_batch_size
+from tomlab.cli.common import N_BOOT, int_range, json_object
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
+
+#: The columns of a task's items (``debate-tasks``) that running and scoring it read.
+RUN_COLUMNS = {"arithmetic": ("id", "question"), "translation": ("id", "source")}
+SCORE_COLUMNS = {"arithmetic": ("id", "family", "answers", "intuitive"),
+                 "translation": ("id", "source", "reference", "wrong_reference")}
+#: The columns of a method's answers and turns (``debate-run``) that the tables read.
+ANSWER_COLUMNS = ("question_id", "method", "final_answer", "prompt_tokens", "completion_tokens", "preference")
+TURN_COLUMNS = ("question_id", "method", "round", "debater", "text")
+#: The columns of the tables the figures read (``debate-tables``).
+ACCURACY_COLUMNS = ("method", "accuracy", "ci_low", "ci_high")
+DISAGREEMENT_COLUMNS = ("round", "disagreement", "debates", "answered")
+
+
+def _task_items(path: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A task's items (``--tasks``): the ``columns``, at least one item, and one item per id."""
+    from tomlab.debate.tasks import check_unique_ids
+
+    rows = io.read_table(path, columns, flag="--tasks")
+    if rows.empty:
+        raise ValueError(f"--tasks {path}: no items")
+    check_unique_ids(list(rows["id"]), f"--tasks {path}", [f"row {i}" for i in range(1, len(rows) + 1)])
+    return rows
+
+
+def _models(text: str) -> dict[str, Any]:
+    """``--models-json``: a JSON object with a ``default`` model."""
+    models = json_object(text, "--models-json")
+    if "default" not in models:
+        raise ValueError("--models-json: a 'default' model is required")
+    return models
 
 
 def cmd_debate_tasks(args: argparse.Namespace) -> None:
@@ -41,9 +72,9 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
     from tomlab.backends.build import build_backends
     from tomlab.debate.run import ROLES, run_method
 
-    rows = io.read_parquet(args.tasks)
-    settings = json.loads(args.debate_json) if args.debate_json else {}
-    models = build_backends(json.loads(args.models_json), ROLES, where="debate.models", batch_size=args.batch_size,
+    rows = _task_items(args.tasks, RUN_COLUMNS[args.task])
+    settings = json_object(args.debate_json, "--debate-json")
+    models = build_backends(_models(args.models_json), ROLES, where="debate.models", batch_size=args.batch_size,
                             completion_cache=args.completion_cache, cache_dir=args.cache_dir)
     run = run_method(args.task, args.method, rows, models, settings)
     with io.atomic_path(args.transcripts) as tmp, open(tmp, "w", encoding="utf-8") as fh:
@@ -57,10 +88,12 @@ def cmd_debate_run(args: argparse.Namespace) -> None:
 def cmd_debate_tables(args: argparse.Namespace) -> None:
     from tomlab.debate.tables import debate_tables
 
-    answers = pd.concat([io.read_parquet(p) for p in args.answers], ignore_index=True)
-    turns = pd.concat([io.read_parquet(p) for p in args.turns], ignore_index=True)
-    tables = debate_tables(args.task, io.read_parquet(args.tasks), answers, turns, json.loads(args.models_json),
-                           n_boot=args.n_boot, seed=args.seed)
+    tasks = _task_items(args.tasks, SCORE_COLUMNS[args.task])
+    answer_columns = (*ANSWER_COLUMNS, "translation") if args.task == "translation" else ANSWER_COLUMNS
+    answers = pd.concat([io.read_table(p, answer_columns, flag="--answers") for p in args.answers], ignore_index=True)
+    turns = pd.concat([io.read_table(p, TURN_COLUMNS, flag="--turns") for p in args.turns], ignore_index=True)
+    tables = debate_tables(args.task, tasks, answers, turns, _models(args.models_json), n_boot=args.n_boot,
+                           seed=args.seed)
     io.write_parquet(args.out_scored, tables["scored"])
     io.write_parquet(args.out_accuracy, tables["accuracy"])
     io.write_parquet(args.out_disagreement, tables["disagreement"])
@@ -80,11 +113,7 @@ def _read_items(path: str) -> pd.DataFrame:
     from tomlab.debate.tasks import load_translation
 
     if str(path).lower().endswith(".parquet"):
-        items = io.read_parquet(path)
-        missing = {"reference", "wrong_reference"} - set(items.columns)
-        if missing:
-            raise ValueError(f"{path}: the items have no column {sorted(missing)[0]!r}")
-        return items
+        return io.read_table(path, ("reference", "wrong_reference"), flag="--items")
     return load_translation(path, "Chinese", "English")
 
 
@@ -121,14 +150,15 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("debate-tasks", help="counter-intuitive arithmetic instances or translation rows")
     p.add_argument("--task", choices=vocabulary("debate_task"), required=True)
     p.add_argument("--file", help="the original arithmetic JSON, or a translation JSON/JSONL/CSV/TSV")
-    p.add_argument("--n", type=int, default=schema_default("debate.arithmetic.n"), help="generated arithmetic instances")
+    p.add_argument("--n", type=int_range(1, 1_000_000), default=schema_default("debate.arithmetic.n"),
+                   help="generated arithmetic instances")
     p.add_argument("--seed", type=int, default=schema_default("debate.arithmetic.seed"))
     p.add_argument("--families", nargs="+", choices=sorted(FAMILIES))
     p.add_argument("--source-language", default=schema_default("debate.translation.source_language"),
                    help="translation: the language of the source sentences (stored with each item)")
     p.add_argument("--target-language", default=schema_default("debate.translation.target_language"),
                    help="translation: the language to translate into (stored with each item)")
-    p.add_argument("--max-items", type=int)
+    p.add_argument("--max-items", type=int_range(1))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_debate_tasks)
 
@@ -154,7 +184,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--answers", nargs="+", required=True)
     p.add_argument("--turns", nargs="+", required=True)
     p.add_argument("--models-json", required=True)
-    p.add_argument("--n-boot", type=int, default=schema_default("debate.n_boot"))
+    p.add_argument("--n-boot", type=N_BOOT, default=schema_default("debate.n_boot"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-scored", required=True)
     p.add_argument("--out-accuracy", required=True)
@@ -172,7 +202,7 @@ def _add_released_commands(sub: Any) -> None:
     p.add_argument("--system", action="append", required=True, metavar="NAME=FILE",
                    help="a system's outputs, one translation per line in the items' order (repeatable)")
     p.add_argument("--baseline", default=None, help="a system's NAME: the paired difference in contrastive accuracy")
-    p.add_argument("--n-boot", type=int, default=schema_default("debate.n_boot"))
+    p.add_argument("--n-boot", type=N_BOOT, default=schema_default("debate.n_boot"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="parquet, or CSV by its suffix")
     p.set_defaults(func=cmd_debate_score)
@@ -180,7 +210,7 @@ def _add_released_commands(sub: Any) -> None:
     p = sub.add_parser("debate-import", help="released debate records (MAD's per-sentence JSON) as tomlab's tables")
     p.add_argument("--format", choices=["mad"], default="mad")
     p.add_argument("--dir", required=True, help="the folder of <number>.json records (MAD_Debate_Process)")
-    p.add_argument("--n-boot", type=int, default=schema_default("debate.n_boot"))
+    p.add_argument("--n-boot", type=N_BOOT, default=schema_default("debate.n_boot"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for items, debates, turns, judge, problems and moves (.parquet)")
     p.set_defaults(func=cmd_debate_import)
@@ -189,8 +219,9 @@ def _add_released_commands(sub: Any) -> None:
 def cmd_plot_debate(args: argparse.Namespace) -> None:
     from tomlab.figures.debate import plot_debate_accuracy, plot_debate_disagreement
 
-    plot_debate_accuracy(io.read_parquet(args.accuracy), args.out_accuracy)
-    plot_debate_disagreement(io.read_parquet(args.disagreement), args.out_disagreement)
+    plot_debate_accuracy(io.read_table(args.accuracy, ACCURACY_COLUMNS, flag="--accuracy"), args.out_accuracy)
+    plot_debate_disagreement(io.read_table(args.disagreement, DISAGREEMENT_COLUMNS, flag="--disagreement"),
+                             args.out_disagreement)
 
 
 def _add_plot_command(sub: Any) -> None:

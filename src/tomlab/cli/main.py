@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from tomlab.backends.meter import metered
 from tomlab.cli import bench, bigtom, debate, probing, report, steering, stress, team
+from tomlab.cli.common import int_range
 from tomlab.io import write_json
 
 MODULES = (bigtom, probing, bench, steering, team, debate, stress, report)
@@ -20,7 +21,8 @@ MODULES = (bigtom, probing, bench, steering, team, debate, stress, report)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tomlab", description=__doc__)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int_range(1, 4096), default=None,
+                        help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--usage", default=None, metavar="JSON",
                         help="write what the command asked of its models (prompts, tokens generated and scored, "
                              "seconds) to this file")

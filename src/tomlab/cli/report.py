@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from tomlab import io
+from tomlab.cli.common import N_BOOT, int_range, json_object
 from tomlab.schema import default as schema_default
+
+#: The columns of the Models overview (``tomlab models-overview``) that its figure reads.
+OVERVIEW_COLUMNS = ("model", "metric", "value", "text", "n_params")
 
 
 def cmd_setup_summary(args: argparse.Namespace) -> None:
     from tomlab.bigtom.raw import read_raw
     from tomlab.report.setup import run_summary
 
-    config = json.loads(args.config_json)
+    config = json_object(args.config_json, "--config-json")
     if args.model_info:
         model = io.read_json(args.model_info)
     elif isinstance(config.get("model"), dict) and "base_url" in config["model"]:  # served: no geometry to record
         model = {"name": config["model"].get("model"), "source": "served"}
     else:
         raise SystemExit("tomlab setup-summary: --model-info is required for a local model")
-    summary = run_summary(config, args.config_hash, model, read_raw(args.raw), io.read_parquet(args.samples),
-                          io.read_parquet(args.split), name=args.name)
+    summary = run_summary(config, args.config_hash, model, read_raw(args.raw),
+                          io.read_table(args.samples, ("story_id",), flag="--samples"),
+                          io.read_table(args.split, ("is_val",), flag="--split"), name=args.name)
     io.write_json(args.out, summary)
 
 
@@ -44,7 +49,7 @@ def cmd_gather(args: argparse.Namespace) -> None:
 
     from tomlab.panel import gather
 
-    tables = {name: io.read_parquet(path) for name, path in _named(args.table, "--table").items()}
+    tables = {name: io.read_table(path, flag=f"--table {name}=") for name, path in _named(args.table, "--table").items()}
     out = gather(tables)
     if args.shared_rows:
         column, _, values = args.shared_rows.partition("=")
@@ -67,15 +72,13 @@ def cmd_models_overview(args: argparse.Namespace) -> None:
 def cmd_plot_models(args: argparse.Namespace) -> None:
     from tomlab.figures.models import scaling_figure
 
-    scaling_figure(io.read_parquet(args.overview), args.out)
+    scaling_figure(io.read_table(args.overview, OVERVIEW_COLUMNS, flag="--overview"), args.out)
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
     from tomlab.report.cost import experiment_costs, job_costs
 
-    experiments = json.loads(args.experiments_json)
-    if not isinstance(experiments, dict):
-        raise SystemExit("tomlab cost: --experiments-json must be a JSON object mapping rule -> experiment")
+    experiments = json_object(args.experiments_json, "--experiments-json")
     jobs = job_costs(args.benchmarks, args.usage_dir, experiments, models=args.models, per_model=args.per_model_rules)
     if jobs.empty:
         raise SystemExit(f"tomlab cost: no benchmark file of a known rule under {args.benchmarks}")
@@ -126,7 +129,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--models", nargs="*", default=[], help="the panel's model names (a job's model is the first part of its name)")
     p.add_argument("--per-model-rules", nargs="*", default=[],
                    help="rules with a model wildcard: their files of models not in --models are left out")
-    p.add_argument("--cores", type=int, default=None, help="the cores the run had (recorded with the totals)")
+    p.add_argument("--cores", type=int_range(1, sys.maxsize), default=None, help="the cores the run had (recorded with the totals)")
     p.add_argument("--out-jobs", required=True)
     p.add_argument("--out-experiments", required=True)
     p.set_defaults(func=cmd_cost)
@@ -157,7 +160,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("models-overview", help="one row per panel model: geometry, where it ran, headline numbers")
     p.add_argument("--manifest-json", required=True, help="the report's manifest with a 'models' entry")
-    p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
+    p.add_argument("--n-boot", type=N_BOOT, default=schema_default("evaluation.n_boot"))
     p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_models_overview)

@@ -11,6 +11,9 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.cli.common import (
+    HEAD_COLUMNS,
+    N_BOOT,
+    TOP_K,
     _add_answer_args,
     _add_direction_args,
     _add_model_args,
@@ -19,11 +22,22 @@ from tomlab.cli.common import (
     _by_task,
     _chat_template,
     _generation,
+    _items,
     _kinds,
     _load_split,
     _model_cfg,
     _task_activations,
+    int_range,
 )
+
+#: The columns of the scored items the steering table reads: the baseline's and the steered runs'.
+BASELINE_COLUMNS = ("item_id", "task", "condition")
+STEERED_COLUMNS = ("source_task", "task", "direction", "site", "condition", "item_id", "alpha")
+#: The columns of the figures' tables (``sweep``, ``cross-task``, ``mechanism``).
+SWEEP_COLUMNS = ("task", "direction", "condition", "mode", "alpha", "accuracy", "ci_low", "ci_high")
+CORRELATION_COLUMNS = ("target", "task_a", "task_b", "pearson_r")
+LETTER_COLUMNS = ("direction", "condition", "delta_correct", "delta_wrong")
+PROJECTION_COLUMNS = ("story_id", "condition", "position", "token", "z")
 from tomlab.schema import default as schema_default
 
 
@@ -32,7 +46,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
 
     samples, acts = _task_activations(args.samples, args.activations)
     is_val = _load_split(samples, args.split)
-    heads = io.read_parquet(args.heads)
+    heads = io.read_table(args.heads, HEAD_COLUMNS, flag="--heads")
     sets = build_direction_sets(
         np.asarray(acts, dtype=np.float32), samples, heads, _kinds(args.kinds), k=args.top_k, is_val=is_val, seed=args.seed,
         C_binary=args.C_binary, C_joint=args.C_joint, max_iter=args.max_iter,
@@ -60,7 +74,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
         raise SystemExit(f"tomlab steer: {len(kinds)} --kinds but {len(args.out)} --out files (one per kind, in order)")
     directions = {task: load_direction_sets(path) for task, path in direction_paths.items()}
     activations = {target: io.read_npy(activation_paths[target]) for _, target in pairs}
-    items = io.read_parquet(args.items)
+    items = _items(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, report = steer_pairs(
         loaded, items, directions, activations, pairs, kinds, _generation(args, items), site=args.site,
@@ -75,8 +89,9 @@ def cmd_steer(args: argparse.Namespace) -> None:
 def cmd_steering_tables(args: argparse.Namespace) -> None:
     from tomlab.steering.tables import steering_accuracy
 
-    baseline = io.read_parquet(args.baseline)
-    steered = pd.concat([io.read_parquet(path) for path in args.steered], ignore_index=True)
+    baseline = io.read_table(args.baseline, BASELINE_COLUMNS, flag="--baseline")
+    steered = pd.concat([io.read_table(path, STEERED_COLUMNS, flag="--steered") for path in args.steered],
+                        ignore_index=True)
     table = steering_accuracy(baseline, steered, n_boot=args.n_boot, seed=args.seed)
     io.write_parquet(args.out, table)
 
@@ -87,7 +102,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from tomlab.steering.run import alpha_sweep
 
     sets = load_direction_sets(args.directions)
-    items = io.read_parquet(args.items)
+    items = _items(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     scored, table, report = alpha_sweep(
         loaded, items, sets, _kinds(args.kinds), args.alphas, io.read_npy(args.activations), _generation(args, items),
@@ -106,7 +121,7 @@ def cmd_mechanism(args: argparse.Namespace) -> None:
     from tomlab.steering.run import mechanism
 
     sets = load_direction_sets(args.directions)
-    items = io.read_parquet(args.items)
+    items = _items(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     letters, projections = mechanism(
         loaded, items, sets, _kinds(args.kinds), io.read_npy(args.activations), task=args.task, site=args.site,
@@ -124,7 +139,7 @@ def cmd_free_text(args: argparse.Namespace) -> None:
     from tomlab.steering.run import free_text
 
     sets = load_direction_sets(args.directions)
-    items = io.read_parquet(args.items)
+    items = _items(args.items)
     loaded = load_local(_model_cfg(args), cache_dir=args.cache_dir)
     texts = free_text(
         loaded, items, sets, _kinds(args.kinds), args.alphas, io.read_npy(args.activations), _generation(args, items),
@@ -142,11 +157,14 @@ def cmd_plot_steering(args: argparse.Namespace) -> None:
         plot_token_projections,
     )
 
-    sweep = io.read_parquet(args.sweep)
+    sweep = io.read_table(args.sweep, SWEEP_COLUMNS, flag="--sweep")
     plot_alpha_sweep(sweep[sweep["task"] == sweep["task"].iloc[0]], args.sweep_stem)
-    plot_cross_task(io.read_parquet(args.cross_wide), io.read_parquet(args.cross_correlations), args.cross_stem)
-    plot_letter_probs(io.read_parquet(args.letters), args.letters_stem)
-    plot_token_projections(io.read_parquet(args.projections), args.projections_stem)
+    plot_cross_task(io.read_table(args.cross_wide, ("target",), flag="--cross-wide"),
+                    io.read_table(args.cross_correlations, CORRELATION_COLUMNS, flag="--cross-correlations"),
+                    args.cross_stem)
+    plot_letter_probs(io.read_table(args.letters, LETTER_COLUMNS, flag="--letters"), args.letters_stem)
+    plot_token_projections(io.read_table(args.projections, PROJECTION_COLUMNS, flag="--projections"),
+                           args.projections_stem)
 
 
 def add_commands(sub: Any) -> None:
@@ -157,7 +175,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--split", required=True)
     p.add_argument("--heads", required=True, help="the probe results (heads.parquet) of the same task and site")
     p.add_argument("--kinds", nargs="+", required=True)
-    p.add_argument("--top-k", type=int, default=schema_default("steering.top_k"))
+    p.add_argument("--top-k", type=TOP_K, default=schema_default("steering.top_k"))
     p.add_argument("--seed", type=int, default=schema_default("steering.seed"))
     _add_probe_hparams(p)
     p.add_argument("--out", required=True)
@@ -179,7 +197,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("steering-tables", help="accuracy with intervals, and the change from the baseline")
     p.add_argument("--baseline", required=True)
     p.add_argument("--steered", nargs="+", required=True)
-    p.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"))
+    p.add_argument("--n-boot", type=N_BOOT, default=schema_default("evaluation.n_boot"))
     p.add_argument("--seed", type=int, default=schema_default("evaluation.seed"))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_steering_tables)
@@ -201,9 +219,9 @@ def add_commands(sub: Any) -> None:
     _add_direction_args(p)
     p.add_argument("--alpha", type=float, default=float(schema_default("steering.alpha")))
     p.add_argument("--projection-kind", default=schema_default("steering.mechanism.projection_direction"))
-    p.add_argument("--n-stories", type=int, default=schema_default("steering.mechanism.n_stories"))
+    p.add_argument("--n-stories", type=int_range(1), default=schema_default("steering.mechanism.n_stories"))
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
-    p.add_argument("--batch-size", type=int, default=schema_default("evaluation.batch_size"))
+    p.add_argument("--batch-size", type=int_range(1, 100_000), default=schema_default("evaluation.batch_size"))
     p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
                    default=schema_default("evaluation.chat_template"))
     p.add_argument("--out-letters", required=True)
@@ -216,10 +234,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--items", required=True)
     _add_direction_args(p)
     p.add_argument("--alphas", nargs="+", type=float, default=[float(a) for a in schema_default("steering.free_text.alphas")])
-    p.add_argument("--n-stories", type=int, default=schema_default("steering.free_text.n_stories"))
+    p.add_argument("--n-stories", type=int_range(1), default=schema_default("steering.free_text.n_stories"))
     p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
-    p.add_argument("--max-new-tokens", type=int, default=schema_default("steering.free_text.max_new_tokens"))
-    p.add_argument("--batch-size", type=int, default=schema_default("evaluation.batch_size"))
+    p.add_argument("--max-new-tokens", type=int_range(1, 1_000_000),
+                   default=schema_default("steering.free_text.max_new_tokens"))
+    p.add_argument("--batch-size", type=int_range(1, 100_000), default=schema_default("evaluation.batch_size"))
     p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
                    default=schema_default("evaluation.chat_template"))
     p.add_argument("--completion-cache", default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -84,7 +85,16 @@ class JudgeReading:
     error: str = ""
 
 
-_KV = re.compile(r"""["']?(\w+)["']?\s*:\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^,}\n]+)""")
+# a key: value pair; no search starts inside a word (it would fail there as it failed one character
+# before), so a long word is read once, not once per character
+_KV = re.compile(r"""(?!(?<=\w)\w)["']?(\w+)["']?\s*:\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^,}\n]+)""")
+
+
+def _float_as_written(text: str) -> float | str:
+    """A JSON number with a fraction or exponent: its float, or its text where no float holds it
+    (``1e999999`` stays "1e999999", never infinity)."""
+    value = float(text)
+    return value if math.isfinite(value) else text
 
 
 def _objects(text: str) -> list[str]:
@@ -119,8 +129,8 @@ def parse_judge(text: str) -> JudgeReading:
     text = str(text)
     for span in _objects(text):
         try:
-            obj = json.loads(span)
-        except (json.JSONDecodeError, RecursionError):
+            obj = json.loads(span, parse_float=_float_as_written)
+        except (ValueError, RecursionError):  # not JSON, too deep, or an integer too long for Python to read
             continue
         if isinstance(obj, dict):
             return JudgeReading(True, {str(k).lower(): v for k, v in obj.items()})

@@ -14,6 +14,15 @@ from tomlab.debate.protocol import SIDES
 from tomlab.debate.tasks import final_translation, translation_scores
 from tomlab.stats import bootstrap_ci
 
+#: The columns of :func:`disagreement_by_round` (also of its empty table: no debate, or translation).
+DISAGREEMENT_COLUMNS = ["round", "disagreement", "debates", "answered"]
+
+
+def empty_disagreement() -> pd.DataFrame:
+    """The disagreement table of a run without debate turns (no debate method, or the translation task)."""
+    return pd.DataFrame({"round": pd.Series(dtype="int64"), "disagreement": pd.Series(dtype="float64"),
+                         "debates": pd.Series(dtype="int64"), "answered": pd.Series(dtype="int64")})
+
 
 def _forms(value: Any) -> list[str]:
     """A task column of answer forms as a list of strings: a list (or array, as parquet returns it)
@@ -84,7 +93,9 @@ def disagreement_by_round(debates: pd.DataFrame) -> pd.DataFrame:
     debaters ended on different answers (``disagreement``; NaN when no debate of that round was
     answered; "0.5" and "50%" agree, "6 or 12" and "6" differ). Turns without an answer are left out
     of the share rather than counted as disagreeing: two replies that both fail to answer say nothing
-    about divergence."""
+    about divergence. Without turns (no debate was run) the table is empty, with its columns."""
+    if debates.empty:
+        return empty_disagreement()
     rows = []
     for (qid, rnd), g in debates.groupby(["question_id", "round"]):
         stated = [reply_values(t, stated_only=True) for t in g.sort_values("debater")["text"]]
@@ -93,10 +104,10 @@ def disagreement_by_round(debates: pd.DataFrame) -> pd.DataFrame:
                      "disagree": answered and len({answer_key(v) for v in stated}) > 1})
     per = pd.DataFrame(rows, columns=["question_id", "round", "answered", "disagree"])
     out = per.groupby("round").agg(debates=("answered", "size"), answered=("answered", "sum")).reset_index()
-    shares = per[per["answered"]].groupby("round")["disagree"].mean()
+    shares = per[per["answered"].astype(bool)].groupby("round")["disagree"].mean()
     out["disagreement"] = out["round"].map(shares).astype(float)
     out["answered"] = out["answered"].astype(int)
-    return out[["round", "disagreement", "debates", "answered"]]
+    return out[DISAGREEMENT_COLUMNS]
 
 
 def affirmative_answers(answers: pd.DataFrame, turns: pd.DataFrame, method: str = "debate",
@@ -179,5 +190,5 @@ def debate_tables(task: str, tasks: pd.DataFrame, answers: pd.DataFrame, turns: 
     prefs = judge_preferences(debates, side_models, judge_model)
     prefs["that side's model"] = prefs["that side's model"].map(_model_name)
     disagreement = (disagreement_by_round(turns[turns["method"] == "debate"]) if task == "arithmetic"
-                    else pd.DataFrame(columns=["round", "disagreement", "debates"]))
+                    else empty_disagreement())
     return {"scored": scored, "accuracy": table, "disagreement": disagreement, "judge": prefs}

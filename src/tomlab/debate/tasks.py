@@ -178,9 +178,11 @@ def _forms(x: float, percent: bool) -> list[str]:
 
 
 def generate_arithmetic(n: int, seed: int = 0, families: Sequence[str] | None = None) -> pd.DataFrame:
-    """``n`` fresh instances, cycling through ``families`` (default all) with numbers drawn from
-    ``seed``. Columns: id, family, question, answer (the number as text), answers (its acceptable
-    forms), intuitive (the tempting wrong answer's forms, a list), explanation."""
+    """``n`` (at least one) fresh instances, cycling through ``families`` (default all) with numbers
+    drawn from ``seed``. Columns: id, family, question, answer (the number as text), answers (its
+    acceptable forms), intuitive (the tempting wrong answer's forms, a list), explanation."""
+    if int(n) < 1:
+        raise ValueError(f"debate.arithmetic.n: at least one instance is needed, got {n}")
     names = list(families) if families else list(FAMILIES)
     unknown = set(names) - set(FAMILIES)
     if unknown:
@@ -223,6 +225,45 @@ def _field(entry: dict[str, Any], field: str, names: tuple[str, ...], where: str
     raise ValueError(f"{where} is missing field {field!r} (named one of {list(names)})")
 
 
+def given_id(record: dict[str, Any]) -> str | None:
+    """An item's own ``id`` as text; None when it has none (missing, null or blank)."""
+    value = record.get("id")
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def fill_ids(given: Sequence[str | None], prefix: str) -> list[str]:
+    """Every item's id: its own where given, else ``<prefix>-<i>`` (``i`` its position from 0), with a
+    ``-2``, ``-3``, ... suffix where that is an id given to another item: generated ids never clash."""
+    taken = {g for g in given if g is not None}
+    out: list[str] = []
+    for i, own in enumerate(given):
+        if own is None:
+            own, k = f"{prefix}-{i}", 1
+            while own in taken:
+                k += 1
+                own = f"{prefix}-{i}-{k}"
+            taken.add(own)
+        out.append(own)
+    return out
+
+
+def check_unique_ids(ids: Sequence[str | None], where: str, labels: Sequence[str] | None = None) -> None:
+    """An error naming ``where`` and every id given to more than one item, with those items (``labels``,
+    e.g. ``"line 3"``; default ``"item <n>"`` from 1). Items are matched by id when scored, so an id
+    must name one item. ``None`` (no id of its own) is not an id."""
+    names = list(labels) if labels is not None else [f"item {n}" for n in range(1, len(ids) + 1)]
+    seen: dict[str, list[str]] = {}
+    for own, label in zip(ids, names, strict=True):
+        if own is not None:
+            seen.setdefault(str(own), []).append(label)
+    repeated = {i: ls for i, ls in seen.items() if len(ls) > 1}
+    if repeated:
+        shown = "; ".join(f"{i!r} ({', '.join(ls)})" for i, ls in list(repeated.items())[:5])
+        more = f"; and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise ValueError(f"{where}: duplicate id(s): {shown}{more}; every item needs its own id")
+
+
 def load_arithmetic_json(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Counter-intuitive arithmetic from a JSON list of objects, in the original's format
     (``question``, ``answer`` (a list of acceptable forms, or one), ``explanation``, ``incorrect
@@ -235,6 +276,8 @@ def load_arithmetic_json(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise ValueError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from err
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of questions")  # noqa: TRY004 (bad file content: the CLI reports ValueError)
+    if not data:
+        raise ValueError(f"{path}: no questions (the list is empty)")
     rows = []
     for i, entry in enumerate(data):
         where = f"{path}: entry {i}"
@@ -246,9 +289,12 @@ def load_arithmetic_json(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise ValueError(f"{where} has an empty {'question' if not question else 'answer'}")
         intuitive = next((entry[k] for k in ARITHMETIC_FIELDS["intuitive"] if k in entry), [])
         explanation = next((entry[k] for k in ARITHMETIC_FIELDS["explanation"] if k in entry), "")
-        rows.append({"id": str(entry.get("id", f"original-{i}")), "family": "original", "question": question,
+        rows.append({"id": given_id(entry), "family": "original", "question": question,
                      "answer": answers[0], "answers": answers, "intuitive": _strings(intuitive),
                      "explanation": str(explanation)})
+    check_unique_ids([r["id"] for r in rows], str(path), [f"entry {i}" for i in range(len(rows))])
+    for row, own in zip(rows, fill_ids([r["id"] for r in rows], "original")):
+        row["id"] = own
     return pd.DataFrame(rows, columns=ARITHMETIC_COLUMNS)
 
 
@@ -294,8 +340,9 @@ def example_translations() -> pd.DataFrame:
                          for i, (s, r, w) in enumerate(EXAMPLE_TRANSLATIONS)], columns=TRANSLATION_COLUMNS)
 
 
-def _translation_records(p: Path) -> tuple[list[dict[str, Any]], str]:
-    """The items of a translation file as dicts, and what one is called in errors ("entry", "row")."""
+def _translation_records(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The items of a translation file as dicts, and what each is called in errors ("entry 2", "line 5",
+    "row 3": entries and rows counted from 1, lines of a JSONL file as the file numbers them)."""
     suffix = p.suffix.lower()
     if suffix == ".json":
         try:
@@ -305,9 +352,9 @@ def _translation_records(p: Path) -> tuple[list[dict[str, Any]], str]:
         data = [data] if isinstance(data, dict) else data  # one record, as the original stores per item
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
             raise ValueError(f"{p}: expected a JSON array of objects")
-        return data, "entry"
+        return data, [f"entry {i}" for i in range(1, len(data) + 1)]
     if suffix == ".jsonl":
-        records = []
+        records, lines = [], []
         for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
@@ -318,7 +365,8 @@ def _translation_records(p: Path) -> tuple[list[dict[str, Any]], str]:
             if not isinstance(record, dict):
                 raise ValueError(f"{p}: line {n} is not a JSON object")  # noqa: TRY004 (bad file content: the CLI reports ValueError)
             records.append(record)
-        return records, "line"
+            lines.append(f"line {n}")
+        return records, lines
     if suffix in (".csv", ".tsv"):
         try:
             frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
@@ -327,7 +375,7 @@ def _translation_records(p: Path) -> tuple[list[dict[str, Any]], str]:
         for field, names in TRANSLATION_FIELDS.items():
             if not set(names) & set(frame.columns):
                 raise ValueError(f"{p}: missing field {field!r} (a column named one of {list(names)})")
-        return frame.to_dict("records"), "row"
+        return frame.to_dict("records"), [f"row {i}" for i in range(1, len(frame) + 1)]
     raise ValueError(f"{p}: unknown translation file type {p.suffix!r}; expected .json, .jsonl, .csv or .tsv")
 
 
@@ -336,13 +384,16 @@ def load_translation(path: str | os.PathLike[str], source_language: str, target_
     fields ``source``, ``reference`` and ``wrong_reference``, or the original's ``correct
     reference`` and ``incorrect reference``; ``id`` is optional. Each item's language pair is its own
     ``source_language``/``target_language`` fields where the file has them, else the given pair.
-    Errors name the file, the item and the missing or empty field."""
+    An item without an ``id`` gets ``mt-<i>`` (its position from 0), never one another item has; an
+    ``id`` given twice is refused. Errors name the file, the item and the missing or empty field."""
     p = Path(path)
-    records, item = _translation_records(p)
+    records, labels = _translation_records(p)
+    given = [given_id(record) for record in records]
+    check_unique_ids(given, str(p), labels)
     rows = []
-    for i, record in enumerate(records):
-        where = f"{p}: {item} {i + 1}"
-        row: dict[str, Any] = {"id": str(record.get("id") or f"mt-{i}")}
+    for record, label, own in zip(records, labels, fill_ids(given, "mt"), strict=True):
+        where = f"{p}: {label}"
+        row: dict[str, Any] = {"id": own}
         for field, names in TRANSLATION_FIELDS.items():
             present = [n for n in names if n in record]
             if len(present) > 1:

@@ -32,8 +32,8 @@ def plot_debate_disagreement(table: pd.DataFrame, stem: str | os.PathLike[str]) 
     which every debater gave one (annotated as answered / reached)."""
     fig, ax = plt.subplots(figsize=(4.5, 2.8))
     if table.empty or table["disagreement"].isna().all():
-        ax.text(0.5, 0.5, "no round in which every debater gave an answer", ha="center", va="center",
-                transform=ax.transAxes)
+        note = "no adaptive debate was run" if table.empty else "no round in which every debater gave an answer"
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
     else:
         sns.lineplot(data=table, x="round", y="disagreement", marker="o", ax=ax)
         ax.set_xticks(sorted(table["round"].unique()))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import string
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,11 +80,45 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+#: Every ASCII punctuation character: pandoc's markdown (``all_symbols_escapable``) reads each of them
+#: literally after a backslash, and each can start some markup (emphasis, code, links, raw HTML and raw
+#: attributes, math, citations, footnotes, sub- and superscript, list and heading markers, tables).
+_MD_PUNCTUATION = frozenset(string.punctuation)
+
+
+def _one_line(value: Any) -> str:
+    """``value`` as text on one line: control characters dropped, every run of whitespace (newlines
+    included) one space, no space at either end."""
+    text = "".join(ch for ch in str(value) if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return " ".join(text.split())
+
+
+def md_text(value: Any) -> str:
+    """Text from data (a story, a question, a model's reply, a name, a file name) as pandoc markdown that
+    reads as exactly that text: on one line (whitespace runs become one space) and with every ASCII
+    punctuation character backslash-escaped, so nothing in it can start markup, raw HTML (``<``, ``&``
+    come out as ``&lt;``, ``&amp;`` in HTML) or a raw block for the PDF.  Use it wherever data meets
+    markdown our code writes; :func:`to_markdown` applies it to every text cell and header."""
+    return "".join("\\" + ch if ch in _MD_PUNCTUATION else ch for ch in _one_line(value))
+
+
+def md_code(value: Any) -> str:
+    """Text from data as inline code (monospace, shown verbatim): on one line, fenced by one backtick more
+    than its longest run of backticks, and padded with a space where it starts or ends with one."""
+    text = _one_line(value)
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     """A pandoc pipe table; floats formatted with ``floatfmt``, NaN shown as an en dash.
 
     Formatting is done cell by cell, so columns mixing numbers and strings (``"not transcribed"``)
-    still get formatted numbers.  Numeric columns are right-aligned.
+    still get formatted numbers.  Numeric columns are right-aligned.  Every other cell, and every
+    header, is data to the table: it goes through :func:`md_text`, so it shows as the text it is.
     """
     if df.empty:
         return "*(no rows)*"
@@ -95,9 +132,9 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
             return "–" if not math.isfinite(float(value)) else format(float(value), floatfmt)
         if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
             return str(int(value))
-        return str(value).replace("|", r"\|").replace("\n", " ")
+        return md_text(value)
 
-    headers = [str(c).replace("|", r"\|") for c in df.columns]
+    headers = [md_text(c) for c in df.columns]
     body = [[cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
     numeric = []
     for col in df.columns:

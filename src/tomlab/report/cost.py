@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tomlab.backends.meter import FIELDS
+from tomlab.report.common import md_text
 
 #: The columns of :func:`job_costs`, in order.
 JOB_COLUMNS = ("experiment", "rule", "job", "model", "seconds", "cpu_seconds", "max_rss_mb", *FIELDS,
@@ -199,7 +200,7 @@ def cost_summary(experiments: pd.DataFrame) -> str:
     parts = experiments[experiments["experiment"] != "total"].sort_values("seconds", ascending=False)
     cores = int(total["cores"]) if "cores" in total and not pd.isna(total["cores"]) else None
     minutes = total["seconds"] / 60
-    where = ", ".join(f"{r.experiment} {r.seconds / total['seconds']:.0%}" for r in parts.head(4).itertuples())
+    where = ", ".join(f"{md_text(r.experiment)} {r.seconds / total['seconds']:.0%}" for r in parts.head(4).itertuples())
     on = f" on {cores} cores" if cores else ""
     verdict = "within" if minutes <= TARGET_MINUTES else "over"
     return (f"The rules of this run took {minutes:.1f} minutes in all{on} (the sum of the jobs' wall times, "

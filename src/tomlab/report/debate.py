@@ -12,6 +12,7 @@ import pandas as pd
 from tomlab import io
 from tomlab.debate.tables import answer_line_rate, instantiation_spread
 from tomlab.manifest import Manifest
+from tomlab.report.common import md_text
 
 METHOD_NAMES = {
     "direct": "direct answer",
@@ -83,9 +84,24 @@ def display_spread(m: Manifest) -> pd.DataFrame:
     })
 
 
+#: The methods that hold a debate (the others are single-agent baselines).
+DEBATE_METHODS = ("debate", "debate_forced")
+
+
+def judged(m: Manifest) -> bool:
+    """Whether the run judged any adaptive debate (``debate.methods`` may list baselines only)."""
+    path = _existing(m, "debate_judge_preference")
+    return path is not None and int(io.read_parquet(path)["debates"].sum()) > 0
+
+
 def judge_table(m: Manifest) -> pd.DataFrame:
     t = io.read_parquet(m.path("debate_judge_preference"))
     return t.assign(share=[f"{x:.0%}" if pd.notna(x) else "-" for x in t["share"]])
+
+
+#: What the report says where the run held no debate of the kind a table needs.
+NO_DEBATE = ("*No adaptive debate in this run (`debate.methods` does not list `debate`): there is no judge "
+             "decision or disagreement to show.*")
 
 
 def first_debate(m: Manifest, max_chars: int = 200, max_total: int = 1400) -> str:
@@ -137,7 +153,7 @@ def scale_note(setup: Mapping[str, Any]) -> str:
     short = []
     arith = db.get("arithmetic") or {}
     if not arith.get("file"):
-        short.append(f"{arith.get('n', 'n/a')} generated arithmetic instances instead of CIAR's "
+        short.append(f"{md_text(arith.get('n', 'n/a'))} generated arithmetic instances instead of CIAR's "
                      f"{PAPER_SIZES['arithmetic']} questions (debate.arithmetic.file)")
     if not (db.get("translation") or {}).get("file"):
         short.append("tomlab's built-in translation examples instead of the Common MT lexical set's "
@@ -151,6 +167,9 @@ def scale_note(setup: Mapping[str, Any]) -> str:
 def debate_commentary(m: Manifest) -> str:
     acc = io.read_parquet(m.path("debate_accuracy", "arithmetic")).set_index("method")
     out: list[str] = []
+    if not any(method in acc.index for method in DEBATE_METHODS):
+        out.append("**No debate was run**: `debate.methods` lists single-agent methods only, so there is no "
+                   "debate to compare them with, and no disagreement or judge to measure.")
     if "debate" in acc.index:
         d = acc.loc["debate"]
         others = acc.drop(index=[m for m in ("debate", "debate_forced", "debate_affirmative") if m in acc.index])
@@ -159,7 +178,7 @@ def debate_commentary(m: Manifest) -> str:
             f"**Debate** answers {d['accuracy']:.0%} of {int(d['n'])} questions correctly "
             f"[{d['ci_low']:.0%}, {d['ci_high']:.0%}]. Its interval overlaps those of "
             f"{len(overlapping)} of {len(others)} single-agent methods"
-            + (f" ({', '.join(METHOD_NAMES.get(m, m) for m in overlapping)})" if overlapping else "")
+            + (f" ({', '.join(md_text(METHOD_NAMES.get(m, m)) for m in overlapping)})" if overlapping else "")
             + ": where intervals overlap, the difference is within noise at this sample size."
         )
         if "debate_forced" in acc.index:
@@ -175,7 +194,7 @@ def debate_commentary(m: Manifest) -> str:
                 out[-1] += (f" The judge stopped {early} of {int(d['n'])} debates before round {limit}; every "
                             "round it does not stop costs one more judge call, so a break that rarely fires costs "
                             "more tokens than running every debate to the limit.")
-    dis_path = _existing(m, "debate_disagreement")
+    dis_path = _existing(m, "debate_disagreement") if "debate" in acc.index else None
     if dis_path is not None:
         dis = io.read_parquet(dis_path)
         dis = dis[dis["disagreement"].notna()] if "disagreement" in dis else dis
@@ -216,7 +235,7 @@ def debate_commentary(m: Manifest) -> str:
                    "`model`, or `debate.models` to a served model, in the config).")
     cheapest = acc["tokens_per_question"].idxmin() if len(acc) else None
     if cheapest is not None:
-        out.append(f"The cheapest method is {METHOD_NAMES.get(cheapest, cheapest)} "
+        out.append(f"The cheapest method is {md_text(METHOD_NAMES.get(cheapest, cheapest))} "
                    f"({acc.loc[cheapest, 'tokens_per_question']:,.0f} tokens per question); the paper's claim is "
                    "about accuracy, and the token column shows what each point of it costs.")
     return "\n\n".join(out)

@@ -11,6 +11,7 @@ import pandas as pd
 from tomlab import io
 from tomlab.debate.released import sense_verdict
 from tomlab.manifest import Manifest
+from tomlab.report.common import md_text
 
 #: The released systems' names as the paper prints them.
 SYSTEM_NAMES = {"gpt4": "GPT-4", "baseline": "GPT-3.5-Turbo", "rerank": "+ Rerank", "maps": "+ MAPS",
@@ -132,17 +133,18 @@ def commentary(m: Manifest, setup: Mapping[str, Any] | None = None) -> str:
     v = verdict(m, setup)
     paper = PAPER_RELEASED.set_index("system")
     agree = [s for s in scores.index if s in paper.index and abs(scores.loc[s, "bleu"] - paper.loc[s, "SacreBLEU"]) < 0.01]
+    name = {system: md_text(_name(system)) for system in (debate, base)}  # config names, shown in prose
     text = (f"From the released outputs tomlab recomputes the paper's SacreBLEU for {len(agree)} of {len(scores)} "
             "systems to within 0.01. ")
     if debate in scores.index and base in scores.index:
         d, b = scores.loc[debate], scores.loc[base]
         rank = "below" if d["bleu"] < b["bleu"] else "above" if d["bleu"] > b["bleu"] else "level with"
-        text += (f"BLEU ranks {_name(debate)} ({d['bleu']:.2f}) {rank} its own baseline {_name(base)} ({b['bleu']:.2f}); "
+        text += (f"BLEU ranks {name[debate]} ({d['bleu']:.2f}) {rank} its own baseline {name[base]} ({b['bleu']:.2f}); "
                  f"the question BLEU cannot answer is whether the debate picked the right sense. By sentence chrF, "
-                 f"{d['contrastive']:.0%} of {_name(debate)}'s outputs are closer to the correct than to the incorrect "
-                 f"reference, against {b['contrastive']:.0%} for {_name(base)}: a paired change of "
+                 f"{d['contrastive']:.0%} of {name[debate]}'s outputs are closer to the correct than to the incorrect "
+                 f"reference, against {b['contrastive']:.0%} for {name[base]}: a paired change of "
                  f"{100 * v['estimate']:+.1f} points [{100 * v['ci_low']:+.1f}, {100 * v['ci_high']:+.1f}] over the same "
-                 f"{v['n']} sentences. Verdict on the claim that {v['claim']}: **{v['verdict']}**.")
+                 f"{v['n']} sentences. Verdict on the claim that {md_text(v['claim'])}: **{md_text(v['verdict'])}**.")
         if debate in paper.index and base in paper.index:
             human = paper.loc[debate, "human ACC (%)"] - paper.loc[base, "human ACC (%)"]
             same = (human > 0) == (v["estimate"] > 0)

@@ -20,6 +20,7 @@ import pandas as pd
 from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK
 from tomlab.manifest import Manifest, ManifestError
+from tomlab.report.common import md_text
 from tomlab.stats import binomial_se, bootstrap_ci
 
 #: The overview's columns: the model's description, then one metric per row.
@@ -80,7 +81,7 @@ def text(m: Manifest, fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
     parts = list(_each(m, fn, *args, **kwargs))
     if len(parts) == 1:
         return parts[0][1]
-    return "\n\n".join(f"**{name}.** {body}" for name, body in parts)
+    return "\n\n".join(f"**{md_text(name)}.** {body}" for name, body in parts)
 
 
 def images(m: Manifest, name: str, key: str | None = None) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from tomlab.report.common import (
     _join,
     _read_table,
     load_setup,
+    md_text,
 )
 from tomlab.stats import binomial_se
 
@@ -227,7 +228,7 @@ def commentary_probing(m: Manifest, site: str, margin: float = 0.05) -> str:
 
     for t, s in stats.items():
         head = (
-            f"**{t.capitalize()}.** The best head, {s.best_head}, reaches {_f(s.best_acc)} validation "
+            f"**{md_text(t.capitalize())}.** The best head, {s.best_head}, reaches {_f(s.best_acc)} validation "
             f"accuracy (binomial standard error {_f(s.se)} with n_val = {s.n_val})."
         )
         comparisons: list[tuple[str, str, float]] = []
@@ -250,7 +251,7 @@ def commentary_probing(m: Manifest, site: str, margin: float = 0.05) -> str:
         else:
             verdict = (
                 f"It beats {_join([name for name, _ in gaps], 'and')} by more than the {margin:.2f} margin "
-                f"(smallest gap {min(g for _, g in gaps):+.3f}), so in this run the {t} label is "
+                f"(smallest gap {min(g for _, g in gaps):+.3f}), so in this run the {md_text(t)} label is "
                 "linearly decodable beyond what word statistics or a probe fitting noise would give."
             )
             smallest = min(g for _, g in gaps)
@@ -353,7 +354,7 @@ def commentary_probing(m: Manifest, site: str, margin: float = 0.05) -> str:
             f"at p = 0.9. Differences between heads smaller than about twice that are not meaningful."
         )
         ctrl = "; ".join(
-            f"{t} {_f(s.max_control)} (real best {_f(s.best_acc)}, gap {s.best_acc - s.max_control:+.3f})"
+            f"{md_text(t)} {_f(s.max_control)} (real best {_f(s.best_acc)}, gap {s.best_acc - s.max_control:+.3f})"
             for t, s in stats.items()
         )
         paras.append(

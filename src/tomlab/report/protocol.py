@@ -239,6 +239,43 @@ def _team_row(aspect: str, paper: str, released: str, this_run: str, same: bool 
             "status": _status(same)}
 
 
+def _prompt_rows(released: bool) -> list[dict[str, str]]:
+    """The card's rows on what the LLM agents read (``team.prompts``): the release's strings, or tomlab's text."""
+    mine = "tomlab's own wording (team.prompts: tomlab)"
+    return [
+        _team_row("initial prompt", "the game, the map, the tools, the reply format",
+                  "system 'You are playing a text game with the user.', then a fixed background prompt (with or "
+                  "without communication) for the default map and tools; its format shows curly quotes around the "
+                  "message, which its own parser does not read",
+                  "the release's system message and with-communication background prompt, byte for byte"
+                  if released else mine + ", with the released reply format in straight quotes", released),
+        _team_row("map in the prompts", "rooms 0, 3, 5, 6, 8", "the background prompt links room 3 to room 8; the "
+                  "initial belief says room 3 connects only to room 0 and room 6 only to rooms 0 and 8",
+                  "the release's words kept (inconsistency noted); the game plays the true map (3-8 and 5-6 linked)"
+                  if released else "the true map", None),
+        _team_row("observation and result text", _UNSTATED, "'Your observation is: Round: N. Total team score: S. "
+                  "Results: ... Room contents: ... Communication messages sent by your teammates: Player alpha: "
+                  "\"...\". ...', with its quirks ('current current location', \"None\" before a first reply, \"\" "
+                  "after a reply without one, an empty list before or after the comma, the wrong-colour sequence "
+                  "printed raw as its colour enumeration)", "the release's sentences byte for byte" if released else mine,
+                  released),
+        _team_row("agent ids in the text", _UNSTATED, "alpha, bravo, charlie", "alpha, bravo, charlie (the configured "
+                  "names in lower case)" if released else "the configured names (Alpha, Bravo, Charlie)", released),
+        _team_row("first round", _UNSTATED, "without a belief state every agent is first stepped to the start room "
+                  "(round 0's 'You moved to Room X'), after the teammates before it have acted; with one, the initial "
+                  "belief", "as the released code" if released else "a round-1 observation", released),
+        _team_row("belief state", _UNSTATED, "the initial belief, then each round the observation with an update "
+                  "request; the reply, with 'Given the above belief state, what is your next action?', replaces it",
+                  "as the released code" if released else "tomlab's belief prompt (at most five lines)", released),
+        _team_row("what the release's state shows that this game cannot", _UNSTATED, "agents listed in the order "
+                  "they entered a room; every room holds a bomb at the start; colours red, green, blue only",
+                  "entry order tracked (the start order is the configured one); a start room with no bomb (another "
+                  "map) writes 'Bomb None' in the initial belief; another colour is numbered by its place in "
+                  "team.colours; an exploding wrong cutter (team.wrong_cutter: explode) is reported with the "
+                  "wrong-colour sentence" if released else "n/a", None),
+    ]
+
+
 def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     """Protocol card of the team game (Li et al., EMNLP 2023; released code multi_LLM_comm, read at
     commit d49c6bd, never copied): paper, released code and this run, point by point. The paper column
@@ -251,7 +288,9 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
     rounds = team.get("max_rounds", "n/a")
     deadlock, stall = team.get("deadlock_rounds"), team.get("stall_rounds")
     parser = llm.get("parser") or ("original" if paper else "lenient")
-    history = llm.get("history_rounds", 2)
+    released = paper and team.get("prompts", "released") == "released"
+    history = llm.get("history_rounds")
+    history = ("all" if released else 2) if history is None else history
     ends = [f"all bombs defused, {rounds} rounds"]
     if deadlock:
         ends.append(f"or a deadlock ({deadlock} rounds in a row of every agent repeating its action with no change; "
@@ -268,16 +307,13 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
                   else "each agent in its own random room", paper),
         _team_row("observation", "round, team score, the last action's result, own room's contents, teammates' "
                   "positions, teammates' messages", "the same without teammates' positions (the line is commented out)",
-                  "as the paper" if paper else "also the legal actions, the phases of an inspected bomb and witnessed "
-                  "teammate actions", paper),
-        _team_row("initial prompt", "the game, the map, the tools, the reply format",
-                  "one fixed text for the default map and tools; its format shows curly quotes around the message, "
-                  "which its own parser does not read", "tomlab's own wording of the same content, with the released "
-                  "reply format in straight quotes, which the parser reads" if paper
-                  else "tomlab's own wording and reply format", False),
+                  ("the released text, without teammates' positions (the ToM ground truth does not assume them)"
+                   if released else "as the paper") if paper else "also the legal actions, the phases of an inspected "
+                  "bomb and witnessed teammate actions", paper and not released),
+        *_prompt_rows(released),
         _team_row("when an agent observes", _UNSTATED, "the observation is the reply to its own action, so what "
                   "teammates did after it is seen only after its next action",
-                  "at the start of its turn, before it acts", False),
+                  "as the released code" if released else "at the start of its turn, before it acts", released),
         _team_row("a cut's result", _UNSTATED, "a correct partial cut and a refused wrong colour show the remaining "
                   "sequence", "as the released code" if paper else "the number of phases left; nothing on a refusal",
                   paper),
@@ -290,14 +326,19 @@ def team_card(setup: Mapping[str, Any]) -> pd.DataFrame:
         _team_row("acting order", _UNSTATED, "Alpha, Bravo, Charlie every round", "the configured order every round",
                   True),
         _team_row("history in the prompt", _UNSTATED, "the whole conversation; with a belief state, each new belief "
-                  "replaces the observation in a conversation that keeps every belief and action", ("the whole episode" if history is None else f"the last {history} rounds")
-                  + " (no belief state); with a belief state, only the latest belief", False),
+                  "replaces the observation in a conversation that keeps every belief and action",
+                  ("the whole conversation, as released" if history == "all" else f"the last {history} rounds of the "
+                   "released conversation (team.llm.history_rounds)") if released else
+                  ("the whole episode" if history == "all" else f"the last {history} rounds")
+                  + " (no belief state); with a belief state, only the latest belief", released and history == "all"),
         _team_row("episode end", "all bombs defused, 30 rounds, or a deadlock", "all bombs defused or 30 rounds",
                   ", ".join(ends), bool(deadlock) and rounds == 30 and not stall),
         _team_row("ToM questions", "introspection, first and second order", "after every move named (refused or "
                   "not): the named room's contents; after a cut or an inspection where a bomb is: whether the bomb "
                   "changed, its sequence (and a question after a cut with no bomb, which tomlab does not ask)",
-                  ("the released occasions and topics in tomlab's wording" if paper
+                  ("the released occasions, wordings (the observation, then the question, as a temporary message) "
+                   "and teammate draw; a defusing cut's 'phase defused' question is scored as bomb_change"
+                   if released else "the released occasions and topics in tomlab's wording" if paper
                    else "a bomb's sequence after every valid action") + ("" if llm.get("tom", True) else " (switched off)"),
                   paper),
         _team_row("ToM ground truth", _UNSTATED, "a rough label for some questions, none for most",

@@ -10,7 +10,7 @@ import pandas as pd
 from tomlab import io
 from tomlab.bigtom.conditions import MAIN_TASK, TASK_TITLES
 from tomlab.manifest import Manifest
-from tomlab.report.common import NOT_TRANSCRIBED
+from tomlab.report.common import NOT_TRANSCRIBED, md_text
 
 CONDITION_NAMES = {"true_belief": "TB", "false_belief": "FB", "true_control": "TB control",
                    "false_control": "FB control"}
@@ -266,9 +266,10 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
         if not beyond.empty:
             ordered = beyond.reindex(beyond["delta"].abs().sort_values(ascending=False).index).head(4)
             parts = [
-                f"{r.direction} at {r.site} on {TASK_TITLES.get(r.task, r.task)} "
-                f"{CONDITION_NAMES.get(r.condition, r.condition)} ({r.delta:+.2f})"
-                + ("" if r.source_task == r.task else f", directions from {TASK_TITLES.get(r.source_task, r.source_task)}")
+                f"{md_text(r.direction)} at {md_text(r.site)} on {md_text(TASK_TITLES.get(r.task, r.task))} "
+                f"{md_text(CONDITION_NAMES.get(r.condition, r.condition))} ({r.delta:+.2f})"
+                + ("" if r.source_task == r.task
+                   else f", directions from {md_text(TASK_TITLES.get(r.source_task, r.source_task))}")
                 for r in ordered.itertuples()
             ]
             out.append("The largest of them: " + "; ".join(parts) + ".")
@@ -308,7 +309,8 @@ def steering_commentary(m: Manifest, mode: str = "generation") -> str:
             out.append(
                 "The paper's headline is that +TpFo raises false-belief accuracy. Here the change on FB items "
                 "with each task's own +TpFo directions is "
-                + "; ".join(f"{TASK_TITLES.get(r.task, r.task)} at {r.site}: {_delta(r.delta, r.delta_ci_low, r.delta_ci_high)}"
+                + "; ".join(f"{md_text(TASK_TITLES.get(r.task, r.task))} at {md_text(r.site)}: "
+                            f"{_delta(r.delta, r.delta_ci_low, r.delta_ci_high)}"
                             for r in fb.itertuples()) + "."
             )
     return "\n\n".join(out)
@@ -328,11 +330,13 @@ def free_text_markdown(m: Manifest, max_stories: int | None = None) -> str:
             first = frame.iloc[0]
             question = str(first["prompt"]).split("\nQuestion: ", 1)[-1].removesuffix("\nAnswer:")
             blocks.append(
-                f"**Story {story_id}, {CONDITION_NAMES.get(condition, condition)}.** {question}  \n"
-                f"Correct: *{first['correct']}*"
+                f"**Story {md_text(story_id)}, {md_text(CONDITION_NAMES.get(condition, condition))}.** "
+                f"{md_text(question)}  \n"
+                f"Correct: *{md_text(first['correct'])}*"
             )
             for r in frame.itertuples():
-                label = "no intervention" if r.direction == "none" else f"{r.direction}, alpha {r.alpha:g} at {r.site}"
+                label = ("no intervention" if r.direction == "none"
+                         else f"{md_text(r.direction)}, alpha {r.alpha:g} at {md_text(r.site)}")
                 body = str(r.completion).strip() or "(empty)"
                 fence = "`" * max(3, _longest_backtick_run(body) + 1)
                 blocks.append(f"{label}:\n\n{fence}text\n{body}\n{fence}")

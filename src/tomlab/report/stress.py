@@ -6,6 +6,7 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.manifest import Manifest
+from tomlab.report.common import md_text
 from tomlab.stress.decodability import chance_level, curve_summary
 from tomlab.stress.verdicts import (  # noqa: F401  (the section names the doubts through this module)
     DOUBT_MINDS,
@@ -75,7 +76,7 @@ def decodability_commentary(m: Manifest) -> str:
     correct = io.read_parquet(m.path("stress_decodability"))
     n_val = int(correct["sample"].nunique())
     text = (f"On this model the difference is {r['estimate']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
-            f"({r['evidence']}): **{r['verdict']}**. ")
+            f"({md_text(r['evidence'])}): **{md_text(r['verdict'])}**. ")
     if r["verdict"] == "supports the claim":
         text += ("A single head, picked without looking at the validation data, reads the belief better than a few "
                  "heads taken at random, so 'a belief head' is more than 'any linear read-out'. ")
@@ -189,8 +190,8 @@ def verdict_sentence(m: Manifest, doubt: str) -> str:
     if row.empty:
         return ""
     r = row.iloc[0]
-    return (f"Verdict: **{r['verdict']}**. The statistic, {r['statistic']}, is {r['estimate']:+.2f} "
-            f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]; {r['evidence']}.")
+    return (f"Verdict: **{md_text(r['verdict'])}**. The statistic, {md_text(r['statistic'])}, is {r['estimate']:+.2f} "
+            f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]; {md_text(r['evidence'])}.")
 
 
 def closing(m: Manifest) -> str:

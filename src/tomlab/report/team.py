@@ -12,6 +12,7 @@ import pandas as pd
 
 from tomlab import io
 from tomlab.manifest import Manifest
+from tomlab.report.common import md_text
 from tomlab.team.tables import summary_table
 
 AGENT_NAMES = {
@@ -190,7 +191,7 @@ def team_commentary(m: Manifest, setup: Mapping[str, Any] | None = None) -> str:
     by = {a: g for a, g in eps.groupby("agent_type")}
     llm_rows = [AGENT_NAMES[a] for a in ("llm", "llm_belief") if a in by]
     out.append("**Which model played which row.** Our random, planner and MAPPO rows involve no language model"
-               + (f"; our {' and '.join(llm_rows)} rows were played by {llm_model(setup)}" if llm_rows else "")
+               + (f"; our {' and '.join(llm_rows)} rows were played by {md_text(llm_model(setup))}" if llm_rows else "")
                + ". The paper's LLM rows were played by ChatGPT and GPT-4, so only the baselines are like for like "
                "in model as well as in rules.")
     if "planner" in by:

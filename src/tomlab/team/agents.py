@@ -4,26 +4,16 @@ theory-of-mind questions, episodes and transcripts."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tomlab.backends.lm import Completion, GenerationConfig, LanguageModel
+from tomlab.backends.lm import Completion, LanguageModel
 from tomlab.backends.lockstep import Request, run_lockstep
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 from tomlab.team.env import observation_text, reply_parser
-from tomlab.team.epistemic import (
-    TOM_ORDERS,
-    knows,
-    knows_change,
-    knows_room,
-    knows_that_knows,
-    knows_that_knows_change,
-    knows_that_knows_room,
-)
+from tomlab.team.epistemic import TOM_ORDERS
 from tomlab.team.game import (
     Action,
     BombGame,
@@ -32,98 +22,18 @@ from tomlab.team.game import (
     action_from_index,
     action_space_size,
 )
+from tomlab.team.episode import (  # noqa: F401 (LLMAgentConfig, Episode, parse_yes_no: this module's API too)
+    TOMLAB_HISTORY_ROUNDS,
+    Episode,
+    LLMAgentConfig,
+    _finish,
+    _record,
+    parse_yes_no,
+    tom_truth,
+)
 from tomlab.team.planner import plan_game
 
 Policy = Callable[[BombGame, str, np.random.Generator], Action]
-
-
-@dataclass(frozen=True)
-class LLMAgentConfig:
-    belief: bool = False
-    history_rounds: int | None = 2  # None: the whole episode (the released code's conversation)
-    max_new_tokens: int = 32
-    belief_max_new_tokens: int = 64
-    tom_max_new_tokens: int = 6
-    temperature: float = 0.0
-    chat_template: bool = True
-    tom: bool = True
-    parser: str | None = None  # null: the rules' own (see tomlab.team.env.reply_parser)
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], belief: bool = False) -> LLMAgentConfig:
-        """From the config's ``team.llm`` section (a clear error names unknown keys)."""
-        known = set(cls.__dataclass_fields__) - {"belief"}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"team.llm: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(belief=belief, **raw)
-
-    def generation(self, purpose: str, seed: int) -> GenerationConfig:
-        tokens = {"action": self.max_new_tokens, "belief": self.belief_max_new_tokens,
-                  "tom": self.tom_max_new_tokens}[purpose]
-        stop = () if purpose == "belief" else ("\n\n",)  # an action or an answer is over at a blank line
-        # greedy decoding ignores the seed: keep it constant so the prompts of all episodes share a batch
-        return GenerationConfig(max_new_tokens=tokens, temperature=self.temperature,
-                                seed=seed if self.temperature > 0 else 0, stop=stop,
-                                chat_template=self.chat_template)
-
-
-@dataclass
-class Episode:
-    """One played episode: its outcome, its cost, its transcript and its ToM questions."""
-
-    agent_type: str
-    seed: int
-    score: int = 0
-    max_score: int = 0
-    rounds_played: int = 0
-    complete: bool = False
-    stalled: bool = False
-    deadlocked: bool = False
-    actions: int = 0
-    valid_actions: int = 0
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    transcript: list[dict[str, Any]] = field(default_factory=list)
-    tom: list[dict[str, Any]] = field(default_factory=list)
-    record: dict[str, Any] = field(default_factory=dict)  # the game's starting record (BombGame.record)
-
-    def summary(self, max_rounds: int) -> dict[str, Any]:
-        return {
-            "agent_type": self.agent_type, "seed": self.seed, "score": self.score, "max_score": self.max_score,
-            "complete": self.complete, "stalled": self.stalled, "deadlocked": self.deadlocked,
-            "rounds_played": self.rounds_played,
-            # the paper's "rounds": rounds to defuse everything, the round limit when the team did not
-            # (a deadlocked episode is recorded at the round limit with its frozen score)
-            "rounds": self.rounds_played if self.complete else max_rounds,
-            "actions": self.actions, "valid_actions": self.valid_actions,
-            "valid_rate": self.valid_actions / self.actions if self.actions else float("nan"),
-            "calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-
-
-def _finish(ep: Episode, game: BombGame) -> Episode:
-    ep.score = game.score
-    ep.max_score = game.config.max_score
-    ep.complete = game.done and not any(b.exploded for b in game.bombs)
-    ep.stalled = game.stalled
-    ep.deadlocked = game.deadlocked
-    ep.rounds_played = game.round - 1
-    return ep
-
-
-def _record(ep: Episode, game: BombGame, agent: str, action: Action | None, result: Any,
-            row: dict[str, Any] | None = None, **extra: Any) -> None:
-    """Count the action and write what happened into ``row`` (an LLM call's transcript row) or a new row."""
-    ep.actions += 1
-    ep.valid_actions += int(result.valid)
-    if row is None:
-        row = {"kind": "action", "round": game.round, "agent": agent}
-        ep.transcript.append(row)
-    row.update(action=None if action is None else action.describe(), valid=result.valid,
-               feedback=result.feedback, reward=result.shaping, score=game.score, **extra)
 
 
 def random_policy(game: BombGame, agent: str, rng: np.random.Generator) -> Action:
@@ -245,19 +155,17 @@ def tom_questions(topic: str, teammate: str, subject: int, room: int | None = No
     }
 
 
-_YES_NO = re.compile(r"\b(yes|no)\b")
-
-
-def parse_yes_no(text: str) -> bool | None:
-    m = _YES_NO.search(str(text).lower())
-    return None if m is None else m.group(1) == "yes"
-
-
 EpisodeGen = Generator[list[Request], list[Completion], Episode]
 
 
 def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> EpisodeGen:
-    """One LLM-agent episode as a generator of prompt batches (see :func:`play_llm_episodes`)."""
+    """One LLM-agent episode as a generator of prompt batches (see :func:`play_llm_episodes`): in the
+    released conversation (:mod:`tomlab.team.released_play`) under ``team.prompts: released`` and the
+    paper's rules, else in tomlab's own text."""
+    if agent_cfg.released and config.rules == "paper":
+        from tomlab.team.released_play import released_episode
+
+        return (yield from released_episode(config, seed, agent_cfg))
     game = BombGame(config, seed=seed)
     rng = np.random.default_rng([seed, 11])
     agent_type = "llm_belief" if agent_cfg.belief else "llm"
@@ -294,8 +202,8 @@ def llm_episode(config: TeamConfig, seed: int, agent_cfg: LLMAgentConfig) -> Epi
                 belief[agent] = text.strip() or belief[agent]
                 context = f"Your belief state:\n{belief[agent]}\n\nNow:\n{obs}"
             else:
-                keep = agent_cfg.history_rounds
-                past = history[agent] if keep is None else (history[agent][-keep:] if keep > 0 else [])
+                keep = TOMLAB_HISTORY_ROUNDS if agent_cfg.history_rounds is None else agent_cfg.history_rounds
+                past = history[agent] if keep == "all" else (history[agent][-int(keep):] if int(keep) > 0 else [])
                 context = "".join(f"Earlier (round {i + 1} of those shown):\n{o}\nYou replied:\n{r}\n\n"
                                   for i, (o, r) in enumerate(past)) + f"Now:\n{obs}"
             prompt = [system, {"role": "user", "content": f"{context}\n\n{instruction}"}]
@@ -340,22 +248,6 @@ def _tom_subject(game: BombGame, agent: str, result: Result, bomb_here: Any,
     here = game.bomb_in(game.positions[agent])
     bomb = here if here is not None else game.bombs[int(rng.integers(len(game.bombs)))]
     return "sequence", bomb.id, {"room": bomb.room}
-
-
-def tom_truth(game: BombGame, topic: str, subject: int, agent: str, teammate: str, event: int) -> dict[str, bool]:
-    """The true answers, per order, after log entry ``event`` (see :mod:`tomlab.team.epistemic`)."""
-    log, t = game.log, len(game.log.events) - 1
-    if topic == "room":
-        return {"introspection": knows_room(log, agent, subject, t),
-                "first_order": knows_room(log, teammate, subject, t),
-                "second_order": knows_that_knows_room(log, teammate, agent, subject, t)}
-    if topic == "bomb_change":
-        return {"introspection": knows_change(log, agent, event),
-                "first_order": knows_change(log, teammate, event),
-                "second_order": knows_that_knows_change(log, teammate, agent, event)}
-    return {"introspection": knows(log, agent, subject, t),
-            "first_order": knows(log, teammate, subject, t),
-            "second_order": knows_that_knows(log, teammate, agent, subject, t)}
 
 
 def _ask_tom(game: BombGame, agent: str, context: str, result: Result, bomb_here: Any, agent_cfg: LLMAgentConfig,

@@ -66,12 +66,29 @@ def _paper_text(obs: Mapping[str, Any]) -> str:
 _ACTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("move", re.compile(r"\b(?:move|moves|moving|go|goes|going|walk|walks|walking|head|heads|heading|travel|"
                         r"travels|travelling|traveling|enter|enters|entering|proceed|proceeds|proceeding)\b"
-                        r"(?:\W+\w+){0,3}?\W+room\s*#?\s*(\d+)")),
+                        r"(?:\W+\w+){0,3}?\W+room\s*+(?:#\s*+)?(\d+)")),
     ("inspect", re.compile(r"\b(?:inspect|inspects|inspecting|examine|examines|examining)\b")),
     ("cut", re.compile(r"\b(?:apply|applies|applying|use|uses|using|cut|cuts|cutting)\b"
                        r"(?:\W+\w+){0,3}?\W+(red|green|blue)\b")),
     ("cut", re.compile(r"\b(red|green|blue)\W+(?:cutter|wire)s?\b")),
 )
+
+
+# A line starting "Action:" / "Message:" (after blank lines or spaces). The space before the label is
+# matched within its own line: a label after blank lines is found from its own line start, so a run of
+# blank lines is not rescanned from each of its lines (the label read is the same).
+_ACTION_LINE = re.compile(r"^[^\S\n]*+\**action\**\s*:\s*(.*)$", re.MULTILINE)
+_MESSAGE_LINE = re.compile(r"^[^\S\n]*+\**message\**\s*:\s*(.*)$", re.MULTILINE | re.IGNORECASE)
+
+
+_ROOM_DIGITS = 18  # a room number longer than this (leading zeros aside) is on no map: it names no action
+
+
+def _room_number(digits: str) -> int | None:
+    """The room a move names, read whole ("007" is 7, "1234567" is 1234567, never its first digits);
+    None (no action) for a number longer than ``_ROOM_DIGITS`` digits."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _ROOM_DIGITS else None
 
 
 def parse_reply(text: str) -> tuple[Action | None, str | None]:
@@ -84,19 +101,20 @@ def parse_reply(text: str) -> tuple[Action | None, str | None]:
     """
     text = str(text)
     lowered = text.lower()
-    action_line = re.search(r"^\s*\**action\**\s*:\s*(.*)$", lowered, flags=re.MULTILINE)
+    action_line = _ACTION_LINE.search(lowered)
     scope = action_line.group(1) if action_line else lowered
-    found: list[tuple[int, Action]] = []
+    found: list[tuple[int, Action | None]] = []
     for kind, pattern in _ACTION_PATTERNS:
         for m in pattern.finditer(scope):
             if kind == "move":
-                found.append((m.start(), Action("move", room=int(m.group(1)[:6]))))
+                room = _room_number(m.group(1))
+                found.append((m.start(), None if room is None else Action("move", room=room)))
             elif kind == "inspect":
                 found.append((m.start(), Action("inspect")))
             else:
                 found.append((m.start(), Action("cut", colour=m.group(1))))
     action = min(found, key=lambda x: x[0])[1] if found else None
-    msg = re.search(r"^\s*\**message\**\s*:\s*(.*)$", text, flags=re.MULTILINE | re.IGNORECASE)
+    msg = _MESSAGE_LINE.search(text)
     message = msg.group(1).strip() if msg and msg.group(1).strip() else None
     if message and message.lower() in {"none", "n/a", "-", "no message"}:
         message = None

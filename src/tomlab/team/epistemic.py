@@ -59,6 +59,7 @@ class Event:
 class EpistemicLog:
     events: list[Event] = field(default_factory=list)
     shown_only: bool = False  # the paper's rules: no witnessing; a message counts once read
+    teammates_shown: bool = True  # observations show every teammate's room (not the released text: own room only)
 
     def add(self, **kw: Any) -> Event:
         event = Event(t=len(self.events), **kw)
@@ -153,8 +154,8 @@ def knows_that_knows_room(log: EpistemicLog, observer: str, agent: str, room: in
     if observer == agent or (not log.shown_only and log.at(t).position(observer) == room):
         return True
     for e in reversed(log.upto(t)):
-        if e.kind == "observe" and e.agent == observer:
-            return e.position(agent) == room
+        if e.kind == "observe" and e.agent == observer:  # the released text shows only the observer's own room
+            return e.position(agent) == room and (log.teammates_shown or e.room == room)
     return False
 
 
@@ -192,7 +193,7 @@ def message_reveals(text: str, bomb: _Bomb) -> bool:
     deliberately strict: a vaguer message does not count as telling."""
     told = {tuple(bomb.sequence), tuple(bomb.sequence)[int(getattr(bomb, "cut", 0)):]}
     for clause in re.split(r"[.;\n!?]", text.lower()):
-        names = re.search(rf"\bbomb\s*#?\s*{bomb.id}\b|\broom\s*#?\s*{bomb.room}\b", clause)
+        names = re.search(rf"\bbomb\s*+(?:#\s*+)?{bomb.id}\b|\broom\s*+(?:#\s*+)?{bomb.room}\b", clause)
         if names and tuple(_COLOUR_WORD.findall(clause)) in told - {()}:
             return True
     return False

@@ -31,6 +31,7 @@ from tomlab.team.epistemic import (  # noqa: F401 (re-exported: the game's log a
     knows_that_knows,
     message_reveals,
 )
+from tomlab.team.record import check_record
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue")
 
@@ -332,9 +333,12 @@ class BombGame:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> BombGame:
-        """A game in the starting state written in ``record`` (see :meth:`record`)."""
+        """A game in the starting state written in ``record`` (see :meth:`record`); a record that is
+        incomplete or impossible (a bomb outside the map, an unknown colour, ...) is refused, naming the
+        field and its value (:func:`tomlab.team.record.check_record`)."""
+        check_record(record)
+        agents = record["agents"]
         try:
-            agents = record["agents"]
             config = TeamConfig(
                 rooms=tuple(record["map"]["rooms"]),
                 corridors=tuple(tuple(c) for c in record["map"]["corridors"]),
@@ -344,12 +348,12 @@ class BombGame:
                 deadlock_rounds=record.get("deadlock_rounds"), stall_rounds=record["stall_rounds"],
                 wrong_cutter=record["wrong_cutter"], points_per_phase=int(record["points_per_phase"]),
             )
-            game = cls(config, seed=int(record["seed"]))
-            game.bombs = [Bomb(id=int(b["id"]), room=int(b["room"]), sequence=tuple(str(c) for c in b["sequence"]))
-                          for b in record["bombs"]]
-            game.positions = {a: int(record["start_rooms"][a]) for a in config.agents}
-        except KeyError as exc:
-            raise ValueError(f"episode record is missing the key {exc.args[0]!r}") from exc
+        except ValueError as exc:  # the map, the agents' cutters: named as the config's keys
+            raise ValueError(f"episode record: {exc}") from exc
+        game = cls(config, seed=int(record["seed"]))
+        game.bombs = [Bomb(id=int(b["id"]), room=int(b["room"]), sequence=tuple(str(c) for c in b["sequence"]))
+                      for b in record["bombs"]]
+        game.positions = {a: int(record["start_rooms"][a]) for a in config.agents}
         game._reset_play()
         return game
 

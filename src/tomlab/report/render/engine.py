@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tomlab.io import atomic_path
+from tomlab.schema import safe_load
 from tomlab.report.render.qmd import Chunk, ReportRenderError, parse_qmd
 
 _DEFAULT_EXECUTE: dict[str, Any] = {
@@ -250,7 +251,7 @@ def _load_quarto_yml(source: Path) -> dict[str, Any]:
         path = source / name
         if path.is_file():
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                data = safe_load(path.read_text(encoding="utf-8"), str(path)) or {}
             except yaml.YAMLError as exc:
                 raise ReportRenderError(f"{name}: invalid YAML: {exc}") from exc
             if not isinstance(data, dict):
@@ -322,6 +323,16 @@ def _as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _filter_args(opts: Mapping[str, Any], work: Path, fmt: str) -> list[str]:
+    """``--lua-filter`` for each of a format's ``filters`` (Lua files beside index.qmd, as Quarto reads them)."""
+    args: list[str] = []
+    for name in _as_list(opts.get("filters")):
+        if not (work / name).is_file():
+            raise ReportRenderError(f"_quarto.yml: format {fmt}: filter {name!r} not found in the report source")
+        args.append(f"--lua-filter={name}")
+    return args
+
+
 _EXTERNAL_RE = [
     re.compile(r"""<(?:img|script|iframe|embed|source|audio|video|input)\b[^>]*?\ssrc\s*=\s*["']?(?!data:)([^"'\s>]+)""", re.IGNORECASE),
     re.compile(r"""<link\b[^>]*?\shref\s*=\s*["']?(?!data:)([^"'\s>]+)""", re.IGNORECASE),
@@ -389,7 +400,7 @@ def _render_builtin(work: Path, env: Mapping[str, str], timeout: int) -> tuple[P
         "--metadata-file", "index.meta-html.yaml", f"--resource-path={work}", "--columns=1000",
         "-o", str(html_out),
     ]
-    cmd += _toc_args(html_opts)
+    cmd += _toc_args(html_opts) + _filter_args(html_opts, work, "html")
     for css in _as_list(html_opts.get("css")):
         cmd.append(f"--css={css}")
     for inc in _as_list(html_opts.get("include-in-header")):
@@ -412,7 +423,7 @@ def _render_builtin(work: Path, env: Mapping[str, str], timeout: int) -> tuple[P
         "--metadata-file", "index.meta-typst.yaml", f"--resource-path={work}", "--columns=1000",
         "-o", str(typ),
     ]
-    cmd += _toc_args(typst_opts)
+    cmd += _toc_args(typst_opts) + _filter_args(typst_opts, work, "typst")
     for inc in _as_list(typst_opts.get("include-in-header")):
         cmd.append(f"--include-in-header={inc}")
     _run(cmd, work, what="pandoc (typst)")

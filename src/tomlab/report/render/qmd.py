@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from tomlab.schema import safe_load
+
 
 class ReportRenderError(RuntimeError):
     """Rendering the report failed; the message names the file (and chunk) responsible."""
@@ -77,7 +79,7 @@ def parse_chunk_options(code: str) -> tuple[dict[str, Any], str]:
     options: dict[str, Any] = {}
     if option_lines:
         try:
-            parsed = yaml.safe_load("\n".join(option_lines))
+            parsed = safe_load("\n".join(option_lines), "the chunk options")
         except yaml.YAMLError as exc:
             raise ValueError(f"invalid chunk options: {exc}") from exc
         if parsed is None:
@@ -121,7 +123,7 @@ def _split_front_matter(lines: list[_Line]) -> tuple[dict[str, Any], list[_Line]
         if lines[end].text.strip() in ("---", "..."):
             raw = "\n".join(line.text for line in lines[1:end])
             try:
-                meta = yaml.safe_load(raw) or {}
+                meta = safe_load(raw, "the front matter") or {}
             except yaml.YAMLError as exc:
                 raise ReportRenderError(f"{lines[0].file}: invalid YAML front matter: {exc}") from exc
             if not isinstance(meta, dict):
