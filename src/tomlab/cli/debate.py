@@ -21,9 +21,8 @@ SCORE_COLUMNS = {"arithmetic": ("id", "family", "answers", "intuitive"),
 #: The columns of a method's answers and turns (``debate-run``) that the tables read.
 ANSWER_COLUMNS = ("question_id", "method", "final_answer", "prompt_tokens", "completion_tokens", "preference")
 TURN_COLUMNS = ("question_id", "method", "round", "debater", "text")
-#: The columns of the tables the figures read (``debate-tables``).
+#: The columns of the accuracy table the figure reads (``debate-tables``).
 ACCURACY_COLUMNS = ("method", "accuracy", "ci_low", "ci_high")
-DISAGREEMENT_COLUMNS = ("round", "disagreement", "debates", "answered")
 
 
 def _task_items(path: str, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -217,6 +216,7 @@ def _add_released_commands(sub: Any) -> None:
 
 
 def cmd_plot_debate(args: argparse.Namespace) -> None:
+    from tomlab.debate.tables import DISAGREEMENT_COLUMNS
     from tomlab.figures.debate import plot_debate_accuracy, plot_debate_disagreement
 
     plot_debate_accuracy(io.read_table(args.accuracy, ACCURACY_COLUMNS, flag="--accuracy"), args.out_accuracy)
