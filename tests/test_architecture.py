@@ -20,8 +20,9 @@ ALLOWED: dict[str, set[str]] = {
     "debate": {"backends"},
     "stress": {"backends", "bigtom", "probing", "steering"},
     "figures": {"bigtom", "probing", "steering", "team", "debate", "stress"},
+    "plan": {"backends", "bigtom", "probing", "steering", "team", "debate", "stress"},
     "report": {"backends", "bigtom", "probing", "steering", "team", "debate", "stress", "figures"},
-    "cli": {"backends", "bigtom", "probing", "steering", "team", "debate", "stress", "figures", "report"},
+    "cli": {"backends", "bigtom", "probing", "steering", "team", "debate", "stress", "figures", "report", "plan"},
     "__main__": {"cli"},
 }
 

@@ -301,6 +301,15 @@ def test_whole_dag_on_smoke_config(tmp_path):
     assert experiments["experiment"].iloc[-1] == "total" and {"steering", "debate", "stress"} <= set(experiments["experiment"])
     assert experiments["seconds"].iloc[-1] == pytest.approx(jobs["seconds"].sum())
     assert "Cost" in html and "minutes in all" in html
+    # the plan, made before the run, beside what each model job did: every planned job ran, and where the
+    # completion cache answered nothing, the prompts and tokens it asked are the ones the plan counted
+    plan = pd.read_parquet(root / "cost/plan.parquet")
+    assert set(plan["model"]) == {"random-llama", "gemma"} and plan["measured_s"].notna().all()
+    exact = plan[plan["rule"].isin(["extract_activations", "stress_extract"])]
+    assert len(exact) >= 4 and (exact["planned_tokens"] == exact["measured_tokens"]).all()
+    fresh = plan[plan["rule"].isin(["evaluate_baseline", "debate_run"]) & (plan["cache_hits"] == 0)]
+    assert len(fresh) >= 2 and (fresh["planned_prompts"] >= fresh["measured_prompts"]).all()
+    assert "The plan against the run" in html and "projected" in html
     steering_bench = json.loads((root / "bench/steering.json").read_text())
     # the smoke model runs in float32: shared prefixes give the token-by-token path's answers
     assert steering_bench["speedup"] > 0 and steering_bench["identical_answers"] is True

@@ -114,6 +114,13 @@ def experiment_panel(config: Mapping[str, Any], experiment: str, panel: Mapping[
     return list(chosen)
 
 
+def bench_model(config: Mapping[str, Any], panel: Mapping[str, Any]) -> str | None:
+    """The model the benchmarks measure: the panel's first model that is both probed and steered (None: no
+    benchmark)."""
+    steered = experiment_panel(config, "steering", panel)
+    return next((m for m in experiment_panel(config, "probing", panel) if m in steered), None)
+
+
 def resolve_spec(spec: Any, panel: Mapping[str, Any], where: str) -> Any:
     """A role's model: a panel name becomes that model's spec; a spec (or null) is kept as it is."""
     if isinstance(spec, str):
@@ -123,6 +130,36 @@ def resolve_spec(spec: Any, panel: Mapping[str, Any], where: str) -> Any:
                              "a model spec is a mapping ({name: ...} or {base_url: ..., model: ...})")
         return dict(panel[spec])
     return spec
+
+
+def own_models(config: Mapping[str, Any], panel: Mapping[str, Any], key: str, role_spec: Any,
+               experiment: str) -> dict[str, Any]:
+    """The models an experiment plays, name -> spec: the one its role setting ``key`` names (team.model,
+    debate.models.default; a panel model keeps its panel name, another is named after its model), else
+    the experiment's panel."""
+    if not role_spec:
+        return {m: panel[m] for m in experiment_panel(config, experiment, panel)}
+    spec = with_defaults(resolve_spec(role_spec, panel, key))
+    same = [m for m, s in panel.items() if s == spec]
+    name = same[0] if same else model_name(spec)
+    if name in panel and panel[name] != spec:
+        name = f"{name}-{experiment}"
+    if name in panel and panel[name] != spec:
+        raise ValueError(f"config key '{key}': its model would be named {name!r}, which the panel already uses for "
+                         "another model; add it to models: under a name of its own and name that here")
+    return {name: spec}
+
+
+def run_models(config: Mapping[str, Any], panel: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The team game's models, the debate's, and every model of the run (the panel, then those two), by name."""
+    team = own_models(config, panel, "team.model", (config.get("team") or {}).get("model"), "team")
+    debate = own_models(config, panel, "debate.models.default",
+                        ((config.get("debate") or {}).get("models") or {}).get("default"), "debate")
+    for name in team.keys() & debate.keys():
+        if team[name] != debate[name]:
+            raise ValueError(f"config keys 'team.model' and 'debate.models.default' name two different models that "
+                             f"would both be called {name!r}; give them names of their own under models: and name those")
+    return team, debate, {**panel, **team, **debate}
 
 
 def gather(tables: Mapping[str, pd.DataFrame], column: str = "model") -> pd.DataFrame:

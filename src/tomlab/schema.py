@@ -378,3 +378,49 @@ def check_integers(config: Any) -> None:
                 found += float_integers(spec, section, where)
     if found:
         raise ValueError(f"config: {'; '.join(dict.fromkeys(found))} (write it without the decimal point)")
+
+
+def validate_config(config: dict[str, Any], files: Sequence[str | Path] = ()) -> None:
+    """Every check a run's config passes, in the workflow's order, then the schema's validation, which
+    fills in the defaults in place (``config`` as Snakemake merged it from ``files`` and ``--config``)."""
+    from snakemake.utils import validate
+
+    check_config_size(config, files)  # a YAML alias bomb is refused before anything walks it
+    check_keys(config)  # a misspelt key is named, with the nearest valid ones
+    check_model_specs(config)  # served models: allowed keys and types, no secret in the config or the URL
+    check_integers(config)  # 200.0 where an integer belongs: the validator takes it, the command lines do not
+    validate(config, schema=str(SCHEMA_PATH), set_default=True)
+
+
+def merged_config(files: Sequence[str | Path], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The config Snakemake would run on ``--configfile FILES --config OVERRIDES`` (``KEY=VALUE``, the value
+    read as YAML, a later key replacing an earlier one's nested keys as Snakemake merges them), validated
+    with the schema's defaults filled in."""
+    from snakemake.utils import update_config
+
+    config: dict[str, Any] = {}
+    for path in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"config file {path}: not readable ({err})") from err
+        try:
+            data = safe_load(text, f"config file {path}")
+        except yaml.YAMLError as err:
+            raise ValueError(f"config file {path}: not YAML ({err})") from err
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path}: a config file holds one mapping at its top")
+        update_config(config, data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {item[:80]!r}: give KEY=VALUE")
+        try:
+            parsed = safe_load(value, f"--config {key}") if value else value
+        except yaml.YAMLError as err:
+            raise ValueError(f"--config {key}: the value is not YAML ({err})") from err
+        update_config(config, {key: parsed})
+    validate_config(config, files)
+    return config

@@ -81,6 +81,7 @@ rule bench_steering:
         kinds=slugs(STEER["sweep"]["directions"]),
         alphas=" ".join(str(a) for a in STEER["sweep"]["alphas"]),
         n_items=config["bench"]["steering_items"],
+        float32_items=config["bench"]["float32_items"],
     threads: workflow.cores
     resources:
         gpu=BENCH_GPUS,
@@ -96,7 +97,8 @@ rule bench_steering:
         " --items {input.eval_items:q} {params.chat} --batch-size {params.batch_size}"
         " --max-new-tokens {params.max_new_tokens} --modes {params.modes} --directions {input.directions:q}"
         " --activations {input.acts:q} --task {params.task} --site {params.site} --kinds {params.kinds}"
-        " --alphas {params.alphas} --n-items {params.n_items} --out {output.json:q} > {log.log:q} 2>&1"
+        " --alphas {params.alphas} --n-items {params.n_items} --float32-items {params.float32_items}"
+        " --out {output.json:q} > {log.log:q} 2>&1"
 
 
 rule bench_generation:

@@ -5,20 +5,14 @@ import re
 import shlex
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from tomlab.bigtom.conditions import MAIN_TASK  # the paper's probing task; its directions are also tried on the others
-from tomlab.panel import experiment_panel, is_served, model_name, model_panel, resolve_spec, with_defaults
-from tomlab.schema import SCHEMA_PATH, check_config_size, check_integers, check_keys, check_model_specs
+from tomlab.bigtom.conditions import MAIN_TASK, steering_pairs  # the paper's probing task; its directions are also tried on the others
+from tomlab.panel import bench_model, experiment_panel, is_served, model_panel, resolve_spec, run_models
+from tomlab.schema import validate_config
 from tomlab.schema import default as schema_default
 from tomlab.team import AGENT_TYPES, LLM_TYPES
 
 
-check_config_size(config, workflow.configfiles)  # a YAML alias bomb is refused before anything walks it
-check_keys(config)  # a misspelt key is named, with the nearest valid ones
-check_model_specs(config)  # served models: allowed keys and types, no secret in the config or the URL
-check_integers(config)  # 200.0 where an integer belongs: the validator takes it, the command lines do not
-validate(config, schema=str(SCHEMA_PATH), set_default=True)
+validate_config(config, workflow.configfiles)  # size, keys, model specs, integers; then the schema, with its defaults
 
 if config["stories"]["source"] == "bigtom" and not config.get("bigtom_csv"):
     raise ValueError(
@@ -48,7 +42,7 @@ DIRECTION_KINDS = list(
 )
 # (source task of the directions, task evaluated): each task on itself (Table 1), then the
 # forward-belief directions on the other tasks (Table 2)
-STEER_PAIRS = [f"{t}:{t}" for t in TASKS] + [f"{MAIN_TASK}:{t}" for t in TASKS if t != MAIN_TASK]
+STEER_PAIRS = [f"{s}:{t}" for s, t in steering_pairs(TASKS)]
 EVAL = config["evaluation"]
 # None: the evaluation protocol's choice, which the command reads from the items
 CHAT = {True: "--chat-template", False: "--no-chat-template", None: ""}[EVAL["chat_template"]]
@@ -67,32 +61,11 @@ EVAL_MODELS = experiment_panel(config, "evaluation", PANEL)
 STEER_MODELS = experiment_panel(config, "steering", PANEL)
 STRESS_MODELS = experiment_panel(config, "stress", PANEL)
 # the benchmarks measure the panel's first model that is both probed and steered (none: no benchmark)
-BENCH_MODEL = next((m for m in PROBE_MODELS if m in STEER_MODELS), None)
+BENCH_MODEL = bench_model(config, PANEL)
 
 
-def own_models(key, role_spec, experiment):
-    """The models an experiment plays, name -> spec: the one its role setting names (legacy: team.model,
-    debate.models.default; a panel model keeps its panel name), else its panel."""
-    if not role_spec:
-        return {m: PANEL[m] for m in experiment_panel(config, experiment, PANEL)}
-    spec = with_defaults(resolve_spec(role_spec, PANEL, key))
-    same = [m for m, s in PANEL.items() if s == spec]
-    name = same[0] if same else model_name(spec)
-    if name in PANEL and PANEL[name] != spec:
-        name = f"{name}-{experiment}"
-    if name in PANEL and PANEL[name] != spec:
-        raise ValueError(f"config key '{key}': its model would be named {name!r}, which the panel already uses for "
-                         "another model; add it to models: under a name of its own and name that here")
-    return {name: spec}
-
-
-TEAM_SPECS = own_models("team.model", config["team"]["model"], "team")
-DEBATE_SPECS = own_models("debate.models.default", config["debate"]["models"]["default"], "debate")
-for _name in TEAM_SPECS.keys() & DEBATE_SPECS.keys():
-    if TEAM_SPECS[_name] != DEBATE_SPECS[_name]:
-        raise ValueError(f"config keys 'team.model' and 'debate.models.default' name two different models that would "
-                         f"both be called {_name!r}; give them names of their own under models: and name those")
-ALL_SPECS = {**PANEL, **TEAM_SPECS, **DEBATE_SPECS}
+# the team's and the debate's models (a role setting's model, else the experiment's panel), then every model
+TEAM_SPECS, DEBATE_SPECS, ALL_SPECS = run_models(config, PANEL)
 
 
 wildcard_constraints:

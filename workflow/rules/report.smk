@@ -133,15 +133,36 @@ REPORT_SHARED = manifest_entries(
 REPORT_MANIFEST = json.dumps({**REPORT_SHARED, "models": REPORT_MODELS})  # the models in panel order
 
 
+# What every model job of the run should cost on this machine, projected before it runs (tomlab plan):
+# the cost rule sets it beside what the jobs took.
+rule plan:
+    output:
+        plan="results/plan/plan.parquet",
+    params:
+        config=json.dumps(config, sort_keys=True),
+    # the CPU's peaks are measured with every core, as a model job takes them
+    threads: workflow.cores
+    conda:
+        ENV
+    benchmark:
+        "results/benchmarks/plan.tsv"
+    log:
+        "results/logs/plan.log",
+    shell:
+        "tomlab --threads {threads} plan --config-json {params.config:q} --device cpu --out {output.plan:q} > {log:q} 2>&1"
+
+
 # What every job of the run cost: its benchmark file (wall and CPU time, memory) and, for the rules
 # that run a model, the prompts and tokens the command wrote with --usage.
 rule cost:
     input:
         shared=flat(REPORT_SHARED),
         models=MODEL_FILES,
+        plan=rules.plan.output.plan,
     output:
         jobs="results/cost/jobs.parquet",
         experiments="results/cost/experiments.parquet",
+        plan="results/cost/plan.parquet",
     params:
         benchmarks=BENCHMARKS,
         usage=USAGE,
@@ -159,7 +180,7 @@ rule cost:
     shell:
         "tomlab cost --benchmarks {params.benchmarks:q} --usage-dir {params.usage:q}"
         " --experiments-json {params.experiments:q} --models {params.models} --per-model-rules {params.per_model} --cores {resources.run_cores} --out-jobs {output.jobs:q}"
-        " --out-experiments {output.experiments:q} > {log:q} 2>&1"
+        " --out-experiments {output.experiments:q} --plan {input.plan:q} --out-plan {output.plan:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -168,6 +189,7 @@ rule report:
         models=MODEL_FILES,
         cost_jobs=rules.cost.output.jobs,
         cost_experiments=rules.cost.output.experiments,
+        cost_plan=rules.cost.output.plan,
         sources=REPORT_SOURCES,
     output:
         html="results/report/index.html",
@@ -177,7 +199,8 @@ rule report:
         source=lambda wildcards, input: os.path.dirname(input.sources[0]),
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.html)),
         manifest=lambda wildcards, input: json.dumps(
-            {**json.loads(REPORT_MANIFEST), "cost_jobs": input.cost_jobs, "cost_experiments": input.cost_experiments}
+            {**json.loads(REPORT_MANIFEST), "cost_jobs": input.cost_jobs, "cost_experiments": input.cost_experiments,
+             "cost_plan": input.cost_plan}
         ),
         engine=config["report"]["engine"],
     conda:

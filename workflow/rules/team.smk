@@ -70,10 +70,10 @@ rule team_play_llm:
     conda:
         ENV
     benchmark:
-        "results/benchmarks/team_play/{model}/{agent}.tsv"
+        "results/benchmarks/team_play_llm/{model}/{agent}.tsv"
     log:
         log="results/logs/{model}/team_play/{agent}.log",
-        usage="results/logs/usage/team_play/{model}/{agent}.json",
+        usage="results/logs/usage/team_play_llm/{model}/{agent}.json",
     shell:
         "tomlab --threads {threads} --usage {log.usage:q} team-play --agent-type {wildcards.agent} --team-json {params.team:q}"
         " --seeds {params.seeds} --model-json {params.model:q} --llm-json {params.llm:q}"

@@ -78,6 +78,7 @@ def token_activations(lm: LoadedModel, prompt: str, site: str = "head_z") -> tup
     with HeadCapture(lm, (site,), positions="all") as capture:
         _forward_body(lm, ids.to(lm.device), enc["attention_mask"].to(lm.device))
         acts = capture.take()[site][0]
+    meter.record(scored_sequences=1, scored_tokens=int(ids.shape[1]))
     tokens = [lm.tokenizer.decode([int(t)]) for t in ids[0]]
     return acts.float().cpu().numpy(), tokens
 

@@ -50,6 +50,12 @@ CONDITION_COLUMNS: tuple[str, ...] = ("story", "question", "correct", "wrong")
 """Columns of a condition file (in file order; files have no header)."""
 
 
+def steering_pairs(tasks: Sequence[str]) -> list[tuple[str, str]]:
+    """The (direction source, evaluated task) pairs steering runs: each task on itself (the paper's Table 1),
+    then the main task's directions on the other tasks (Table 2)."""
+    return [(t, t) for t in tasks] + [(MAIN_TASK, t) for t in tasks if t != MAIN_TASK]
+
+
 _CONDITION_FILE = "stories.csv"
 
 

@@ -20,6 +20,8 @@ from tomlab.cli.common import (
     int_range,
     positive_float,
 )
+from tomlab.bigtom.protocol import ORIGINAL_CONDITIONS
+from tomlab.debate.tasks import COT_INSTRUCTION, cot_prompts
 from tomlab.schema import default as schema_default
 from tomlab.schema import vocabulary
 
@@ -97,9 +99,7 @@ def cmd_bench_generation(args: argparse.Namespace) -> None:
     questions = [str(q) for q in items["question"]]
     if not questions:
         raise SystemExit(f"tomlab bench generation: {args.items} has no questions")
-    # a chain-of-thought baseline's shape; the questions repeat (numbered) when there are fewer than asked
-    prompts = [f"{questions[i % len(questions)]}\n\n{args.instruction}"
-               + (f" (copy {i // len(questions) + 1})" if i >= len(questions) else "") for i in range(args.n_prompts)]
+    prompts = cot_prompts(questions, args.n_prompts, args.instruction)  # a chain-of-thought baseline's shape
     spec = _model_cfg(args)
     lm = load_local(spec, cache_dir=args.cache_dir)
     table = generation_throughput(lm, prompts, args.batch_sizes, max_new_tokens=args.max_new_tokens)
@@ -158,9 +158,9 @@ def add_commands(sub: Any) -> None:
     _add_answer_args(p)
     _add_direction_args(p)
     p.add_argument("--alphas", nargs="+", type=float, required=True)
-    p.add_argument("--conditions", nargs="+", default=["true_belief", "false_belief"])
+    p.add_argument("--conditions", nargs="+", default=list(ORIGINAL_CONDITIONS))
     p.add_argument("--n-items", type=int_range(1, 1_000_000), default=schema_default("bench.steering_items"))
-    p.add_argument("--float32-items", type=int_range(0, 1_000_000), default=4,
+    p.add_argument("--float32-items", type=int_range(0, 1_000_000), default=schema_default("bench.float32_items"),
                    help="items both paths also run in float32 (0: none)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench_steering)
@@ -168,7 +168,7 @@ def add_commands(sub: Any) -> None:
     p = bench.add_parser("generation", help="completion tokens per second against the batch size")
     _add_model_args(p)
     p.add_argument("--items", required=True, help="a debate task's items (their questions become the prompts)")
-    p.add_argument("--instruction", default="Let's think step by step.", help="added after each question")
+    p.add_argument("--instruction", default=COT_INSTRUCTION, help="added after each question")
     p.add_argument("--n-prompts", type=int_range(1, 1_000_000), default=schema_default("bench.generation_prompts"))
     p.add_argument("--batch-sizes", nargs="+", type=int_range(1, 100_000), default=schema_default("bench.generation_batch_sizes"))
     p.add_argument("--max-new-tokens", type=int_range(1, 1_000_000),

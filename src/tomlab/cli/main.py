@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 
 from tomlab.backends.meter import metered
-from tomlab.cli import bench, bigtom, debate, probing, report, steering, stress, team
+from tomlab.cli import bench, bigtom, debate, plan, probing, report, steering, stress, team
 from tomlab.cli.common import int_range
 from tomlab.io import write_json
 
-MODULES = (bigtom, probing, bench, steering, team, debate, stress, report)
+MODULES = (bigtom, probing, bench, steering, team, debate, stress, report, plan)
 
 
 def build_parser() -> argparse.ArgumentParser:

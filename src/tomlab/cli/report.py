@@ -84,6 +84,13 @@ def cmd_cost(args: argparse.Namespace) -> None:
         raise SystemExit(f"tomlab cost: no benchmark file of a known rule under {args.benchmarks}")
     io.write_parquet(args.out_jobs, jobs)
     io.write_parquet(args.out_experiments, experiment_costs(jobs).assign(cores=args.cores))
+    if (args.plan is None) != (args.out_plan is None):
+        raise ValueError("--plan and --out-plan go together: the plan table read, and the plan against the measured jobs written")
+    if args.plan is not None:
+        from tomlab.report.cost import PLAN_INPUT_COLUMNS, plan_against_measured
+
+        plan = io.read_table(args.plan, PLAN_INPUT_COLUMNS, flag="--plan")
+        io.write_parquet(args.out_plan, plan_against_measured(plan, jobs))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -132,6 +139,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--cores", type=int_range(1, sys.maxsize), default=None, help="the cores the run had (recorded with the totals)")
     p.add_argument("--out-jobs", required=True)
     p.add_argument("--out-experiments", required=True)
+    p.add_argument("--plan", default=None, help="the plan table (tomlab plan) to set beside the measured jobs")
+    p.add_argument("--out-plan", default=None, help="the plan against the measured jobs, one row per planned job")
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("report", help="render the Quarto report to HTML and PDF")

@@ -464,3 +464,16 @@ def comet_score(hypotheses: Sequence[str], rows: pd.DataFrame) -> float | None:
     model = load_from_checkpoint(model_path)
     data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(rows["source"], hypotheses, rows["reference"])]
     return float(model.predict(data, batch_size=8, gpus=0).system_score)
+
+
+#: The chain-of-thought instruction of the generation benchmark's prompts (``tomlab bench generation``).
+COT_INSTRUCTION = "Let's think step by step."
+
+
+def cot_prompts(questions: Sequence[str], n: int, instruction: str = COT_INSTRUCTION) -> list[str]:
+    """``n`` chain-of-thought prompts for the generation benchmark: each question and the instruction, the
+    questions repeated (numbered) when there are fewer than ``n``."""
+    if not questions:
+        raise ValueError("no questions to make prompts of")
+    return [f"{questions[i % len(questions)]}\n\n{instruction}"
+            + (f" (copy {i // len(questions) + 1})" if i >= len(questions) else "") for i in range(n)]

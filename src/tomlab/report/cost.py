@@ -206,3 +206,61 @@ def cost_summary(experiments: pd.DataFrame) -> str:
     return (f"The rules of this run took {minutes:.1f} minutes in all{on} (the sum of the jobs' wall times, "
             f"{int(total['jobs'])} jobs; rules that ran at the same time count twice), {verdict} the "
             f"{TARGET_MINUTES:.0f}-minute target for the default run on 2 cores. The largest shares: {where}.")
+
+
+# --- the plan beside the measurement --------------------------------------------------------------
+
+#: The plan table's columns the cost rule reads (tomlab plan writes them).
+PLAN_INPUT_COLUMNS = ("experiment", "rule", "job", "model", "device", "prompts", "tokens", "peak_memory_gb", "projected_s")
+#: The bound a projection should keep on this machine's run, per experiment, and the measured time below
+#: which an experiment is not judged (its fixed costs dominate).
+PLAN_BOUND = 0.30
+PLAN_MIN_SECONDS = 60.0
+
+
+def plan_against_measured(plan: pd.DataFrame, jobs: pd.DataFrame) -> pd.DataFrame:
+    """One row per planned job: its projection and, where the job ran, what it took (wall seconds, prompts
+    answered by the model, tokens processed); NaN where it did not run."""
+    measured = jobs[["rule", "job", "seconds", "prompts", "cache_hits", "model_tokens"]].rename(columns={
+        "seconds": "measured_s", "prompts": "measured_prompts", "model_tokens": "measured_tokens"})
+    out = plan.rename(columns={"prompts": "planned_prompts", "tokens": "planned_tokens", "projected_s": "planned_s"})
+    out = out[["experiment", "rule", "job", "model", "device", "planned_prompts", "planned_tokens", "peak_memory_gb",
+               "planned_s"]].merge(measured, on=["rule", "job"], how="left")
+    return out.reset_index(drop=True)
+
+
+def plan_by_experiment(table: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment and model, the projected and measured minutes of the jobs that ran on this machine,
+    their ratio and whether it keeps :data:`PLAN_BOUND` (experiments under :data:`PLAN_MIN_SECONDS` are not judged)."""
+    ran = table[(table["device"] != "served") & table["measured_s"].notna()]
+    rows = []
+    for (experiment, model), g in ran.groupby(["experiment", "model"], sort=True):
+        planned, measured = float(g["planned_s"].sum()), float(g["measured_s"].sum())
+        ratio = planned / measured if measured > 0 else np.nan
+        if measured < PLAN_MIN_SECONDS:
+            verdict = "not judged (under a minute)"
+        elif abs(ratio - 1) <= PLAN_BOUND:
+            verdict = f"within {PLAN_BOUND:.0%}"
+        else:
+            verdict = f"off by more than {PLAN_BOUND:.0%}"
+        rows.append({"experiment": experiment, "model": model, "jobs": len(g), "planned (min)": planned / 60,
+                     "measured (min)": measured / 60, "planned / measured": ratio, "verdict": verdict})
+    return pd.DataFrame(rows, columns=["experiment", "model", "jobs", "planned (min)", "measured (min)",
+                                       "planned / measured", "verdict"])
+
+
+def plan_summary(by_experiment: pd.DataFrame) -> str:
+    """One paragraph: how close the plan came, and which experiments it missed."""
+    if by_experiment.empty:
+        return "No planned job ran on this machine, so the plan has nothing to be compared with."
+    judged = by_experiment[~by_experiment["verdict"].str.startswith("not judged")]
+    missed = judged[judged["verdict"].str.startswith("off")]
+    planned, measured = by_experiment["planned (min)"].sum(), by_experiment["measured (min)"].sum()
+    text = (f"Before the run, `tomlab plan` projected {planned:.1f} minutes for the model jobs on this machine; they "
+            f"took {measured:.1f} minutes (the sum of their wall times). Of {len(judged)} experiment(s) that took over a "
+            f"minute, {len(judged) - len(missed)} kept within {PLAN_BOUND:.0%} of the projection")
+    if missed.empty:
+        return text + "."
+    names = ", ".join(f"{md_text(e)} on {md_text(m)} ({x:.2f}x)"
+                      for e, m, x in zip(missed["experiment"], missed["model"], missed["planned / measured"], strict=True))
+    return text + f"; the plan missed {names}."
