@@ -210,3 +210,18 @@ def test_tomlab_plan_names_a_bad_config(tmp_path, args, message):
     proc, out = _plan_cli(tmp_path, *args, "--device", "h100")
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_the_plan_rule_hands_over_the_panel_in_its_order(tmp_path):
+    # the benchmarks run on the panel's first model: a config passed with its keys sorted would plan them on another
+    import json
+    import shlex
+
+    from tests.test_pipeline import _snakemake
+
+    proc = _snakemake(tmp_path, "-n", "-p", "results/plan/plan.parquet", "--configfile", str(REPO / "config/smoke.yaml"),
+                      str(REPO / "config/smoke-panel.yaml"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if " plan --config-json " in x)
+    config = json.loads(shlex.split(line)[shlex.split(line).index("--config-json") + 1])
+    assert list(config["models"]) == ["random-llama", "gemma"]
