@@ -38,7 +38,7 @@ def test_the_geometry_of_a_random_model_counts_its_weights_and_kv_cache_as_the_b
     lm = load_model(spec["name"], dtype="float32", device="cpu", random_config=spec["random_config"])
     assert geometry.params == _matrix_params(lm.model)
     stand_in = planned_lm(geometry, "float32", GPUS["h100"], {})
-    assert kv_bytes_per_token(stand_in) == kv_bytes_per_token(lm) == geometry.kv_bytes_per_token("float32")
+    assert kv_bytes_per_token(stand_in) == kv_bytes_per_token(lm) == 2 * 2 * 1 * 32 * 4  # 2 layers, 1 kv head of 32
     assert row_bytes(stand_in, 57, 3) == row_bytes(lm, 57, 3)
 
 
@@ -47,7 +47,12 @@ def test_the_paper_models_geometry_gives_their_published_sizes():
     mistral, deepseek = KNOWN["mistralai/Mistral-7B-Instruct-v0.2"], KNOWN["deepseek-ai/deepseek-llm-7b-chat"]
     assert mistral.params + 32 * 2 * 4096 + 4096 == 7_241_732_096
     assert deepseek.params + 30 * 2 * 4096 + 4096 == 6_910_365_696
-    assert deepseek.kv_bytes_per_token("float32") == 960 * 1024 and mistral.kv_bytes_per_token("float32") == 256 * 1024
+    from tomlab.backends.batching import kv_bytes_per_token
+
+    def kv(geometry: Geometry) -> int:
+        return kv_bytes_per_token(planned_lm(geometry, "float32", GPUS["h100"], {}))
+
+    assert kv(deepseek) == 960 * 1024 and kv(mistral) == 256 * 1024
 
 
 def test_a_geometry_comes_from_a_folder_and_an_unknown_model_is_named(tmp_path):
@@ -204,7 +209,7 @@ def test_the_paper_panel_fits_an_80_gb_card_and_is_projected_in_hours(tmp_path, 
     (["--config", "evaluation={max_storys: 3}"], "max_storys"),
     (["--configfile", "no/such.yaml"], "config file no/such.yaml: not readable"),
     (["--workflow-config", "none"], "give the run's config files"),
-    (["--config-json", "[1]"], "--config-json: must hold an object"),
+    (["--config-json", "[1]"], "--config-json: expected a JSON object"),
 ])
 def test_tomlab_plan_names_a_bad_config(tmp_path, args, message):
     proc, out = _plan_cli(tmp_path, *args, "--device", "h100")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tomlab import io
+from tomlab.cli.common import json_object
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -19,12 +19,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     if args.config_json is not None:
         if args.configfile or args.config:
             raise ValueError("--config-json: give the whole config as JSON, or config files with --config, not both")
-        try:
-            config = json.loads(args.config_json)
-        except ValueError as err:
-            raise ValueError(f"--config-json: not JSON ({err})") from err
-        if not isinstance(config, dict):
-            raise ValueError("--config-json: must hold an object")  # noqa: TRY004 (bad flag value)
+        config = json_object(args.config_json, "--config-json")
         validate_config(config)
         return config
     base = [] if args.workflow_config in ("", "none") else [Path(args.workflow_config)]

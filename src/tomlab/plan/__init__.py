@@ -16,7 +16,7 @@ import pandas as pd
 
 from tomlab.panel import is_served
 from tomlab.plan import bench, bigtom, debate, steering, stress, team
-from tomlab.plan.context import PlanContext
+from tomlab.plan.context import CHARS_PER_TOKEN, PlanContext
 from tomlab.plan.devices import Device
 from tomlab.plan.geometry import Geometry, geometry_of
 from tomlab.plan.project import job_row
@@ -49,28 +49,23 @@ def spec_of(ctx: PlanContext, job: JobWork) -> Mapping[str, Any]:
     return ctx.specs[job.model]
 
 
-def _geometry(ctx: PlanContext, job: JobWork, found: dict[str, Geometry | None]) -> Geometry | None:
-    spec = spec_of(ctx, job)
+def _geometry(spec: Mapping[str, Any], model: str, found: dict[str, Geometry | None]) -> Geometry | None:
+    """The geometry of a local model's spec (None for a served one), each spec read once."""
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in found:
-        found[key] = None if is_served(spec) else geometry_of(spec, f"models.{job.model}")
+        found[key] = None if is_served(spec) else geometry_of(spec, f"models.{model}")
     return found[key]
 
 
 def plan_table(ctx: PlanContext, dev: Device, host_bytes: int | None = None) -> pd.DataFrame:
     """One row per model job: counts, rows per pass, peak memory (GiB) and projected seconds on ``dev``
     (``host_bytes``: the memory a CPU run has, where ``dev`` is the CPU)."""
-    from tomlab.plan.project import run_dtype
-
     found: dict[str, Geometry | None] = {}
     rows = []
     for job in count_jobs(ctx):
         spec = spec_of(ctx, job) if job.model else {}
-        geometry = _geometry(ctx, job, found) if job.model else None
-        row = job_row(job, geometry, spec, dev, host_bytes)
-        row["device"] = dev.name if geometry is not None else "served"
-        row["dtype"] = run_dtype(spec, dev) if geometry is not None else ""
-        rows.append(row)
+        geometry = _geometry(spec, job.model, found) if job.model else None
+        rows.append(job_row(job, geometry, spec, dev, host_bytes))
     return pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
 
 
@@ -88,7 +83,8 @@ def summary(table: pd.DataFrame, dev: Device, estimated: set[str] = frozenset())
     if len(served):
         lines.append(f"  served models: {len(served)} jobs, {int(served['tokens'].sum()):,} tokens (no local time)")
     if estimated:
-        lines.append(f"  tokens estimated at 4 characters per token (no tokenizer at hand): {', '.join(sorted(estimated))}")
+        lines.append(f"  tokens estimated at {CHARS_PER_TOKEN:g} characters per token (no tokenizer at hand): "
+                     f"{', '.join(sorted(estimated))}")
     total_h = local["projected_s"].sum() / 3600
     lines.append(f"projected total: {total_h:.2f} hours of model-job time on one {dev.name} "
                  "(jobs run one after another; CPU-only rules not counted)")

@@ -52,10 +52,6 @@ class Geometry:
     def weight_bytes(self, dtype: str) -> int:
         return self.params * DTYPE_BYTES[dtype]
 
-    def kv_bytes_per_token(self, dtype: str) -> int:
-        """Keys and values of every layer for one token (as :func:`tomlab.backends.batching.kv_bytes_per_token`)."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype]
-
     def flops_per_token(self, context: float = 0.0, logits: bool = False) -> float:
         """Forward FLOPs of one token: 2 per weight of the layers, attention over ``context`` earlier
         tokens (scores and weighted values), and the LM head when its logits are computed."""

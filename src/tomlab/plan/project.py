@@ -83,6 +83,7 @@ def _rows(p: Pass, lm: Any) -> int:
 
 def pass_cost(p: Pass, geometry: Geometry, dtype: str, dev: Device, lm: Any, matmul_precision: str = "highest") -> PassCost:
     """Time and memory of one :class:`Pass` on ``dev``."""
+    from tomlab.backends.batching import kv_bytes_per_token
     from tomlab.backends.memory import row_bytes
 
     if p.rows == 0:
@@ -106,7 +107,7 @@ def pass_cost(p: Pass, geometry: Geometry, dtype: str, dev: Device, lm: Any, mat
         mean_rows = p.sequences / decode_passes
         context = p.context + p.prompt_tokens + p.new_tokens / 2
         step_flops = mean_rows * geometry.flops_per_token(context, logits=True)
-        step_bytes = weights + mean_rows * context * geometry.kv_bytes_per_token(dtype)
+        step_bytes = weights + mean_rows * context * kv_bytes_per_token(lm)
         step = max(step_flops / flops, step_bytes / bandwidth) + geometry.layers * dev.step_overhead_s
         seconds += decode_passes * p.new_tokens * step
         passes += decode_passes
@@ -116,7 +117,8 @@ def pass_cost(p: Pass, geometry: Geometry, dtype: str, dev: Device, lm: Any, mat
 
 def job_row(job: JobWork, geometry: Geometry | None, spec: Mapping[str, Any], dev: Device,
             host_bytes: int | None = None) -> dict[str, Any]:
-    """One row of the plan: the job's counts, and its memory and time on ``dev`` (NaN for a served model)."""
+    """One row of the plan: the job's counts, and the device, dtype, memory and time on ``dev`` (a served
+    model, ``geometry`` None: device "served", no dtype, NaN memory and time)."""
     row: dict[str, Any] = {
         "experiment": job.experiment, "rule": job.rule, "job": job.job, "model": job.model, "loads": job.loads,
         "prompts": job.prompts,
@@ -127,7 +129,8 @@ def job_row(job: JobWork, geometry: Geometry | None, spec: Mapping[str, Any], de
     }
     row["tokens"] = row["prefill_tokens"] + row["decode_tokens"] + row["scored_tokens"]
     if geometry is None:
-        return {**row, "rows_per_pass": 0, "forward_passes": 0, "peak_memory_gb": math.nan, "projected_s": math.nan}
+        return {**row, "device": "served", "dtype": "", "rows_per_pass": 0, "forward_passes": 0,
+                "peak_memory_gb": math.nan, "projected_s": math.nan}
     dtype = run_dtype(spec, dev)
     precision = str(spec.get("matmul_precision") or "highest")
     lm = planned_lm(geometry, dtype, dev, spec, host_bytes)
@@ -135,6 +138,7 @@ def job_row(job: JobWork, geometry: Geometry | None, spec: Mapping[str, Any], de
     weights = geometry.weight_bytes(dtype)
     load = job.loads * weights / dev.load_bytes_per_s
     row.update({
+        "device": dev.name, "dtype": dtype,
         "rows_per_pass": max((c.rows_per_pass for c in costs), default=0),
         "forward_passes": sum(c.passes for c in costs),
         "peak_memory_gb": (weights * (job.loads > 0) + max((c.peak_bytes for c in costs), default=0)) / GIB,
